@@ -1,0 +1,53 @@
+/**
+ * Command-line parsing on node:util parseArgs, with errors that name the flag.
+ */
+
+import { parseArgs, type ParseArgsConfig } from "node:util";
+import { UsageError } from "./errors.ts";
+
+type Options = NonNullable<ParseArgsConfig["options"]>;
+
+/** Parses a subcommand's flags; `--help` is always accepted. */
+export function parseFlags<O extends Options>(
+  command: string,
+  args: string[],
+  options: O,
+  opts: { positionals?: boolean } = {},
+) {
+  try {
+    return parseArgs({
+      args,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals: opts.positionals ?? false,
+      strict: true,
+    });
+  } catch (err) {
+    const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, "");
+    throw new UsageError(`${command}: ${msg}`, `run 'interp-exec ${command} --help'`);
+  }
+}
+
+/** A positive number of seconds from a flag, in ms (0 allowed when `zero`). */
+export function secondsFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  zero = true,
+): number {
+  if (value === undefined) return fallback * 1000;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || (!zero && n === 0)) {
+    throw new UsageError(`--${name}: expected a number of seconds${zero ? " (0 for none)" : ""}, got '${value}'`);
+  }
+  return n * 1000;
+}
+
+/** A positive integer from a flag. */
+export function intFlag(name: string, value: string | undefined, fallback: number, min = 1): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) {
+    throw new UsageError(`--${name}: expected an integer >= ${min}, got '${value}'`);
+  }
+  return n;
+}

@@ -1,0 +1,304 @@
+/**
+ * The experiment config: YAML in the seed project's shape, validated with zod.
+ * Errors name the file, the line, the YAML path, the bad value and what is
+ * allowed; unknown keys suggest the nearest valid key.
+ */
+
+import { z } from "zod";
+import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { ConfigError } from "./errors.ts";
+
+const pythonIdentifier = z.string().regex(
+  /^[A-Za-z_][A-Za-z0-9_]*$/,
+  "a Python identifier (letters, digits, _; not starting with a digit)",
+);
+
+/** One model to load into the kernel. */
+export const ModelSchema = z.strictObject({
+  /** Hub id or display name; the model's identity (hidden when obfuscated). */
+  name: z.string().min(1),
+  /** Local or volume folder holding the weights; loaded instead of `name`. */
+  path: z.string().min(1).optional(),
+  revision: z.string().min(1).optional(),
+  device: z.string().regex(
+    /^(auto|cpu|mps|cuda(:\d+)?)$/,
+    "one of auto, cpu, cuda, cuda:N, mps",
+  ).default("auto"),
+  /** transformers/accelerate device_map ("auto", "balanced", or a module map). */
+  device_map: z.union([z.string(), z.record(z.string(), z.union([z.string(), z.number()]))])
+    .optional(),
+  dtype: z.enum(["auto", "float32", "float16", "bfloat16"]).default("auto"),
+  trust_remote_code: z.boolean().default(false),
+  is_peft: z.boolean().default(false),
+  base_model: z.string().min(1).optional(),
+  base_model_path: z.string().min(1).optional(),
+  /** Where to load the tokenizer from when it differs from the weights. */
+  tokenizer: z.string().min(1).optional(),
+  custom_load_code: z.string().min(1).optional(),
+  /** Extra keyword arguments for from_pretrained. */
+  load_kwargs: z.record(z.string(), z.unknown()).default({}),
+  var_name: pythonIdentifier.optional(),
+  tokenizer_var_name: pythonIdentifier.optional(),
+  /** Hide this model's identity from the agent. */
+  hidden: z.boolean().default(false),
+}).superRefine((m, ctx) => {
+  if (m.is_peft && !m.base_model && !m.base_model_path && !m.custom_load_code) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["base_model"],
+      message: "is_peft: true needs base_model (or base_model_path) naming the model the adapter applies to",
+    });
+  }
+});
+
+export const EnvironmentSchema = z.strictObject({
+  gpu: z.union([z.string(), z.null()]).optional(),
+  image: z.string().optional(),
+  models: z.array(ModelSchema).default([]),
+  github_repos: z.array(z.string()).default([]),
+  python_packages: z.array(z.string()).default([]),
+});
+
+export const ExecutionSchema = z.strictObject({
+  type: z.enum(["notebook", "filesystem", "mcp"]).default("notebook"),
+  skills: z.array(z.string().min(1)).default([]),
+  /** Folders searched for skills after the built-ins (relative to the config). */
+  skills_dirs: z.array(z.string().min(1)).default([]),
+  obfuscate: z.boolean().default(false),
+  /** Run the warm-up silently instead of as the notebook's first cell. */
+  hide_setup: z.boolean().default(false),
+  /** The agent's working folder inside the kernel's machine. */
+  workspace: z.string().min(1).optional(),
+  /** Folder (server-relative) for the session's notebook. */
+  notebook_dir: z.string().default(""),
+  /** Kernel spec name to start. */
+  kernel_name: z.string().min(1).default("python3"),
+  /** Shut interp-exec's sessions down after this many idle seconds (0: never). */
+  idle_timeout: z.number().int().nonnegative().default(0),
+});
+
+export const ConfigSchema = z.strictObject({
+  name: z.string().regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    "letters, digits, '.', '_' and '-', starting with a letter or digit",
+  ),
+  description: z.string().optional(),
+  /** The task text, or a path to a .md file relative to the config. */
+  task: z.string().optional(),
+  environment: EnvironmentSchema.default(() => EnvironmentSchema.parse({})),
+  execution: ExecutionSchema.default(() => ExecutionSchema.parse({})),
+  /** Stage 3's settings; carried through, not interpreted here. */
+  harness: z.record(z.string(), z.unknown()).optional(),
+});
+
+export type ModelConfig = z.infer<typeof ModelSchema>;
+export type ExperimentConfig = z.infer<typeof ConfigSchema>;
+
+/** A validated config with where it came from. */
+export interface LoadedConfig {
+  config: ExperimentConfig;
+  /** Absolute path of the config file ("<embedded>" for built-in examples). */
+  path: string;
+  /** Folder that relative paths in the config resolve against. */
+  dir: string;
+  /** The task text (read from the .md file when `task` names one). */
+  taskText?: string;
+}
+
+/** Reads, parses and validates a config file. */
+export async function loadConfig(path: string): Promise<LoadedConfig> {
+  const abs = resolve(path);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(abs);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new ConfigError(`config file not found: ${path}`, "pass --config PATH to a YAML file");
+    }
+    throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
+  }
+  return await parseConfig(text, abs);
+}
+
+/** Parses and validates config text; `file` is used in messages and for relative paths. */
+export async function parseConfig(text: string, file: string): Promise<LoadedConfig> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    const pos = lineCounter.linePos(e.pos[0]);
+    throw new ConfigError(
+      `${file}:${pos.line}:${pos.col}: invalid YAML: ${e.message.split("\n")[0]}`,
+    );
+  }
+  const data = doc.toJS();
+  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+    throw new ConfigError(`${file}: expected a YAML mapping with at least 'name', got ${kind(data)}`);
+  }
+  const result = ConfigSchema.safeParse(data);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const where = locate(doc, lineCounter, issue.path);
+    throw new ConfigError(
+      `${file}${where}: ${formatPath(issue.path)}: ${describeIssue(issue, data)}`,
+      hintFor(issue),
+    );
+  }
+  const config = result.data;
+  const dir = dirname(file);
+  let taskText: string | undefined = config.task;
+  if (config.task && /\.md$/i.test(config.task.trim()) && !config.task.includes("\n")) {
+    const taskPath = isAbsolute(config.task) ? config.task : resolve(dir, config.task);
+    try {
+      taskText = await Deno.readTextFile(taskPath);
+    } catch {
+      throw new ConfigError(
+        `${file}${locate(doc, lineCounter, ["task"])}: task: file not found: ${taskPath}`,
+        "task is either the task text or a path to a .md file relative to the config",
+      );
+    }
+  }
+  return { config, path: file, dir, taskText };
+}
+
+/** `a.b[0].c` for a zod/YAML path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return "(top level)";
+  return path.map((p, i) => typeof p === "number" ? `[${p}]` : (i === 0 ? "" : ".") + String(p))
+    .join("");
+}
+
+function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
+  const value = valueAt(data, issue.path);
+  switch (issue.code) {
+    case "unrecognized_keys": {
+      const allowed = allowedKeys(issue.path);
+      const key = issue.keys[0];
+      const near = nearest(key, allowed);
+      return `unknown key '${key}'` + (near ? ` (did you mean '${near}'?)` : "") +
+        (allowed.length ? `; allowed: ${allowed.join(", ")}` : "");
+    }
+    case "invalid_value":
+      return `got ${show(value)}; expected one of ${issue.values.map((v) => String(v)).join(", ")}`;
+    case "invalid_type":
+      if (value === undefined) return `required (${issue.expected}) but missing`;
+      return `expected ${issue.expected}, got ${show(value)}`;
+    case "invalid_format":
+    case "too_small":
+    case "too_big":
+    case "custom":
+      return value === undefined ? issue.message : `${issue.message}; got ${show(value)}`;
+    default:
+      return `${issue.message}; got ${show(value)}`;
+  }
+}
+
+function hintFor(issue: z.core.$ZodIssue): string | undefined {
+  if (issue.code === "invalid_value" && issue.path.at(-1) === "dtype") {
+    return "write dtype as a full torch name, e.g. bfloat16 rather than bf16";
+  }
+  return undefined;
+}
+
+// Walks the schema along a data path to find an object's valid keys.
+function allowedKeys(path: readonly PropertyKey[]): string[] {
+  // deno-lint-ignore no-explicit-any
+  let schema: any = ConfigSchema;
+  for (const step of path) {
+    schema = unwrap(schema);
+    if (typeof step === "number") schema = schema?._zod?.def?.element;
+    else schema = schema?._zod?.def?.shape?.[step as string];
+  }
+  schema = unwrap(schema);
+  return schema?._zod?.def?.shape ? Object.keys(schema._zod.def.shape) : [];
+}
+
+// deno-lint-ignore no-explicit-any
+function unwrap(schema: any): any {
+  while (schema?._zod?.def?.innerType || schema?._zod?.def?.in) {
+    schema = schema._zod.def.innerType ?? schema._zod.def.in;
+  }
+  return schema;
+}
+
+/** The candidate closest to `word` by edit distance, if close enough. */
+export function nearest(word: string, candidates: string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      bestDistance = d;
+      best = c;
+    }
+  }
+  return best !== undefined && bestDistance <= Math.max(2, Math.floor(word.length / 3))
+    ? best
+    : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length];
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let v: unknown = data;
+  for (const p of path) {
+    if (v === null || typeof v !== "object") return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+// ":LINE:COL" of the deepest node along the path that exists in the document.
+function locate(
+  doc: ReturnType<typeof parseDocument>,
+  lc: LineCounter,
+  path: readonly PropertyKey[],
+): string {
+  let node: unknown = doc.contents;
+  let range: [number, number, number] | undefined = (node as { range?: [number, number, number] })
+    ?.range;
+  for (const step of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((it) => isScalar(it.key) && it.key.value === step);
+      if (!pair) break;
+      range = (pair.key as { range?: [number, number, number] }).range ?? range;
+      node = pair.value;
+    } else if (isSeq(node) && typeof step === "number") {
+      node = node.items[step];
+      range = (node as { range?: [number, number, number] })?.range ?? range;
+    } else break;
+  }
+  if (!range) return "";
+  const pos = lc.linePos(range[0]);
+  return `:${pos.line}:${pos.col}`;
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const s = JSON.stringify(value);
+  return s.length > 60 ? s.slice(0, 57) + "..." : s;
+}
+
+function kind(value: unknown): string {
+  if (value === null || value === undefined) return "an empty document";
+  if (Array.isArray(value)) return "a list";
+  return `a ${typeof value}`;
+}
+
+/** Resolves a path in the config relative to the config's folder (absolute stays). */
+export function resolveFromConfig(loaded: LoadedConfig, p: string): string {
+  return isAbsolute(p) ? p : resolve(loaded.dir, p);
+}

@@ -1,0 +1,144 @@
+/**
+ * Which Jupyter server to use, and connecting to it: the stage-1 environment
+ * handle (--env FILE or -), flags, environment variables, the servers
+ * interp-exec remembers, or else the embedded default it starts itself.
+ */
+
+import { z } from "zod";
+import { ConfigError, UsageError } from "./errors.ts";
+import type { ServerInfo } from "./handle.ts";
+import { JupyterClient, normalizeBaseUrl } from "./jupyter.ts";
+import { type EmbeddedServer, ensureEmbeddedServer, stopEmbeddedServer } from "./local_server.ts";
+import { progress, warn } from "./log.ts";
+import { findServer, rememberServer } from "./state.ts";
+
+/** The stage-1 environment handle: only the Jupyter fields matter here. */
+export const EnvHandleSchema = z.looseObject({
+  jupyter_url: z.string().min(1),
+  jupyter_token: z.string().optional(),
+  sandbox_id: z.string().optional(),
+});
+
+/** Flags shared by every command that talks to a server. */
+export interface ServerFlags {
+  env?: string;
+  "jupyter-url"?: string;
+  token?: string;
+  "token-file"?: string;
+  python?: string;
+  "root-dir"?: string;
+}
+
+/** parseArgs options for {@link ServerFlags}. */
+export const serverFlagOptions = {
+  env: { type: "string" },
+  "jupyter-url": { type: "string" },
+  token: { type: "string" },
+  "token-file": { type: "string" },
+  python: { type: "string" },
+  "root-dir": { type: "string" },
+} as const;
+
+/** Help text for {@link serverFlagOptions}. */
+export const serverFlagHelp = `Server (default: the embedded local server, started when needed):
+  --env FILE|-            stage-1 environment handle JSON (jupyter_url, jupyter_token, ...)
+  --jupyter-url URL       Jupyter Server / Kernel Gateway base URL (env INTERP_EXEC_JUPYTER_URL)
+  --token-file FILE       file holding the token (env INTERP_EXEC_JUPYTER_TOKEN or JUPYTER_TOKEN)
+  --token TOKEN           the token itself (visible in process lists; prefer the above)
+  --python PATH           Python for the embedded server (env INTERP_EXEC_PYTHON)
+  --root-dir DIR          notebook root of the embedded server when it starts`;
+
+/** A probed server. */
+export interface Connection {
+  client: JupyterClient;
+  info: ServerInfo;
+  /** The embedded server record, when that is what we use. */
+  embedded?: EmbeddedServer;
+  /** True when this call started the embedded server (a failure stops it). */
+  startedEmbedded: boolean;
+}
+
+/** Reads the server target from flags, the env handle and the environment; undefined means embedded. */
+export async function resolveTarget(
+  flags: ServerFlags,
+  stdinText?: () => Promise<string>,
+): Promise<{ url: string; token: string } | undefined> {
+  let url = flags["jupyter-url"];
+  let token: string | undefined;
+  if (flags["token-file"]) {
+    try {
+      token = (await Deno.readTextFile(flags["token-file"])).trim();
+    } catch (err) {
+      throw new UsageError(`--token-file ${flags["token-file"]}: ${(err as Error).message}`);
+    }
+  } else if (flags.token !== undefined) {
+    warn("--token is visible to other users in the process list; prefer --token-file or JUPYTER_TOKEN");
+    token = flags.token;
+  }
+  if (flags.env) {
+    const source = flags.env === "-" ? "stdin" : flags.env;
+    let text: string;
+    try {
+      text = flags.env === "-"
+        ? await (stdinText ?? readStdin)()
+        : await Deno.readTextFile(flags.env);
+    } catch (err) {
+      throw new UsageError(`--env ${flags.env}: ${(err as Error).message}`);
+    }
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(`--env ${source}: not JSON: ${(err as Error).message}`);
+    }
+    const r = EnvHandleSchema.safeParse(data);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw new ConfigError(
+        `--env ${source}: ${issue.path.join(".") || "(top level)"}: ${issue.message}`,
+        "the environment handle is a JSON object with at least jupyter_url",
+      );
+    }
+    url ??= r.data.jupyter_url;
+    token ??= r.data.jupyter_token;
+  }
+  url ??= Deno.env.get("INTERP_EXEC_JUPYTER_URL");
+  if (!url) return undefined;
+  const norm = normalizeBaseUrl(url);
+  token ??= Deno.env.get("INTERP_EXEC_JUPYTER_TOKEN") ?? Deno.env.get("JUPYTER_TOKEN") ??
+    (await findServer(norm))?.token ?? "";
+  return { url: norm, token };
+}
+
+/** Connects to the given server, or to the embedded default when none is given. */
+export async function connect(
+  flags: ServerFlags,
+  opts: { idleTimeout?: number; stdinText?: () => Promise<string> } = {},
+): Promise<Connection> {
+  const target = await resolveTarget(flags, opts.stdinText);
+  if (target) {
+    const client = new JupyterClient(target);
+    const probed = await client.probe();
+    progress(`connected to ${probed.kind.replace("_", " ")} ${probed.version} at ${client.url}`);
+    await rememberServer({ url: client.url, token: target.token, kind: probed.kind, embedded: false });
+    return { client, info: { ...probed, embedded: false }, startedEmbedded: false };
+  }
+  const { server, started } = await ensureEmbeddedServer({
+    python: flags.python,
+    rootDir: flags["root-dir"],
+    idleTimeout: opts.idleTimeout,
+  });
+  try {
+    const client = new JupyterClient({ url: server.url, token: server.token });
+    const probed = await client.probe();
+    return { client, info: { ...probed, embedded: true }, embedded: server, startedEmbedded: started };
+  } catch (err) {
+    if (started) await stopEmbeddedServer(server);
+    throw err;
+  }
+}
+
+/** Reads all of stdin as text. */
+export async function readStdin(): Promise<string> {
+  return await new Response(Deno.stdin.readable).text();
+}

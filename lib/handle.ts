@@ -1,0 +1,168 @@
+/**
+ * The handle: the JSON contract between interp-exec and the programs that
+ * attach an agent (stage 3). One module, shared by every mode; the types come
+ * from these schemas and `interp-exec schema` prints them as JSON Schema.
+ */
+
+import { z } from "zod";
+import { HANDLE_SCHEMA_VERSION, VERSION } from "./version.ts";
+
+/** A model as the kernel reports it (already obfuscated where asked). */
+export const ModelSummarySchema = z.object({
+  var_name: z.string(),
+  tokenizer_var_name: z.string(),
+  display_name: z.string().describe("the model's name, or a neutral name when hidden"),
+  hidden: z.boolean(),
+  class: z.string(),
+  device: z.string(),
+  dtype: z.string(),
+  n_params: z.number().int(),
+  peft: z.boolean(),
+  load_seconds: z.number(),
+});
+
+const CallableSchema = z.object({
+  name: z.string(),
+  signature: z.string(),
+  doc: z.string(),
+});
+
+/** A skill as injected into the kernel. */
+export const SkillSummarySchema = z.object({
+  name: z.string(),
+  origin: z.string().describe("the file it came from, or builtin:NAME"),
+  preload: z.boolean(),
+  functions: z.array(CallableSchema),
+  classes: z.array(CallableSchema),
+});
+
+/** What kernel_setup.py reports after the warm-up. */
+export const KernelSummarySchema = z.object({
+  ok: z.literal(true),
+  models: z.array(ModelSummarySchema),
+  skills: z.array(SkillSummarySchema),
+  variables: z.array(z.string()),
+  environment: z.object({
+    python: z.string(),
+    torch: z.string(),
+    transformers: z.string(),
+    cuda_available: z.boolean(),
+    device_name: z.string(),
+  }),
+  load_seconds: z.number(),
+});
+
+export const ServerInfoSchema = z.object({
+  kind: z.enum(["jupyter_server", "kernel_gateway"]),
+  version: z.string(),
+  embedded: z.boolean().describe("started by interp-exec on this machine"),
+  sessions_api: z.boolean(),
+  contents_api: z.boolean(),
+});
+
+/** An MCP client config block (the common `mcpServers` shape). */
+export const McpConfigSchema = z.object({
+  mcpServers: z.record(
+    z.string(),
+    z.object({
+      command: z.string(),
+      args: z.array(z.string()),
+      env: z.record(z.string(), z.string()),
+    }),
+  ),
+});
+
+export const TimingsSchema = z.object({
+  total_ms: z.number(),
+  connect_ms: z.number().describe("server probe (and embedded start)"),
+  session_ms: z.number().describe("session/kernel creation"),
+  kernel_ready_ms: z.number().describe("kernel WebSocket connected and answering"),
+  warmup_ms: z.number().describe("kernel_setup.py, as seen by the client"),
+  kernel_load_s: z.number().describe("model and skill loading, timed inside the kernel"),
+});
+
+const common = {
+  schema_version: z.literal(HANDLE_SCHEMA_VERSION),
+  interp_exec_version: z.string(),
+  status: z.literal("ready"),
+  experiment_name: z.string(),
+  created_at: z.string().describe("ISO 8601"),
+  jupyter_url: z.string().describe("server base URL; never carries the token"),
+  kernel_id: z.string(),
+  server: ServerInfoSchema,
+  workspace: z.string(),
+  namespace: KernelSummarySchema.omit({ ok: true }),
+  timings: TimingsSchema,
+  agent_prompt: z.string().describe("markdown for the agent's system prompt"),
+};
+
+/** notebook mode: a Jupyter session the agent attaches to. */
+export const NotebookHandleSchema = z.object({
+  mode: z.literal("notebook"),
+  ...common,
+  session_id: z.string().describe("the Jupyter session id (the kernel id on servers without sessions)"),
+  notebook_path: z.string().nullable().describe("server-relative .ipynb, null without a contents API"),
+  mcp_config: McpConfigSchema,
+});
+
+/** mcp mode: only predefined functions, served as MCP tools. */
+export const McpHandleSchema = z.object({
+  mode: z.literal("mcp"),
+  ...common,
+  session_id: z.string(),
+  tools: z.array(z.string()),
+  mcp_config: McpConfigSchema,
+});
+
+export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema, McpHandleSchema]);
+
+export type ModelSummary = z.infer<typeof ModelSummarySchema>;
+export type KernelSummary = z.infer<typeof KernelSummarySchema>;
+export type ServerInfo = z.infer<typeof ServerInfoSchema>;
+export type McpConfig = z.infer<typeof McpConfigSchema>;
+export type Timings = z.infer<typeof TimingsSchema>;
+export type NotebookHandle = z.infer<typeof NotebookHandleSchema>;
+export type McpHandle = z.infer<typeof McpHandleSchema>;
+export type Handle = z.infer<typeof HandleSchema>;
+
+/** The fields every handle shares, filled in for a new one. */
+export function handleBase(): { schema_version: 1; interp_exec_version: string; created_at: string } {
+  return {
+    schema_version: HANDLE_SCHEMA_VERSION,
+    interp_exec_version: VERSION,
+    created_at: new Date().toISOString(),
+  };
+}
+
+/** JSON Schema of the handle (one handle, or an array of them with --sessions). */
+export function handleJsonSchema(): unknown {
+  const schema = z.union([HandleSchema, z.array(HandleSchema).min(1)]);
+  return {
+    $id: `https://interp-exec.dev/schema/handle-v${HANDLE_SCHEMA_VERSION}.json`,
+    title: `interp-exec handle v${HANDLE_SCHEMA_VERSION}`,
+    ...z.toJSONSchema(schema, { target: "draft-2020-12", io: "output" }),
+  };
+}
+
+/** Parses a handle from JSON text (a file or stdin), one or several. */
+export function parseHandles(text: string, source: string): Handle[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${source}: not JSON: ${(err as Error).message}`);
+  }
+  const list = Array.isArray(data) ? data : [data];
+  return list.map((item, i) => {
+    const r = HandleSchema.safeParse(item);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      throw new Error(
+        `${source}${Array.isArray(data) ? `[${i}]` : ""}: not an interp-exec handle: ${
+          issue.path.join(".")
+        }: ${issue.message}`,
+      );
+    }
+    return r.data;
+  });
+}

@@ -1,0 +1,669 @@
+/**
+ * The Jupyter client: the REST API over fetch (probe, sessions, kernels,
+ * contents) and the kernel WebSocket through @jupyterlab/services, with the
+ * kernel protocol handled as nbclient does it: replies matched on
+ * parent_header.msg_id (by the library's futures), monotonic deadlines, a
+ * liveness watch on the kernel, interrupt on timeout.
+ */
+
+import { KernelConnection, type KernelMessage, ServerConnection } from "@jupyterlab/services";
+import { InterruptedError, JupyterError } from "./errors.ts";
+import type { ServerInfo } from "./handle.ts";
+
+/** Where a Jupyter server is and how to authenticate. Never logged. */
+export interface ServerTarget {
+  /** Base URL including any prefix (JupyterHub's /user/NAME/), with a trailing slash. */
+  url: string;
+  token: string;
+}
+
+/** A Jupyter REST model of a session. */
+export interface SessionModel {
+  id: string;
+  path: string;
+  name: string;
+  type: string;
+  kernel: KernelModel;
+}
+
+/** A Jupyter REST model of a kernel. */
+export interface KernelModel {
+  id: string;
+  name: string;
+  last_activity?: string;
+  execution_state?: string;
+  connections?: number;
+}
+
+/** An nbformat v4 output. */
+export type Output =
+  | { output_type: "stream"; name: "stdout" | "stderr"; text: string }
+  | {
+    output_type: "display_data";
+    data: Record<string, unknown>;
+    metadata: Record<string, unknown>;
+  }
+  | {
+    output_type: "execute_result";
+    data: Record<string, unknown>;
+    metadata: Record<string, unknown>;
+    execution_count: number | null;
+  }
+  | { output_type: "error"; ename: string; evalue: string; traceback: string[] };
+
+/** What one execute request produced. */
+export interface ExecuteResult {
+  status: "ok" | "error" | "aborted";
+  execution_count: number | null;
+  outputs: Output[];
+  error?: { ename: string; evalue: string; traceback: string[] };
+  elapsed_ms: number;
+}
+
+export interface ExecuteOptions {
+  silent?: boolean;
+  storeHistory?: boolean;
+  /** Deadline for the whole execution; on expiry the kernel is interrupted. 0: none. */
+  timeoutMs?: number;
+  /** Called for every output as it arrives (streams are not merged here). */
+  onOutput?: (output: Output) => void;
+  /** Aborting interrupts the kernel and rejects with InterruptedError. */
+  signal?: AbortSignal;
+  /** Which signal to report when `signal` aborts. */
+  abortReason?: () => "SIGINT" | "SIGTERM";
+}
+
+/** Normalises a base URL: a trailing slash, no query. */
+export function normalizeBaseUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new JupyterError(
+      "unreachable",
+      `not a URL: '${raw}'`,
+      "expected http(s)://host:port/ with any base path prefix",
+    );
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new JupyterError("unreachable", `unsupported URL scheme '${u.protocol}' in ${raw}`);
+  }
+  if (u.username || u.password || u.searchParams.has("token")) {
+    throw new JupyterError(
+      "unreachable",
+      "the Jupyter URL carries credentials",
+      "pass the token with --token-file or JUPYTER_TOKEN, not inside the URL",
+    );
+  }
+  u.search = "";
+  u.hash = "";
+  if (!u.pathname.endsWith("/")) u.pathname += "/";
+  return u.toString();
+}
+
+/** A JupyterHub-style /lab or /tree suffix is a browser page, not the API base. */
+function describeUrl(url: string): string {
+  return url.replace(/\/$/, "");
+}
+
+export class JupyterClient {
+  readonly settings: ServerConnection.ISettings;
+  readonly url: string;
+
+  constructor(readonly target: ServerTarget) {
+    this.url = normalizeBaseUrl(target.url);
+    const ws = this.url.replace(/^http/, "ws");
+    this.settings = ServerConnection.makeSettings({
+      baseUrl: this.url,
+      wsUrl: ws,
+      token: target.token,
+      appendToken: true,
+      init: { cache: "no-store" },
+    });
+  }
+
+  /** A REST call; maps transport and HTTP failures onto JupyterError. */
+  async api(
+    path: string,
+    init: RequestInit & { allow?: number[]; timeoutMs?: number } = {},
+  ): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.target.token) headers.set("Authorization", `token ${this.target.token}`);
+    if (init.body && !headers.has("Content-Type")) headers.set("Content-Type", "application/json");
+    let res: Response;
+    try {
+      res = await fetch(this.url + path.replace(/^\//, ""), {
+        ...init,
+        headers,
+        signal: AbortSignal.timeout(init.timeoutMs ?? 30_000),
+      });
+    } catch (err) {
+      const e = err as Error;
+      if (e.name === "TimeoutError") {
+        throw new JupyterError("unreachable", `${describeUrl(this.url)} did not answer ${path} in time`);
+      }
+      throw new JupyterError(
+        "unreachable",
+        `cannot reach the Jupyter server at ${describeUrl(this.url)}: ${e.message.split("\n")[0]}`,
+        "check --jupyter-url (or jupyter_url in --env) and that the server is running",
+      );
+    }
+    if (res.ok || init.allow?.includes(res.status)) return res;
+    const body = await res.text().catch(() => "");
+    if (res.status === 401 || res.status === 403) {
+      throw new JupyterError(
+        "auth",
+        `the Jupyter server at ${describeUrl(this.url)} refused the token (HTTP ${res.status} on ${path})`,
+        "check --token-file, JUPYTER_TOKEN or jupyter_token in --env",
+        res.status,
+      );
+    }
+    let reason = "";
+    try {
+      reason = JSON.parse(body).message ?? "";
+    } catch { /* not JSON */ }
+    throw new JupyterError(
+      "http",
+      `${init.method ?? "GET"} ${path} failed: HTTP ${res.status}${reason ? `: ${reason}` : ""}`,
+      undefined,
+      res.status,
+    );
+  }
+
+  /** GETs JSON. */
+  async json<T>(path: string, init?: RequestInit & { timeoutMs?: number }): Promise<T> {
+    const res = await this.api(path, init);
+    return await res.json() as T;
+  }
+
+  /**
+   * Checks the server: reachable, a Jupyter server, token accepted. Tells a
+   * Jupyter Server from a Kernel Gateway and which APIs it offers.
+   */
+  async probe(): Promise<Omit<ServerInfo, "embedded">> {
+    const res = await this.api("api", { allow: [404] });
+    let version: string | undefined;
+    const text = await res.text();
+    try {
+      version = JSON.parse(text).version;
+    } catch { /* not JSON */ }
+    if (res.status === 404 || typeof version !== "string") {
+      throw new JupyterError(
+        "not_jupyter",
+        `${describeUrl(this.url)} does not look like a Jupyter server (GET api gave ${
+          res.status === 404 ? "404" : "no version"
+        })`,
+        "pass the server's base URL, e.g. https://hub.example/user/NAME/ for JupyterHub",
+      );
+    }
+    // /api answers without auth; this call checks the token.
+    await this.api("api/kernelspecs");
+    const sessions = await this.api("api/sessions", { allow: [403, 404, 405] });
+    await sessions.body?.cancel();
+    const contents = await this.api("api/contents?content=0", { allow: [403, 404, 405] });
+    await contents.body?.cancel();
+    const gateway = contents.status === 404 ||
+      (res.headers.get("server") ?? "").toLowerCase().includes("gateway");
+    return {
+      kind: gateway ? "kernel_gateway" : "jupyter_server",
+      version,
+      sessions_api: sessions.ok,
+      contents_api: contents.ok,
+    };
+  }
+
+  /** Creates a session bound to a notebook path, starting its kernel. */
+  async startSession(
+    opts: { path: string; name: string; kernelName: string; env?: Record<string, string> },
+  ): Promise<SessionModel> {
+    const body: Record<string, unknown> = {
+      path: opts.path,
+      name: opts.name,
+      type: "notebook",
+      kernel: { name: opts.kernelName },
+    };
+    if (opts.env) body.kernel = { name: opts.kernelName, env: opts.env };
+    return await this.json<SessionModel>("api/sessions", {
+      method: "POST",
+      body: JSON.stringify(body),
+      timeoutMs: 120_000,
+    });
+  }
+
+  /** Starts a bare kernel (servers without a sessions API). */
+  async startKernel(
+    opts: { kernelName: string; env?: Record<string, string>; timeoutMs?: number },
+  ): Promise<KernelModel> {
+    return await this.json<KernelModel>("api/kernels", {
+      method: "POST",
+      body: JSON.stringify({ name: opts.kernelName, env: opts.env ?? {} }),
+      timeoutMs: opts.timeoutMs ?? 120_000,
+    });
+  }
+
+  async getKernel(id: string): Promise<KernelModel | undefined> {
+    const res = await this.api(`api/kernels/${encodeURIComponent(id)}`, { allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    return await res.json() as KernelModel;
+  }
+
+  async getSession(id: string): Promise<SessionModel | undefined> {
+    const res = await this.api(`api/sessions/${encodeURIComponent(id)}`, { allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    return await res.json() as SessionModel;
+  }
+
+  async listSessions(): Promise<SessionModel[]> {
+    return await this.json<SessionModel[]>("api/sessions");
+  }
+
+  async listKernels(): Promise<KernelModel[]> {
+    return await this.json<KernelModel[]>("api/kernels");
+  }
+
+  /** Ends a session and its kernel; a session already gone is fine. */
+  async shutdownSession(id: string): Promise<void> {
+    const res = await this.api(`api/sessions/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      allow: [404],
+    });
+    await res.body?.cancel();
+  }
+
+  /** Ends a kernel; one already gone is fine. */
+  async shutdownKernel(id: string): Promise<void> {
+    const res = await this.api(`api/kernels/${encodeURIComponent(id)}`, {
+      method: "DELETE",
+      allow: [404],
+    });
+    await res.body?.cancel();
+  }
+
+  async interruptKernel(id: string): Promise<void> {
+    const res = await this.api(`api/kernels/${encodeURIComponent(id)}/interrupt`, {
+      method: "POST",
+      allow: [404],
+    });
+    await res.body?.cancel();
+  }
+
+  /** Reads a notebook through the contents API (undefined when absent). */
+  async readNotebook(path: string): Promise<Notebook | undefined> {
+    const res = await this.api(`api/contents/${encodePath(path)}?type=notebook&content=1`, {
+      allow: [404],
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    return (await res.json()).content as Notebook;
+  }
+
+  /** Writes a notebook through the contents API. */
+  async saveNotebook(path: string, nb: Notebook): Promise<void> {
+    const res = await this.api(`api/contents/${encodePath(path)}`, {
+      method: "PUT",
+      body: JSON.stringify({ type: "notebook", format: "json", content: nb }),
+    });
+    await res.body?.cancel();
+  }
+
+  async deleteFile(path: string): Promise<void> {
+    const res = await this.api(`api/contents/${encodePath(path)}`, {
+      method: "DELETE",
+      allow: [404],
+    });
+    await res.body?.cancel();
+  }
+
+  /** Creates a folder (and its parents) through the contents API. */
+  async ensureDirectory(path: string): Promise<void> {
+    const parts = path.split("/").filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const p = parts.slice(0, i).join("/");
+      const res = await this.api(`api/contents/${encodePath(p)}`, {
+        method: "PUT",
+        body: JSON.stringify({ type: "directory" }),
+        allow: [409],
+      });
+      await res.body?.cancel();
+    }
+  }
+
+  /**
+   * Opens the kernel WebSocket and makes sure the kernel answers on it.
+   *
+   * Guards against a race seen with ipykernel 7 behind Jupyter Server 2.x: a
+   * request sent right after the handshake sometimes gets no answer until
+   * another client connects. So: wait until the kernel no longer reads
+   * `starting`, give the fresh connection a moment, check it with a
+   * kernel_info_request, and open a fresh connection if it stays silent.
+   */
+  async connectKernel(
+    kernel: KernelModel,
+    opts: { startTimeoutMs?: number; checkWindowsMs?: number[] } = {},
+  ): Promise<KernelChannel> {
+    await this.waitKernelStarted(kernel.id, opts.startTimeoutMs ?? 120_000);
+    const windows = opts.checkWindowsMs ?? [500, 1000, 5000];
+    for (let attempt = 0; attempt < windows.length; attempt++) {
+      const conn = new KernelConnection({
+        model: { id: kernel.id, name: kernel.name },
+        serverSettings: this.settings,
+        handleComms: false,
+      });
+      try {
+        await waitFor(
+          () => conn.connectionStatus === "connected",
+          conn.connectionStatusChanged,
+          10_000,
+        );
+        await sleep(20);
+        if (await answers(conn, windows[attempt])) return new KernelChannel(this, conn, kernel);
+      } catch (err) {
+        if (err instanceof JupyterError) throw err;
+      }
+      conn.dispose();
+    }
+    throw new JupyterError(
+      "websocket",
+      `the kernel ${kernel.id} did not answer on its WebSocket after ${windows.length} connections`,
+      "the server may be overloaded, or a proxy may block WebSockets",
+    );
+  }
+
+  private async waitKernelStarted(id: string, timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let delay = 25;
+    while (true) {
+      const model = await this.getKernel(id);
+      if (!model) throw new JupyterError("kernel_died", `the kernel ${id} went away while starting`);
+      const state = model.execution_state;
+      if (state === "dead") throw new JupyterError("kernel_died", `the kernel ${id} died while starting`);
+      if (state !== "starting") return;
+      if (performance.now() > deadline) {
+        throw new JupyterError(
+          "timeout",
+          `the kernel ${id} was still starting after ${Math.round(timeoutMs / 1000)} s`,
+          "raise --kernel-start-timeout for gateways that pull images first",
+        );
+      }
+      await sleep(delay);
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+}
+
+/** A connected kernel: execute code, interrupt, watch for death. */
+export class KernelChannel {
+  private deadReason: string | undefined;
+  private readonly deathListeners = new Set<(reason: string) => void>();
+
+  constructor(
+    readonly client: JupyterClient,
+    readonly conn: KernelConnection,
+    readonly model: KernelModel,
+  ) {
+    conn.statusChanged.connect((_, status) => {
+      if (status === "dead" || status === "restarting" || status === "autorestarting") {
+        this.markDead(
+          status === "dead"
+            ? "the kernel died"
+            : "the kernel died and the server restarted it (out of memory, or a crash in native code?)",
+        );
+      }
+    });
+  }
+
+  get id(): string {
+    return this.model.id;
+  }
+
+  /** Why the kernel is gone, if it is. */
+  get dead(): string | undefined {
+    return this.deadReason;
+  }
+
+  private markDead(reason: string): void {
+    if (this.deadReason) return;
+    this.deadReason = reason;
+    for (const l of this.deathListeners) l(reason);
+  }
+
+  /**
+   * Runs code and collects its outputs. Resolves when both the shell reply
+   * and the kernel's return to idle have arrived (the library's future does
+   * this matching on parent_header.msg_id).
+   */
+  async execute(code: string, opts: ExecuteOptions = {}): Promise<ExecuteResult> {
+    if (this.deadReason) throw new JupyterError("kernel_died", this.deadReason);
+    const started = performance.now();
+    const outputs: Output[] = [];
+    const future = this.conn.requestExecute({
+      code,
+      silent: opts.silent ?? false,
+      store_history: opts.storeHistory ?? !(opts.silent ?? false),
+      allow_stdin: false,
+      stop_on_error: true,
+    }, true);
+    future.onIOPub = (msg) => {
+      const out = toOutput(msg);
+      if (out) {
+        outputs.push(out);
+        opts.onOutput?.(out);
+      }
+    };
+    const cleanups: (() => void)[] = [];
+    const failure = new Promise<never>((_, reject) => {
+      const onDeath = (reason: string) => reject(new JupyterError("kernel_died", reason));
+      this.deathListeners.add(onDeath);
+      cleanups.push(() => this.deathListeners.delete(onDeath));
+      // The WebSocket alone cannot tell a dead kernel from a quiet one, so
+      // poll the REST model while waiting, as nbclient polls is_alive().
+      const poll = setInterval(async () => {
+        try {
+          const m = await this.client.getKernel(this.id);
+          if (!m) this.markDead("the kernel is gone (shut down or culled by the server)");
+          else if (m.execution_state === "dead") this.markDead("the kernel died");
+        } catch { /* transient; the next poll retries */ }
+      }, 2000);
+      cleanups.push(() => clearInterval(poll));
+      if (opts.timeoutMs && opts.timeoutMs > 0) {
+        const t = setTimeout(async () => {
+          await this.interruptQuietly();
+          reject(
+            new JupyterError(
+              "timeout",
+              `execution did not finish within ${fmtSeconds(opts.timeoutMs!)}; the kernel was interrupted`,
+            ),
+          );
+        }, opts.timeoutMs);
+        cleanups.push(() => clearTimeout(t));
+      }
+      if (opts.signal) {
+        const onAbort = async () => {
+          await this.interruptQuietly();
+          reject(new InterruptedError(opts.abortReason?.() ?? "SIGINT"));
+        };
+        if (opts.signal.aborted) void onAbort();
+        opts.signal.addEventListener("abort", onAbort, { once: true });
+        cleanups.push(() => opts.signal!.removeEventListener("abort", onAbort));
+      }
+    });
+    try {
+      const reply = await Promise.race([future.done, failure]) as KernelMessage.IExecuteReplyMsg;
+      const content = reply.content;
+      const result: ExecuteResult = {
+        status: content.status === "ok" ? "ok" : content.status === "error" ? "error" : "aborted",
+        execution_count: "execution_count" in content ? content.execution_count : null,
+        outputs,
+        elapsed_ms: performance.now() - started,
+      };
+      if (content.status === "error") {
+        result.error = { ename: content.ename, evalue: content.evalue, traceback: content.traceback };
+      }
+      return result;
+    } catch (err) {
+      if (!(err instanceof JupyterError || err instanceof InterruptedError)) {
+        // The future is rejected with a plain Error when the kernel dies mid-flight.
+        if (this.deadReason) throw new JupyterError("kernel_died", this.deadReason);
+      }
+      throw err;
+    } finally {
+      for (const c of cleanups) c();
+      if (!future.isDisposed) future.dispose();
+    }
+  }
+
+  /** Interrupts the kernel through the REST API (works for any kernel). */
+  async interrupt(): Promise<void> {
+    await this.client.interruptKernel(this.id);
+  }
+
+  private async interruptQuietly(): Promise<void> {
+    try {
+      await this.interrupt();
+    } catch { /* the kernel may be gone */ }
+  }
+
+  /** Closes the WebSocket (the kernel keeps running). */
+  close(): void {
+    if (!this.conn.isDisposed) this.conn.dispose();
+  }
+}
+
+/** Converts an iopub message into an nbformat output, if it is one. */
+export function toOutput(msg: KernelMessage.IIOPubMessage): Output | undefined {
+  const c = msg.content as Record<string, unknown>;
+  switch (msg.header.msg_type) {
+    case "stream":
+      return { output_type: "stream", name: c.name as "stdout" | "stderr", text: String(c.text) };
+    case "display_data":
+      return {
+        output_type: "display_data",
+        data: (c.data ?? {}) as Record<string, unknown>,
+        metadata: (c.metadata ?? {}) as Record<string, unknown>,
+      };
+    case "execute_result":
+      return {
+        output_type: "execute_result",
+        data: (c.data ?? {}) as Record<string, unknown>,
+        metadata: (c.metadata ?? {}) as Record<string, unknown>,
+        execution_count: (c.execution_count as number | null) ?? null,
+      };
+    case "error":
+      return {
+        output_type: "error",
+        ename: String(c.ename),
+        evalue: String(c.evalue),
+        traceback: (c.traceback as string[]) ?? [],
+      };
+    default:
+      return undefined;
+  }
+}
+
+/** A minimal nbformat v4 notebook. */
+export interface Notebook {
+  nbformat: 4;
+  nbformat_minor: number;
+  metadata: Record<string, unknown>;
+  cells: NotebookCell[];
+}
+
+export type NotebookCell =
+  | {
+    cell_type: "code";
+    id: string;
+    source: string;
+    metadata: Record<string, unknown>;
+    execution_count: number | null;
+    outputs: Output[];
+  }
+  | { cell_type: "markdown"; id: string; source: string; metadata: Record<string, unknown> };
+
+/** An empty notebook for a Python kernel. */
+export function emptyNotebook(kernelName: string, extra: Record<string, unknown> = {}): Notebook {
+  return {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {
+      kernelspec: { name: kernelName, display_name: "Python 3 (ipykernel)", language: "python" },
+      language_info: { name: "python" },
+      ...extra,
+    },
+    cells: [],
+  };
+}
+
+/** A fresh nbformat cell id. */
+export function cellId(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+}
+
+/** Removes ANSI escape codes (tracebacks are coloured). */
+export function stripAnsi(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "");
+}
+
+function encodePath(path: string): string {
+  return path.split("/").map(encodeURIComponent).join("/");
+}
+
+async function answers(conn: KernelConnection, windowMs: number): Promise<boolean> {
+  let busy = false;
+  const onStatus = (_: unknown, s: string) => {
+    if (s === "busy" || s === "idle") busy = true;
+  };
+  conn.statusChanged.connect(onStatus);
+  try {
+    const reply = conn.requestKernelInfo().then(() => true, () => false);
+    const deadline = performance.now() + windowMs;
+    while (performance.now() < deadline) {
+      const done = await Promise.race([reply, sleep(10).then(() => undefined)]);
+      if (done === true) return true;
+      if (done === false) return false;
+      if (busy) return await Promise.race([reply, sleep(windowMs * 4).then(() => false)]);
+    }
+    return false;
+  } finally {
+    conn.statusChanged.disconnect(onStatus);
+  }
+}
+
+async function waitFor(
+  cond: () => boolean,
+  signal: { connect: (fn: () => void) => boolean; disconnect: (fn: () => void) => boolean },
+  timeoutMs: number,
+): Promise<void> {
+  if (cond()) return;
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (cond()) {
+        signal.disconnect(check);
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    const t = setTimeout(() => {
+      signal.disconnect(check);
+      reject(new Error("timed out waiting for the kernel WebSocket"));
+    }, timeoutMs);
+    signal.connect(check);
+  });
+}
+
+/** Promise-based sleep. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function fmtSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}

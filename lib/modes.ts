@@ -1,0 +1,158 @@
+/**
+ * What every mode's subcommand shares: its flags, loading the config and its
+ * skills, connecting, and warming one or N sessions in parallel with all of
+ * them shut down again if any fails.
+ */
+
+import { parseFlags, intFlag, secondsFlag } from "./args.ts";
+import { type LoadedConfig, loadConfig } from "./config.ts";
+import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
+import { CliError, UsageError } from "./errors.ts";
+import type { Handle } from "./handle.ts";
+import { stopEmbeddedServer } from "./local_server.ts";
+import { printJson, progress, setQuiet } from "./log.ts";
+import { trapSignals } from "./signals.ts";
+import { forgetSessions } from "./state.ts";
+import { discoverSkills, resolveSkills, type Skill, skillDirs } from "./skills.ts";
+import type { WarmOptions } from "./notebook.ts";
+
+/** parseArgs options every mode takes. */
+export const modeFlagOptions = {
+  ...serverFlagOptions,
+  config: { type: "string", short: "c" },
+  timeout: { type: "string" },
+  "kernel-start-timeout": { type: "string" },
+  "keep-on-error": { type: "boolean" },
+  "skills-dir": { type: "string", multiple: true },
+  sessions: { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+} as const;
+
+/** Help text for {@link modeFlagOptions}. */
+export const modeFlagHelp = `Options:
+  -c, --config FILE            experiment config (YAML); required
+  --timeout SECONDS            bound on the warm-up (default 1800; 0 for none)
+  --kernel-start-timeout SECS  bound on a kernel's start (default 120; gateways may pull images)
+  --sessions N                 warm N sessions in parallel; prints an array of handles
+  --skills-dir DIR             extra skill folder (repeatable; searched after the built-ins)
+  --keep-on-error              leave a failed session running for inspection
+  -q, --quiet                  no progress lines (kernel output and errors still show)
+  -h, --help                   this help
+
+${serverFlagHelp}`;
+
+type ModeValues = ReturnType<typeof parseModeFlags>["values"];
+
+/** Parses a mode subcommand's flags. */
+export function parseModeFlags(command: string, args: string[]) {
+  return parseFlags(command, args, modeFlagOptions);
+}
+
+/** Loads the config named by --config and the skills it asks for. */
+export async function loadExperiment(
+  values: { config?: string; "skills-dir"?: string[] },
+  command: string,
+): Promise<{ loaded: LoadedConfig; skills: Skill[] }> {
+  if (!values.config) {
+    throw new UsageError(`${command}: --config FILE is required`, `e.g. interp-exec ${command} --config experiment.yaml`);
+  }
+  const loaded = await loadConfig(values.config);
+  const available = await discoverSkills(skillDirs({
+    flagDirs: values["skills-dir"] ?? [],
+    configDir: loaded.dir,
+    configDirs: loaded.config.execution.skills_dirs,
+  }));
+  const skills = resolveSkills(loaded.config.execution.skills, available);
+  return { loaded, skills };
+}
+
+/**
+ * Runs a mode: connect, warm one or N sessions, print the handle(s). Any
+ * failure shuts every session of this call down and, if this call started
+ * the embedded server, stops it too.
+ */
+export async function runMode(
+  command: string,
+  values: ModeValues,
+  warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
+): Promise<void> {
+  setQuiet(values.quiet ?? false);
+  const n = intFlag("sessions", values.sessions, 1);
+  const timeoutMs = secondsFlag("timeout", values.timeout, 1800);
+  const kernelStartTimeoutMs = secondsFlag("kernel-start-timeout", values["kernel-start-timeout"], 120, false);
+  const { loaded, skills } = await loadExperiment(values, command);
+  const signals = trapSignals();
+  const t0 = performance.now();
+  let conn: Connection | undefined;
+  try {
+    conn = await connect(values, { idleTimeout: loaded.config.execution.idle_timeout });
+    const connectMs = performance.now() - t0;
+    const base: WarmOptions = {
+      loaded,
+      skills,
+      timeoutMs,
+      kernelStartTimeoutMs,
+      keepOnError: values["keep-on-error"] ?? false,
+      signal: signals.signal,
+      abortReason: signals.reason,
+    };
+    const c = conn;
+    const handles = n === 1
+      ? [await warm(c, base)]
+      : await warmMany(c, n, (i) => warm(c, { ...base, index: i }), base.keepOnError);
+    for (const h of handles) {
+      h.timings.connect_ms = Math.round(connectMs * 10) / 10;
+      h.timings.total_ms = Math.round((performance.now() - t0) * 10) / 10;
+    }
+    progress(
+      n === 1
+        ? `ready: session ${handles[0].session_id} in ${(handles[0].timings.total_ms / 1000).toFixed(1)} s`
+        : `ready: ${n} sessions in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+    );
+    printJson(n === 1 ? handles[0] : handles);
+  } catch (err) {
+    if (conn?.startedEmbedded && conn.embedded && !values["keep-on-error"]) {
+      progress("stopping the embedded server this run started");
+      await stopEmbeddedServer(conn.embedded);
+    }
+    throw err;
+  } finally {
+    signals.dispose();
+  }
+}
+
+async function warmMany(
+  conn: Connection,
+  n: number,
+  warmOne: (i: number) => Promise<Handle>,
+  keepOnError: boolean,
+): Promise<Handle[]> {
+  progress(`warming ${n} sessions in parallel`);
+  const results = await Promise.allSettled(Array.from({ length: n }, (_, i) => warmOne(i)));
+  const failed = results
+    .map((r, i) => ({ r, i }))
+    .filter((x): x is { r: PromiseRejectedResult; i: number } => x.r.status === "rejected");
+  if (failed.length === 0) return results.map((r) => (r as PromiseFulfilledResult<Handle>).value);
+  if (!keepOnError) {
+    const ok = results.filter((r): r is PromiseFulfilledResult<Handle> => r.status === "fulfilled");
+    await forgetSessions(ok.map((r) => r.value.session_id));
+    for (const r of results) {
+      if (r.status === "fulfilled") {
+        await conn.client.shutdownSession(r.value.session_id).catch(() => {});
+        await conn.client.shutdownKernel(r.value.kernel_id).catch(() => {});
+        if (r.value.mode === "notebook" && r.value.notebook_path) {
+          await conn.client.deleteFile(r.value.notebook_path).catch(() => {});
+        }
+      }
+    }
+  }
+  const first = failed[0].r.reason;
+  const detail = failed.map(({ r, i }) => `session ${i}: ${(r.reason as Error).message}`).join("; ");
+  throw new CliError(
+    `${failed.length} of ${n} warm-ups failed (${detail}); all ${n} sessions were shut down`,
+    first instanceof CliError ? first.exitCode : 1,
+    first instanceof CliError ? first.hint : undefined,
+  );
+}
+
+export type { ModeValues };

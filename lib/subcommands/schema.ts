@@ -1,0 +1,17 @@
+import { parseFlags } from "../args.ts";
+import { handleJsonSchema } from "../handle.ts";
+import { printJson, printText } from "../log.ts";
+
+export const help = `interp-exec schema: print the handle's JSON Schema
+
+Usage: interp-exec schema
+
+The handle is versioned (schema_version); this prints the JSON Schema of the
+current version, for programs that read handles.`;
+
+/** `interp-exec schema` */
+export function schemaCommand(args: string[]): void {
+  const { values } = parseFlags("schema", args, {});
+  if (values.help) return printText(help);
+  printJson(handleJsonSchema());
+}

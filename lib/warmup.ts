@@ -1,0 +1,208 @@
+/**
+ * The warm-up: turns a config into the spec kernel_setup.py reads, sends the
+ * embedded kernel_setup.py to a connected kernel, runs it, streams its output
+ * to stderr and returns the summary it reports. Every mode that loads models
+ * into a kernel uses this.
+ */
+
+import { isAbsolute, resolve } from "node:path";
+import type { LoadedConfig, ModelConfig } from "./config.ts";
+import { ConfigError, JupyterError } from "./errors.ts";
+import { type KernelSummary, KernelSummarySchema } from "./handle.ts";
+import type { ExecuteResult, KernelChannel, Output } from "./jupyter.ts";
+import { stripAnsi } from "./jupyter.ts";
+import { writeStderr } from "./log.ts";
+import type { SkillSpec } from "./skills.ts";
+import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "./version.ts";
+import kernelSetupSource from "../kernel_setup.py" with { type: "text" };
+
+/** A model entry as kernel_setup.py receives it: names resolved, paths absolute. */
+export type ModelSpec = ModelConfig & {
+  var_name: string;
+  tokenizer_var_name: string;
+  display_name: string;
+  hidden: boolean;
+};
+
+/** The spec object kernel_setup.py reads. */
+export interface SetupSpec {
+  version: number;
+  experiment_name: string;
+  workspace: string;
+  obfuscate: boolean;
+  models: ModelSpec[];
+  skills: SkillSpec[];
+}
+
+/**
+ * Variable and display names: one model gives model/tokenizer, several give
+ * model_0/tokenizer_0, ...; var_name X gives tokenizer X with "model" replaced
+ * by "tokenizer" (model_a -> tokenizer_a), else X_tokenizer. A hidden model
+ * is shown under its variable name.
+ */
+export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpec[] {
+  const used = new Map<string, string>();
+  return models.map((m, i) => {
+    const where = `environment.models[${i}]`;
+    const varName = m.var_name ?? (models.length === 1 ? "model" : `model_${i}`);
+    const tokName = m.tokenizer_var_name ??
+      (varName.startsWith("model") ? "tokenizer" + varName.slice(5) : `${varName}_tokenizer`);
+    for (const [name, key] of [[varName, "var_name"], [tokName, "tokenizer_var_name"]]) {
+      if (RESERVED.has(name)) {
+        throw new ConfigError(`${where}.${key}: '${name}' is reserved for interp-exec's own variables`);
+      }
+      const other = used.get(name);
+      if (other) {
+        throw new ConfigError(`${where}.${key}: '${name}' is already used by ${other}`, "give each model its own var_name");
+      }
+      used.set(name, `${where}.${key}`);
+    }
+    const hidden = obfuscate || m.hidden;
+    return {
+      ...m,
+      var_name: varName,
+      tokenizer_var_name: tokName,
+      hidden,
+      display_name: hidden ? varName : m.name,
+    };
+  });
+}
+
+const RESERVED = new Set(["workspace", "experiment_name"]);
+
+/** Builds the spec for a config; relative weight paths resolve against the config's folder. */
+export function buildSpec(
+  loaded: LoadedConfig,
+  skills: SkillSpec[],
+  workspace: string,
+): SetupSpec {
+  const { config } = loaded;
+  const models = assignNames(config.environment.models, config.execution.obfuscate).map((m) => ({
+    ...m,
+    path: localPath(loaded, m.path),
+    base_model_path: localPath(loaded, m.base_model_path),
+    tokenizer: m.tokenizer && /^\.\.?\//.test(m.tokenizer) ? resolve(loaded.dir, m.tokenizer) : m.tokenizer,
+  }));
+  return {
+    version: SETUP_SPEC_VERSION,
+    experiment_name: config.name,
+    workspace,
+    obfuscate: config.execution.obfuscate,
+    models,
+    skills,
+  };
+}
+
+function localPath(loaded: LoadedConfig, p: string | undefined): string | undefined {
+  if (!p) return p;
+  return isAbsolute(p) ? p : resolve(loaded.dir, p);
+}
+
+/** The source of the notebook's first cell (it names no model, so obfuscation holds). */
+export const SETUP_CELL_SOURCE = `# interp-exec ${VERSION}: warm-up. kernel_setup.py (embedded in interp-exec) loads the
+# experiment's models and skills into this kernel; its log is this cell's output.
+__import__("interp_exec_setup").run_pending(globals());`;
+
+/** The silent request that defines kernel_setup.py as a module and stashes the spec. */
+export function stashCode(spec: SetupSpec): string {
+  return [
+    "import sys as _ie_sys, types as _ie_types, json as _ie_json",
+    '_ie_m = _ie_types.ModuleType("interp_exec_setup")',
+    `exec(compile(${pyString(kernelSetupSource)}, "<interp-exec kernel_setup.py>", "exec"), _ie_m.__dict__)`,
+    '_ie_sys.modules["interp_exec_setup"] = _ie_m',
+    `_ie_m._pending = _ie_json.loads(${pyString(JSON.stringify(spec))})`,
+    "del _ie_sys, _ie_types, _ie_json, _ie_m",
+  ].join("\n");
+}
+
+/** A Python string literal (JSON string syntax is valid Python). */
+export function pyString(s: string): string {
+  return JSON.stringify(s);
+}
+
+/** What a warm-up produced. */
+export interface WarmupResult {
+  summary: KernelSummary;
+  /** The setup cell's outputs for the notebook (summary display removed). */
+  outputs: Output[];
+  execution_count: number | null;
+  elapsed_ms: number;
+}
+
+/**
+ * Runs kernel_setup.py with the spec in the kernel. Kernel output streams to
+ * stderr as it comes; a Python error becomes a setup_failed JupyterError
+ * after its traceback is shown.
+ */
+export async function warmUp(
+  kernel: KernelChannel,
+  spec: SetupSpec,
+  opts: { hidden: boolean; timeoutMs: number; signal?: AbortSignal; abortReason?: () => "SIGINT" | "SIGTERM" },
+): Promise<WarmupResult> {
+  const started = performance.now();
+  const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
+  const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
+  const stash = await kernel.execute(stashCode(spec), {
+    silent: true,
+    storeHistory: false,
+    timeoutMs: remaining(),
+    signal: opts.signal,
+    abortReason: opts.abortReason,
+  });
+  throwIfError(stash, "defining kernel_setup.py in the kernel");
+  let summary: unknown;
+  const result = await kernel.execute(SETUP_CELL_SOURCE, {
+    silent: opts.hidden,
+    storeHistory: !opts.hidden,
+    timeoutMs: remaining(),
+    signal: opts.signal,
+    abortReason: opts.abortReason,
+    onOutput: (out) => {
+      if (out.output_type === "stream") writeStderr(out.text);
+      else if (out.output_type === "display_data" && SUMMARY_MIME in out.data) summary = out.data[SUMMARY_MIME];
+      else if (out.output_type === "error") writeStderr(stripAnsi(out.traceback.join("\n")) + "\n");
+    },
+  });
+  throwIfError(result, "kernel_setup.py");
+  const parsed = KernelSummarySchema.safeParse(summary);
+  if (!parsed.success) {
+    throw new JupyterError(
+      "setup_failed",
+      summary === undefined
+        ? "kernel_setup.py finished without reporting its summary"
+        : `kernel_setup.py reported a summary this interp-exec cannot read: ${parsed.error.issues[0].message}`,
+    );
+  }
+  return {
+    summary: parsed.data,
+    outputs: mergeStreams(
+      result.outputs.filter((o) => !(o.output_type === "display_data" && SUMMARY_MIME in o.data)),
+    ),
+    execution_count: result.execution_count,
+    elapsed_ms: performance.now() - started,
+  };
+}
+
+function throwIfError(result: ExecuteResult, what: string): void {
+  if (result.status === "ok") return;
+  if (result.error) {
+    throw new JupyterError(
+      "setup_failed",
+      `${what} failed: ${result.error.ename}: ${stripAnsi(result.error.evalue).split("\n")[0]}`,
+      "the traceback is above; fix the config (or the skill) it names and run again",
+    );
+  }
+  throw new JupyterError("setup_failed", `${what} was aborted by the kernel`);
+}
+
+/** Merges consecutive stream outputs of the same name, as notebooks store them. */
+export function mergeStreams(outputs: Output[]): Output[] {
+  const merged: Output[] = [];
+  for (const o of outputs) {
+    const last = merged.at(-1);
+    if (o.output_type === "stream" && last?.output_type === "stream" && last.name === o.name) {
+      merged[merged.length - 1] = { ...last, text: last.text + o.text };
+    } else merged.push(o);
+  }
+  return merged;
+}

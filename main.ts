@@ -1,0 +1,62 @@
+/**
+ * interp-exec: loads models and skills into a Jupyter kernel before an agent
+ * starts, and prints the handle its harness attaches to. This file only
+ * parses the subcommand and dispatches; each subcommand lives in
+ * lib/subcommands/ with its own help.
+ */
+
+import { fail, UsageError } from "./lib/errors.ts";
+import { guardStdout, printText } from "./lib/log.ts";
+import { VERSION } from "./lib/version.ts";
+import { notebookCommand } from "./lib/subcommands/notebook.ts";
+import { validateCommand } from "./lib/subcommands/validate.ts";
+import { schemaCommand } from "./lib/subcommands/schema.ts";
+
+type Command = { run: (args: string[]) => void | Promise<void>; summary: string };
+
+const commands: Record<string, Command> = {
+  notebook: { run: notebookCommand, summary: "warm a notebook session (models + skills) and print its handle" },
+  validate: { run: validateCommand, summary: "check an experiment config" },
+  schema: { run: schemaCommand, summary: "print the handle's JSON Schema" },
+};
+
+const help = `interp-exec ${VERSION}: warm Jupyter kernels with models and skills for interpretability agents
+
+Usage: interp-exec <command> [options]
+
+Commands:
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`).join("\n")}
+
+Run 'interp-exec <command> --help' for a command's options.
+stdout carries only JSON (handles, listings); progress goes to stderr.
+Exit codes: 0 ok, 1 internal error, 2 bad usage or config, 3 server unreachable
+or refused, 4 warm-up failed in the kernel, 5 kernel died, 6 timeout,
+7 no usable Python for the embedded server, 130/143 interrupted.`;
+
+async function main(argv: string[]): Promise<void> {
+  guardStdout(Deno.env.get("INTERP_EXEC_DEBUG") === "1");
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    printText(help);
+    return;
+  }
+  if (name === "--version" || name === "-V") {
+    printText(`interp-exec ${VERSION}`);
+    return;
+  }
+  const command = commands[name];
+  if (!command) {
+    const known = Object.keys(commands);
+    throw new UsageError(`unknown command '${name}'`, `commands: ${known.join(", ")}`);
+  }
+  await command.run(rest);
+}
+
+if (import.meta.main) {
+  try {
+    await main(Deno.args);
+    Deno.exit(0);
+  } catch (err) {
+    fail(err);
+  }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what interp-exec needs to run from this checkout, idempotently:
+#   1. Deno, pinned in package.json, from npm (node_modules/.bin/deno);
+#   2. the Python environment from requirements.txt, built once in a cache
+#      outside the clone keyed by the file's hash, linked here as .venv;
+#   3. the bundled tiny example models (examples/tiny/models), built locally.
+# Progress goes to stderr; stdout stays clean for the handle.
+set -euo pipefail
+exec 3>&1 1>&2
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+if [ ! -x node_modules/.bin/deno ]; then
+  echo "interp-exec: installing Deno from npm (once)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+hash=$(sha256sum requirements.txt | cut -c1-16)
+cache=${INTERP_EXEC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/interp-exec}
+venv="$cache/venv-$hash"
+if [ ! -f "$venv/.complete" ]; then
+  mkdir -p "$cache"
+  (
+    flock 9
+    if [ ! -f "$venv/.complete" ]; then
+      echo "interp-exec: building the Python environment in $venv (once per requirements.txt; a few minutes)"
+      rm -rf "$venv"
+      python3 -m venv "$venv"
+      "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+      touch "$venv/.complete"
+    fi
+  ) 9>"$cache/.lock"
+fi
+if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then
+  ln -sfn "$venv" .venv
+fi
+
+if [ ! -f examples/tiny/models/tiny-llama-lora/DONE ]; then
+  echo "interp-exec: building the tiny example models (once)"
+  .venv/bin/python examples/tiny/build_models.py examples/tiny/models
+fi

@@ -1,0 +1,230 @@
+/**
+ * Shared test fixtures: the CLI as a process, the tiny models, and a real,
+ * stock Jupyter Server (not started by interp-exec) behind a base URL
+ * prefix. scripts/test.sh builds the models and starts the server once per
+ * run and passes them in the environment; a test file run alone builds and
+ * starts its own.
+ */
+
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath as fromFileUrl } from "node:url";
+
+export const ROOT = resolve(dirname(fromFileUrl(import.meta.url)), "..");
+export const DENO = Deno.execPath();
+export const PYTHON = Deno.env.get("INTERP_EXEC_PYTHON") ?? join(ROOT, ".venv", "bin", "python");
+
+/** What a CLI run produced; stdout, stderr and the code are asserted separately. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `interp-exec ARGS` from source in a child process. */
+export async function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; stdin?: string; cwd?: string; signalAfterMs?: { signal: Deno.Signal; ms: number; when?: RegExp } } = {},
+): Promise<CliResult> {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "--allow-all", "--quiet", "--frozen", join(ROOT, "main.ts"), ...args],
+    env: { NO_COLOR: "1", ...opts.env },
+    cwd: opts.cwd ?? ROOT,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  let stderr = "";
+  const errDone = (async () => {
+    const decoder = new TextDecoder();
+    let sent = false;
+    const started = performance.now();
+    for await (const chunk of child.stderr) {
+      stderr += decoder.decode(chunk, { stream: true });
+      const s = opts.signalAfterMs;
+      if (s && !sent && (!s.when || s.when.test(stderr))) {
+        sent = true;
+        const wait = Math.max(0, s.ms - (performance.now() - started));
+        setTimeout(() => child.kill(s.signal), s.when ? s.ms : wait);
+      }
+    }
+  })();
+  const stdout = new TextDecoder().decode((await new Response(child.stdout).arrayBuffer()));
+  const status = await child.status;
+  await errDone;
+  return { code: status.code, stdout, stderr };
+}
+
+/** The tiny models: tiny-llama, tiny-gpt2, tiny-llama-lora (built once). */
+export async function tinyModels(): Promise<Record<string, string>> {
+  let dir = Deno.env.get("INTERP_EXEC_TEST_MODELS");
+  if (!dir) {
+    dir = join(ROOT, "examples", "tiny", "models");
+    Deno.env.set("INTERP_EXEC_TEST_MODELS", dir);
+  }
+  const out = await new Deno.Command(PYTHON, {
+    args: [join(ROOT, "examples", "tiny", "build_models.py"), dir],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return {
+    "tiny-llama": join(dir, "tiny-llama"),
+    "tiny-gpt2": join(dir, "tiny-gpt2"),
+    "tiny-llama-lora": join(dir, "tiny-llama-lora"),
+  };
+}
+
+/** A stock Jupyter Server: base URL (with prefix) and a token. */
+export interface TestServer {
+  url: string;
+  token: string;
+  rootDir: string;
+  stop: () => Promise<void>;
+}
+
+/**
+ * Starts a stock Jupyter Server (no interp-exec config, so Nagle stays on as
+ * on servers we do not control) on loopback with a token and base URL prefix.
+ */
+export async function startStockServer(opts: { prefix?: string; rootDir?: string; extraArgs?: string[]; module?: string } = {}): Promise<TestServer> {
+  const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
+  const token = crypto.randomUUID().replaceAll("-", "");
+  const port = freePort();
+  const prefix = opts.prefix ?? "/user/tester/";
+  const module = opts.module ?? "jupyter_server";
+  const args = module === "jupyter_server"
+    ? [
+      "-m",
+      "jupyter_server",
+      "--ServerApp.ip=127.0.0.1",
+      `--ServerApp.port=${port}`,
+      "--ServerApp.port_retries=0",
+      `--ServerApp.root_dir=${rootDir}`,
+      `--ServerApp.base_url=${prefix}`,
+      "--ServerApp.open_browser=False",
+      ...(opts.extraArgs ?? []),
+    ]
+    : ["-m", module, "--KernelGatewayApp.ip=127.0.0.1", `--KernelGatewayApp.port=${port}`, `--KernelGatewayApp.base_url=${prefix}`, ...(opts.extraArgs ?? [])];
+  const child = new Deno.Command(PYTHON, {
+    args,
+    env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token },
+    cwd: rootDir,
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  // Drain the server's log so it never blocks on a full pipe.
+  let log = "";
+  (async () => {
+    const d = new TextDecoder();
+    for await (const c of child.stderr) log = (log + d.decode(c)).slice(-20_000);
+  })();
+  const url = `http://127.0.0.1:${port}${prefix}`;
+  const deadline = performance.now() + 60_000;
+  while (true) {
+    try {
+      const res = await fetch(url + "api/kernelspecs", { headers: { Authorization: `token ${token}` } });
+      await res.body?.cancel();
+      if (res.ok) break;
+    } catch { /* not up yet */ }
+    if (performance.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`test server did not start: ${log.slice(-2000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    token,
+    rootDir,
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+    },
+  };
+}
+
+let shared: Promise<TestServer> | undefined;
+
+/** The run's shared stock server (from scripts/test.sh, or started here once). */
+export function sharedServer(): Promise<TestServer> {
+  const url = Deno.env.get("INTERP_EXEC_TEST_SERVER_URL");
+  const tokenFile = Deno.env.get("INTERP_EXEC_TEST_SERVER_TOKEN_FILE");
+  const rootDir = Deno.env.get("INTERP_EXEC_TEST_SERVER_ROOT");
+  if (url && tokenFile && rootDir) {
+    shared ??= Deno.readTextFile(tokenFile).then((t) => ({
+      url,
+      token: t.trim(),
+      rootDir,
+      stop: async () => {},
+    }));
+  }
+  shared ??= startStockServer();
+  return shared;
+}
+
+/** Writes the server's token to a 0600 file and returns CLI flags for it. */
+export async function serverFlags(server: TestServer): Promise<string[]> {
+  const file = await Deno.makeTempFile({ prefix: "interp-exec-token-" });
+  await Deno.writeTextFile(file, server.token, { mode: 0o600 });
+  return ["--jupyter-url", server.url, "--token-file", file];
+}
+
+/** A fresh state folder for a test (INTERP_EXEC_HOME). */
+export async function tempHome(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "interp-exec-home-" });
+}
+
+/** Writes an experiment config (YAML text) into a fresh folder and returns its path. */
+export async function writeConfig(yaml: string, files: Record<string, string> = {}): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "interp-exec-cfg-" });
+  const path = join(dir, "experiment.yaml");
+  await Deno.writeTextFile(path, yaml);
+  for (const [name, text] of Object.entries(files)) {
+    const p = join(dir, name);
+    await Deno.mkdir(dirname(p), { recursive: true });
+    await Deno.writeTextFile(p, text);
+  }
+  return path;
+}
+
+/** GETs JSON from a Jupyter server with its token. */
+export async function api<T>(server: TestServer, path: string, init: RequestInit = {}): Promise<T> {
+  const res = await fetch(server.url + path, {
+    ...init,
+    headers: { Authorization: `token ${server.token}`, "Content-Type": "application/json" },
+  });
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  if (res.status === 204) return undefined as T;
+  return await res.json() as T;
+}
+
+/** Runs code in a kernel over the real WebSocket; returns stdout text (test helper). */
+export async function kernelEval(server: TestServer, kernelId: string, code: string): Promise<string> {
+  const { JupyterClient } = await import("../lib/jupyter.ts");
+  const client = new JupyterClient({ url: server.url, token: server.token });
+  const kernel = await client.getKernel(kernelId);
+  if (!kernel) throw new Error(`no kernel ${kernelId}`);
+  const ch = await client.connectKernel(kernel);
+  try {
+    const r = await ch.execute(code, { timeoutMs: 60_000 });
+    if (r.status !== "ok") throw new Error(`${r.error?.ename}: ${r.error?.evalue}`);
+    return r.outputs.map((o) => o.output_type === "stream" ? o.text : "").join("");
+  } finally {
+    ch.close();
+  }
+}
+
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
