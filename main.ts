@@ -15,12 +15,16 @@ import { schemaCommand } from "./lib/subcommands/schema.ts";
 type Command = { run: (args: string[]) => void | Promise<void>; summary: string };
 
 const commands: Record<string, Command> = {
-  notebook: { run: notebookCommand, summary: "warm a notebook session (models + skills) and print its handle" },
+  notebook: {
+    run: notebookCommand,
+    summary: "warm a notebook session (models + skills) and print its handle",
+  },
   validate: { run: validateCommand, summary: "check an experiment config" },
   schema: { run: schemaCommand, summary: "print the handle's JSON Schema" },
 };
 
-const help = `interp-exec ${VERSION}: warm Jupyter kernels with models and skills for interpretability agents
+const help =
+  `interp-exec ${VERSION}: warm Jupyter kernels with models and skills for interpretability agents
 
 Usage: interp-exec <command> [options]
 

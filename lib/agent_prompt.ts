@@ -41,12 +41,21 @@ export function agentPrompt(p: PromptInput): string {
       : `${m.n_params}`;
     const name = m.hidden ? "identity hidden" : m.display_name;
     out.push(
-      `- \`${m.var_name}\` and \`${m.tokenizer_var_name}\`: ${m.class}${m.peft ? " (PEFT adapter)" : ""}, ${params} parameters, ${m.device}, ${m.dtype} (${name})`,
+      `- \`${m.var_name}\` and \`${m.tokenizer_var_name}\`: ${m.class}${
+        m.peft ? " (PEFT adapter)" : ""
+      }, ${params} parameters, ${m.device}, ${m.dtype} (${name})`,
     );
   }
-  const fnSkills = p.summary.skills.filter((s) => s.preload && (s.functions.length || s.classes.length));
+  const fnSkills = p.summary.skills.filter((s) =>
+    s.preload && (s.functions.length || s.classes.length)
+  );
   if (fnSkills.length) {
-    out.push("", "## Functions", "", "Defined in the namespace; `help(fn)` and `inspect.getsource(fn)` show more.");
+    out.push(
+      "",
+      "## Functions",
+      "",
+      "Defined in the namespace; `help(fn)` and `inspect.getsource(fn)` show more.",
+    );
     for (const s of fnSkills) {
       out.push("", `### ${s.name}`);
       for (const f of [...s.functions, ...s.classes]) {

@@ -37,13 +37,20 @@ export function secondsFlag(
   if (value === undefined) return fallback * 1000;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0 || (!zero && n === 0)) {
-    throw new UsageError(`--${name}: expected a number of seconds${zero ? " (0 for none)" : ""}, got '${value}'`);
+    throw new UsageError(
+      `--${name}: expected a number of seconds${zero ? " (0 for none)" : ""}, got '${value}'`,
+    );
   }
   return n * 1000;
 }
 
 /** A positive integer from a flag. */
-export function intFlag(name: string, value: string | undefined, fallback: number, min = 1): number {
+export function intFlag(
+  name: string,
+  value: string | undefined,
+  fallback: number,
+  min = 1,
+): number {
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < min) {

@@ -47,7 +47,8 @@ export const ModelSchema = z.strictObject({
     ctx.addIssue({
       code: "custom",
       path: ["base_model"],
-      message: "is_peft: true needs base_model (or base_model_path) naming the model the adapter applies to",
+      message:
+        "is_peft: true needs base_model (or base_model_path) naming the model the adapter applies to",
     });
   }
 });
@@ -134,12 +135,18 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
   }
   const data = doc.toJS();
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
-    throw new ConfigError(`${file}: expected a YAML mapping with at least 'name', got ${kind(data)}`);
+    throw new ConfigError(
+      `${file}: expected a YAML mapping with at least 'name', got ${kind(data)}`,
+    );
   }
   const result = ConfigSchema.safeParse(data);
   if (!result.success) {
     const issue = result.error.issues[0];
-    const where = locate(doc, lineCounter, issue.path);
+    const where = locate(
+      doc,
+      lineCounter,
+      issue.code === "unrecognized_keys" ? [...issue.path, issue.keys[0]] : issue.path,
+    );
     throw new ConfigError(
       `${file}${where}: ${formatPath(issue.path)}: ${describeIssue(issue, data)}`,
       hintFor(issue),

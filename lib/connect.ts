@@ -72,7 +72,9 @@ export async function resolveTarget(
       throw new UsageError(`--token-file ${flags["token-file"]}: ${(err as Error).message}`);
     }
   } else if (flags.token !== undefined) {
-    warn("--token is visible to other users in the process list; prefer --token-file or JUPYTER_TOKEN");
+    warn(
+      "--token is visible to other users in the process list; prefer --token-file or JUPYTER_TOKEN",
+    );
     token = flags.token;
   }
   if (flags.env) {
@@ -120,7 +122,12 @@ export async function connect(
     const client = new JupyterClient(target);
     const probed = await client.probe();
     progress(`connected to ${probed.kind.replace("_", " ")} ${probed.version} at ${client.url}`);
-    await rememberServer({ url: client.url, token: target.token, kind: probed.kind, embedded: false });
+    await rememberServer({
+      url: client.url,
+      token: target.token,
+      kind: probed.kind,
+      embedded: false,
+    });
     return { client, info: { ...probed, embedded: false }, startedEmbedded: false };
   }
   const { server, started } = await ensureEmbeddedServer({
@@ -131,7 +138,12 @@ export async function connect(
   try {
     const client = new JupyterClient({ url: server.url, token: server.token });
     const probed = await client.probe();
-    return { client, info: { ...probed, embedded: true }, embedded: server, startedEmbedded: started };
+    return {
+      client,
+      info: { ...probed, embedded: true },
+      embedded: server,
+      startedEmbedded: started,
+    };
   } catch (err) {
     if (started) await stopEmbeddedServer(server);
     throw err;

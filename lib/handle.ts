@@ -100,8 +100,12 @@ const common = {
 export const NotebookHandleSchema = z.object({
   mode: z.literal("notebook"),
   ...common,
-  session_id: z.string().describe("the Jupyter session id (the kernel id on servers without sessions)"),
-  notebook_path: z.string().nullable().describe("server-relative .ipynb, null without a contents API"),
+  session_id: z.string().describe(
+    "the Jupyter session id (the kernel id on servers without sessions)",
+  ),
+  notebook_path: z.string().nullable().describe(
+    "server-relative .ipynb, null without a contents API",
+  ),
   mcp_config: McpConfigSchema,
 });
 
@@ -126,7 +130,11 @@ export type McpHandle = z.infer<typeof McpHandleSchema>;
 export type Handle = z.infer<typeof HandleSchema>;
 
 /** The fields every handle shares, filled in for a new one. */
-export function handleBase(): { schema_version: 1; interp_exec_version: string; created_at: string } {
+export function handleBase(): {
+  schema_version: 1;
+  interp_exec_version: string;
+  created_at: string;
+} {
   return {
     schema_version: HANDLE_SCHEMA_VERSION,
     interp_exec_version: VERSION,

@@ -140,7 +140,10 @@ export class JupyterClient {
     } catch (err) {
       const e = err as Error;
       if (e.name === "TimeoutError") {
-        throw new JupyterError("unreachable", `${describeUrl(this.url)} did not answer ${path} in time`);
+        throw new JupyterError(
+          "unreachable",
+          `${describeUrl(this.url)} did not answer ${path} in time`,
+        );
       }
       throw new JupyterError(
         "unreachable",
@@ -153,7 +156,9 @@ export class JupyterClient {
     if (res.status === 401 || res.status === 403) {
       throw new JupyterError(
         "auth",
-        `the Jupyter server at ${describeUrl(this.url)} refused the token (HTTP ${res.status} on ${path})`,
+        `the Jupyter server at ${
+          describeUrl(this.url)
+        } refused the token (HTTP ${res.status} on ${path})`,
         "check --token-file, JUPYTER_TOKEN or jupyter_token in --env",
         res.status,
       );
@@ -341,17 +346,18 @@ export class JupyterClient {
    *
    * Guards against a race seen with ipykernel 7 behind Jupyter Server 2.x: a
    * request sent right after the handshake sometimes gets no answer until
-   * another client connects. So: wait until the kernel no longer reads
-   * `starting`, give the fresh connection a moment, check it with a
-   * kernel_info_request, and open a fresh connection if it stays silent.
+   * another client connects. So: give a fresh connection a moment, check it
+   * with a kernel_info_request, and open a fresh connection if it stays
+   * silent. The windows grow, so a kernel that is merely slow to start (its
+   * Python still importing) is waited for until the start deadline.
    */
   async connectKernel(
     kernel: KernelModel,
-    opts: { startTimeoutMs?: number; checkWindowsMs?: number[] } = {},
+    opts: { startTimeoutMs?: number; windowsMs?: number[] } = {},
   ): Promise<KernelChannel> {
-    await this.waitKernelStarted(kernel.id, opts.startTimeoutMs ?? 120_000);
-    const windows = opts.checkWindowsMs ?? [500, 1000, 5000];
-    for (let attempt = 0; attempt < windows.length; attempt++) {
+    const deadline = performance.now() + (opts.startTimeoutMs ?? 120_000);
+    const windows = opts.windowsMs ?? [500, 1000, 2000, 4000];
+    for (let attempt = 0;; attempt++) {
       const conn = new KernelConnection({
         model: { id: kernel.id, name: kernel.name },
         serverSettings: this.settings,
@@ -364,37 +370,23 @@ export class JupyterClient {
           10_000,
         );
         await sleep(20);
-        if (await answers(conn, windows[attempt])) return new KernelChannel(this, conn, kernel);
-      } catch (err) {
-        if (err instanceof JupyterError) throw err;
-      }
+        const window = windows[Math.min(attempt, windows.length - 1)];
+        if (await answers(conn, window)) return new KernelChannel(this, conn, kernel);
+      } catch { /* a failed handshake counts as a silent connection */ }
       conn.dispose();
-    }
-    throw new JupyterError(
-      "websocket",
-      `the kernel ${kernel.id} did not answer on its WebSocket after ${windows.length} connections`,
-      "the server may be overloaded, or a proxy may block WebSockets",
-    );
-  }
-
-  private async waitKernelStarted(id: string, timeoutMs: number): Promise<void> {
-    const deadline = performance.now() + timeoutMs;
-    let delay = 25;
-    while (true) {
-      const model = await this.getKernel(id);
-      if (!model) throw new JupyterError("kernel_died", `the kernel ${id} went away while starting`);
-      const state = model.execution_state;
-      if (state === "dead") throw new JupyterError("kernel_died", `the kernel ${id} died while starting`);
-      if (state !== "starting") return;
+      const model = await this.getKernel(kernel.id);
+      if (!model || model.execution_state === "dead") {
+        throw new JupyterError("kernel_died", `the kernel ${kernel.id} died while starting`);
+      }
       if (performance.now() > deadline) {
         throw new JupyterError(
           "timeout",
-          `the kernel ${id} was still starting after ${Math.round(timeoutMs / 1000)} s`,
-          "raise --kernel-start-timeout for gateways that pull images first",
+          `the kernel ${kernel.id} did not answer on its WebSocket within ${
+            fmtSeconds(opts.startTimeoutMs ?? 120_000)
+          } (${attempt + 1} connections)`,
+          "raise --kernel-start-timeout for gateways that pull images first; a proxy may also block WebSockets",
         );
       }
-      await sleep(delay);
-      delay = Math.min(delay * 2, 500);
     }
   }
 }
@@ -479,7 +471,9 @@ export class KernelChannel {
           reject(
             new JupyterError(
               "timeout",
-              `execution did not finish within ${fmtSeconds(opts.timeoutMs!)}; the kernel was interrupted`,
+              `execution did not finish within ${
+                fmtSeconds(opts.timeoutMs!)
+              }; the kernel was interrupted`,
             ),
           );
         }, opts.timeoutMs);
@@ -505,7 +499,11 @@ export class KernelChannel {
         elapsed_ms: performance.now() - started,
       };
       if (content.status === "error") {
-        result.error = { ename: content.ename, evalue: content.evalue, traceback: content.traceback };
+        result.error = {
+          ename: content.ename,
+          evalue: content.evalue,
+          traceback: content.traceback,
+        };
       }
       return result;
     } catch (err) {

@@ -83,7 +83,9 @@ export async function findPython(flag?: string): Promise<PythonChoice> {
 // The checkout this module runs from (a file: URL when not compiled), and the cwd.
 function projectRoots(): string[] {
   const roots = new Set<string>();
-  if (import.meta.url.startsWith("file:")) roots.add(resolve(dirname(fromFileUrl(import.meta.url)), ".."));
+  if (import.meta.url.startsWith("file:")) {
+    roots.add(resolve(dirname(fromFileUrl(import.meta.url)), ".."));
+  }
   roots.add(Deno.cwd());
   return [...roots];
 }
@@ -103,7 +105,12 @@ async function probePython(
     }).output();
     if (!out.success) {
       const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
-      return { ok: false, reason: err.includes("No module named") ? err.replace(/^.*Error: /, "") : `exited ${out.code}` };
+      return {
+        ok: false,
+        reason: err.includes("No module named")
+          ? err.replace(/^.*Error: /, "")
+          : `exited ${out.code}`,
+      };
     }
     const [executable, version] = new TextDecoder().decode(out.stdout).trim().split("\n");
     return { ok: true, executable, version };
@@ -129,7 +136,9 @@ export async function runningEmbeddedServer(): Promise<EmbeddedServer | undefine
     return undefined;
   }
   try {
-    await new JupyterClient({ url: rec.url, token: rec.token }).json("api/status", { timeoutMs: 5000 });
+    await new JupyterClient({ url: rec.url, token: rec.token }).json("api/status", {
+      timeoutMs: 5000,
+    });
     return rec;
   } catch {
     return undefined;
@@ -170,7 +179,9 @@ async function startEmbeddedServer(opts: {
   const port = freePort();
   const url = `http://127.0.0.1:${port}/`;
   const idle = opts.idleTimeout ?? 0;
-  progress(`starting the embedded Jupyter server (${python.path}, jupyter_server ${python.jupyterServer})`);
+  progress(
+    `starting the embedded Jupyter server (${python.path}, jupyter_server ${python.jupyterServer})`,
+  );
   const args = [
     "-m",
     "jupyter_server",
@@ -180,6 +191,8 @@ async function startEmbeddedServer(opts: {
     "--ServerApp.port_retries=0",
     `--ServerApp.root_dir=${rootDir}`,
     "--ServerApp.open_browser=False",
+    // Containers and CI often run as root; the server is loopback-only and token-protected.
+    "--ServerApp.allow_root=True",
   ];
   if (idle > 0) {
     args.push(
@@ -229,7 +242,10 @@ async function startEmbeddedServer(opts: {
     }
     if (performance.now() > deadline) {
       killGroup(child.pid, "SIGKILL");
-      throw new EnvironmentError(`the embedded Jupyter server did not answer within 60 s`, `see ${logPath}`);
+      throw new EnvironmentError(
+        `the embedded Jupyter server did not answer within 60 s`,
+        `see ${logPath}`,
+      );
     }
     await sleep(100);
   }

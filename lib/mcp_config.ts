@@ -19,7 +19,11 @@ export function selfCommand(): { command: string; args: string[] } {
 }
 
 /** The MCP server config for a mode's session on a server. */
-export function mcpConfigFor(mode: "notebook" | "mcp", jupyterUrl: string, extraArgs: string[] = []): McpConfig {
+export function mcpConfigFor(
+  mode: "notebook" | "mcp",
+  jupyterUrl: string,
+  extraArgs: string[] = [],
+): McpConfig {
   const self = selfCommand();
   const sub = mode === "notebook" ? "notebook-mcp" : "mcp-serve";
   return {

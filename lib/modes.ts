@@ -4,8 +4,8 @@
  * them shut down again if any fails.
  */
 
-import { parseFlags, intFlag, secondsFlag } from "./args.ts";
-import { type LoadedConfig, loadConfig } from "./config.ts";
+import { intFlag, parseFlags, secondsFlag } from "./args.ts";
+import { loadConfig, type LoadedConfig } from "./config.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
 import { CliError, UsageError } from "./errors.ts";
 import type { Handle } from "./handle.ts";
@@ -54,7 +54,10 @@ export async function loadExperiment(
   command: string,
 ): Promise<{ loaded: LoadedConfig; skills: Skill[] }> {
   if (!values.config) {
-    throw new UsageError(`${command}: --config FILE is required`, `e.g. interp-exec ${command} --config experiment.yaml`);
+    throw new UsageError(
+      `${command}: --config FILE is required`,
+      `e.g. interp-exec ${command} --config experiment.yaml`,
+    );
   }
   const loaded = await loadConfig(values.config);
   const available = await discoverSkills(skillDirs({
@@ -79,7 +82,12 @@ export async function runMode(
   setQuiet(values.quiet ?? false);
   const n = intFlag("sessions", values.sessions, 1);
   const timeoutMs = secondsFlag("timeout", values.timeout, 1800);
-  const kernelStartTimeoutMs = secondsFlag("kernel-start-timeout", values["kernel-start-timeout"], 120, false);
+  const kernelStartTimeoutMs = secondsFlag(
+    "kernel-start-timeout",
+    values["kernel-start-timeout"],
+    120,
+    false,
+  );
   const { loaded, skills } = await loadExperiment(values, command);
   const signals = trapSignals();
   const t0 = performance.now();
@@ -106,7 +114,9 @@ export async function runMode(
     }
     progress(
       n === 1
-        ? `ready: session ${handles[0].session_id} in ${(handles[0].timings.total_ms / 1000).toFixed(1)} s`
+        ? `ready: session ${handles[0].session_id} in ${
+          (handles[0].timings.total_ms / 1000).toFixed(1)
+        } s`
         : `ready: ${n} sessions in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     printJson(n === 1 ? handles[0] : handles);
@@ -147,7 +157,9 @@ async function warmMany(
     }
   }
   const first = failed[0].r.reason;
-  const detail = failed.map(({ r, i }) => `session ${i}: ${(r.reason as Error).message}`).join("; ");
+  const detail = failed.map(({ r, i }) => `session ${i}: ${(r.reason as Error).message}`).join(
+    "; ",
+  );
   throw new CliError(
     `${failed.length} of ${n} warm-ups failed (${detail}); all ${n} sessions were shut down`,
     first instanceof CliError ? first.exitCode : 1,

@@ -77,7 +77,10 @@ export async function startKernel(
     const path = notebookPathFor(opts.loaded, new Date(), opts.index);
     const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
     if (dir) await client.ensureDirectory(dir);
-    await client.saveNotebook(path, emptyNotebook(kernelName, { interp_exec: { version: VERSION } }));
+    await client.saveNotebook(
+      path,
+      emptyNotebook(kernelName, { interp_exec: { version: VERSION } }),
+    );
     try {
       const session = await client.startSession({ path, name: config.name, kernelName, env });
       return { sessionId: session.id, kernel: session.kernel, notebookPath: path };
@@ -88,10 +91,16 @@ export async function startKernel(
   }
   if (!info.sessions_api || !info.contents_api) {
     progress(
-      `the server has no ${!info.contents_api ? "contents" : "sessions"} API (a kernel gateway?): starting a bare kernel`,
+      `the server has no ${
+        !info.contents_api ? "contents" : "sessions"
+      } API (a kernel gateway?): starting a bare kernel`,
     );
   }
-  const kernel = await client.startKernel({ kernelName, env, timeoutMs: opts.kernelStartTimeoutMs });
+  const kernel = await client.startKernel({
+    kernelName,
+    env,
+    timeoutMs: opts.kernelStartTimeoutMs,
+  });
   return { sessionId: null, kernel, notebookPath: null };
 }
 
@@ -121,7 +130,10 @@ export async function discardKernel(client: JupyterClient, started: StartedKerne
 }
 
 /** Creates one warm notebook session and returns its handle. */
-export async function warmNotebookSession(conn: Connection, opts: WarmOptions): Promise<NotebookHandle> {
+export async function warmNotebookSession(
+  conn: Connection,
+  opts: WarmOptions,
+): Promise<NotebookHandle> {
   const t0 = performance.now();
   const { client, info } = conn;
   const { loaded } = opts;
@@ -141,9 +153,13 @@ export async function warmNotebookSession(conn: Connection, opts: WarmOptions): 
   try {
     check();
     progress(
-      `kernel ${started.kernel.id} started${started.notebookPath ? ` for ${started.notebookPath}` : ""}`,
+      `kernel ${started.kernel.id} started${
+        started.notebookPath ? ` for ${started.notebookPath}` : ""
+      }`,
     );
-    channel = await client.connectKernel(started.kernel, { startTimeoutMs: opts.kernelStartTimeoutMs });
+    channel = await client.connectKernel(started.kernel, {
+      startTimeoutMs: opts.kernelStartTimeoutMs,
+    });
     const tReady = performance.now();
     check();
     const workspace = defaultWorkspace(conn, loaded);
@@ -157,7 +173,9 @@ export async function warmNotebookSession(conn: Connection, opts: WarmOptions): 
       abortReason: opts.abortReason,
     });
     if (started.notebookPath && !hidden) {
-      const nb = emptyNotebook(loaded.config.execution.kernel_name, { interp_exec: { version: VERSION } });
+      const nb = emptyNotebook(loaded.config.execution.kernel_name, {
+        interp_exec: { version: VERSION },
+      });
       nb.cells.push({
         cell_type: "code",
         id: cellId(),
@@ -223,7 +241,9 @@ export async function warmNotebookSession(conn: Connection, opts: WarmOptions): 
     if (!ok) {
       if (opts.keepOnError) {
         warn(
-          `kept kernel ${started.kernel.id}${started.sessionId ? ` (session ${started.sessionId})` : ""} for inspection (--keep-on-error)`,
+          `kept kernel ${started.kernel.id}${
+            started.sessionId ? ` (session ${started.sessionId})` : ""
+          } for inspection (--keep-on-error)`,
         );
       } else {
         await discardKernel(client, started);

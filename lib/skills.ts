@@ -51,7 +51,9 @@ export function parseSkill(text: string, origin: string): Skill {
   try {
     data = parseYaml(m[1]);
   } catch (err) {
-    throw new ConfigError(`${origin}: invalid front matter: ${(err as Error).message.split("\n")[0]}`);
+    throw new ConfigError(
+      `${origin}: invalid front matter: ${(err as Error).message.split("\n")[0]}`,
+    );
   }
   const r = SkillFrontMatterSchema.safeParse(data ?? {});
   if (!r.success) {
@@ -86,7 +88,9 @@ export async function discoverSkills(dirs: string[]): Promise<Map<string, Skill>
       const path = join(dir, e.name);
       const skill = parseSkill(await Deno.readTextFile(path), path);
       if (skill.name !== basename(e.name, ".md")) {
-        throw new ConfigError(`${path}: front matter name '${skill.name}' differs from the file name`);
+        throw new ConfigError(
+          `${path}: front matter name '${skill.name}' differs from the file name`,
+        );
       }
       found.set(skill.name, skill);
     }
@@ -95,7 +99,9 @@ export async function discoverSkills(dirs: string[]): Promise<Map<string, Skill>
 }
 
 /** The skill folders for a config: flags, then execution.skills_dirs, then skills/ beside it. */
-export function skillDirs(opts: { flagDirs: string[]; configDir?: string; configDirs?: string[] }): string[] {
+export function skillDirs(
+  opts: { flagDirs: string[]; configDir?: string; configDirs?: string[] },
+): string[] {
   const dirs = opts.flagDirs.map((d) => resolve(d));
   if (opts.configDir) {
     for (const d of opts.configDirs ?? []) dirs.push(resolve(opts.configDir, d));
@@ -118,7 +124,9 @@ export function resolveSkills(
   const visit = (name: string, path: string, stack: string[]) => {
     if (seen.has(name)) return;
     if (stack.includes(name)) {
-      throw new ConfigError(`${path}: skills require each other in a cycle: ${[...stack, name].join(" -> ")}`);
+      throw new ConfigError(
+        `${path}: skills require each other in a cycle: ${[...stack, name].join(" -> ")}`,
+      );
     }
     const skill = available.get(name);
     if (!skill) {

@@ -49,11 +49,16 @@ export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpe
       (varName.startsWith("model") ? "tokenizer" + varName.slice(5) : `${varName}_tokenizer`);
     for (const [name, key] of [[varName, "var_name"], [tokName, "tokenizer_var_name"]]) {
       if (RESERVED.has(name)) {
-        throw new ConfigError(`${where}.${key}: '${name}' is reserved for interp-exec's own variables`);
+        throw new ConfigError(
+          `${where}.${key}: '${name}' is reserved for interp-exec's own variables`,
+        );
       }
       const other = used.get(name);
       if (other) {
-        throw new ConfigError(`${where}.${key}: '${name}' is already used by ${other}`, "give each model its own var_name");
+        throw new ConfigError(
+          `${where}.${key}: '${name}' is already used by ${other}`,
+          "give each model its own var_name",
+        );
       }
       used.set(name, `${where}.${key}`);
     }
@@ -81,7 +86,9 @@ export function buildSpec(
     ...m,
     path: localPath(loaded, m.path),
     base_model_path: localPath(loaded, m.base_model_path),
-    tokenizer: m.tokenizer && /^\.\.?\//.test(m.tokenizer) ? resolve(loaded.dir, m.tokenizer) : m.tokenizer,
+    tokenizer: m.tokenizer && /^\.\.?\//.test(m.tokenizer)
+      ? resolve(loaded.dir, m.tokenizer)
+      : m.tokenizer,
   }));
   return {
     version: SETUP_SPEC_VERSION,
@@ -99,7 +106,8 @@ function localPath(loaded: LoadedConfig, p: string | undefined): string | undefi
 }
 
 /** The source of the notebook's first cell (it names no model, so obfuscation holds). */
-export const SETUP_CELL_SOURCE = `# interp-exec ${VERSION}: warm-up. kernel_setup.py (embedded in interp-exec) loads the
+export const SETUP_CELL_SOURCE =
+  `# interp-exec ${VERSION}: warm-up. kernel_setup.py (embedded in interp-exec) loads the
 # experiment's models and skills into this kernel; its log is this cell's output.
 __import__("interp_exec_setup").run_pending(globals());`;
 
@@ -108,7 +116,9 @@ export function stashCode(spec: SetupSpec): string {
   return [
     "import sys as _ie_sys, types as _ie_types, json as _ie_json",
     '_ie_m = _ie_types.ModuleType("interp_exec_setup")',
-    `exec(compile(${pyString(kernelSetupSource)}, "<interp-exec kernel_setup.py>", "exec"), _ie_m.__dict__)`,
+    `exec(compile(${
+      pyString(kernelSetupSource)
+    }, "<interp-exec kernel_setup.py>", "exec"), _ie_m.__dict__)`,
     '_ie_sys.modules["interp_exec_setup"] = _ie_m',
     `_ie_m._pending = _ie_json.loads(${pyString(JSON.stringify(spec))})`,
     "del _ie_sys, _ie_types, _ie_json, _ie_m",
@@ -137,7 +147,12 @@ export interface WarmupResult {
 export async function warmUp(
   kernel: KernelChannel,
   spec: SetupSpec,
-  opts: { hidden: boolean; timeoutMs: number; signal?: AbortSignal; abortReason?: () => "SIGINT" | "SIGTERM" },
+  opts: {
+    hidden: boolean;
+    timeoutMs: number;
+    signal?: AbortSignal;
+    abortReason?: () => "SIGINT" | "SIGTERM";
+  },
 ): Promise<WarmupResult> {
   const started = performance.now();
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
@@ -159,8 +174,11 @@ export async function warmUp(
     abortReason: opts.abortReason,
     onOutput: (out) => {
       if (out.output_type === "stream") writeStderr(out.text);
-      else if (out.output_type === "display_data" && SUMMARY_MIME in out.data) summary = out.data[SUMMARY_MIME];
-      else if (out.output_type === "error") writeStderr(stripAnsi(out.traceback.join("\n")) + "\n");
+      else if (out.output_type === "display_data" && SUMMARY_MIME in out.data) {
+        summary = out.data[SUMMARY_MIME];
+      } else if (out.output_type === "error") {
+        writeStderr(stripAnsi(out.traceback.join("\n")) + "\n");
+      }
     },
   });
   throwIfError(result, "kernel_setup.py");
@@ -170,7 +188,9 @@ export async function warmUp(
       "setup_failed",
       summary === undefined
         ? "kernel_setup.py finished without reporting its summary"
-        : `kernel_setup.py reported a summary this interp-exec cannot read: ${parsed.error.issues[0].message}`,
+        : `kernel_setup.py reported a summary this interp-exec cannot read: ${
+          parsed.error.issues[0].message
+        }`,
     );
   }
   return {

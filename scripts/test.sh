@@ -13,13 +13,35 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/interp-exec-test.XXXXXX")
 export INTERP_EXEC_TEST_MODELS="$WORK/models"
 export INTERP_EXEC_HOME="$WORK/state"
 export INTERP_EXEC_PYTHON="$ROOT/.venv/bin/python"
+SERVER_PID=
 cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null || true
   # Stop any embedded server a test left behind, then remove the folder.
   "$DENO" run -A --quiet main.ts server stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 .venv/bin/python examples/tiny/build_models.py "$INTERP_EXEC_TEST_MODELS"
+
+# One stock Jupyter Server (not started by interp-exec, so Nagle stays on as
+# on servers we do not control) behind a JupyterHub-style prefix, shared by
+# the test files that need a remote server.
+export INTERP_EXEC_TEST_SERVER_ROOT="$WORK/server-root"
+export INTERP_EXEC_TEST_SERVER_TOKEN_FILE="$WORK/server-token"
+mkdir -p "$INTERP_EXEC_TEST_SERVER_ROOT"
+port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/python -c 'import secrets; print(secrets.token_hex(16))' >"$INTERP_EXEC_TEST_SERVER_TOKEN_FILE"
+export INTERP_EXEC_TEST_SERVER_URL="http://127.0.0.1:$port/user/tester/"
+(cd "$INTERP_EXEC_TEST_SERVER_ROOT" && JUPYTER_TOKEN=$(cat "$INTERP_EXEC_TEST_SERVER_TOKEN_FILE") exec "$ROOT/.venv/bin/python" -m jupyter_server \
+  --ServerApp.ip=127.0.0.1 --ServerApp.port="$port" --ServerApp.port_retries=0 \
+  --ServerApp.base_url=/user/tester/ --ServerApp.root_dir="$INTERP_EXEC_TEST_SERVER_ROOT" \
+  --ServerApp.open_browser=False --ServerApp.allow_root=True >"$WORK/server.log" 2>&1) &
+SERVER_PID=$!
+for _ in $(seq 600); do
+  if .venv/bin/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "api")' "$INTERP_EXEC_TEST_SERVER_URL" 2>/dev/null; then break; fi
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log"; exit 1; }
+  sleep 0.1
+done
 
 echo "== deno fmt / lint / check"
 "$DENO" fmt --check

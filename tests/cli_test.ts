@@ -38,11 +38,17 @@ Deno.test("cli: config errors name the file, line, YAML path and the near key (e
       "name: x\nenvironment:\n  models:\n    - name: m\n      dtype: fp16\n",
       /experiment\.yaml:5:7: environment\.models\[0\]\.dtype: got "fp16"; expected one of auto, float32, float16, bfloat16/,
     ],
-    ["name: x\nexecution:\n  type: notebok\n", /execution\.type: got "notebok"; expected one of notebook, filesystem, mcp/],
+    [
+      "name: x\nexecution:\n  type: notebok\n",
+      /execution\.type: got "notebok"; expected one of notebook, filesystem, mcp/,
+    ],
     ["environment: {}\n", /name: required \(string\) but missing/],
     ["name: x\n  bad: [\n", /invalid YAML/],
     ["name: x\ntask: missing.md\n", /task: file not found: .*missing\.md/],
-    ["name: x\nexecution:\n  skills: [steerin]\n", /execution\.skills\[0\]: unknown skill 'steerin' \(did you mean 'steering'\?\)/],
+    [
+      "name: x\nexecution:\n  skills: [steerin]\n",
+      /execution\.skills\[0\]: unknown skill 'steerin' \(did you mean 'steering'\?\)/,
+    ],
     [
       "name: x\nenvironment:\n  models:\n    - name: a\n      is_peft: true\n",
       /environment\.models\[0\]\.base_model: is_peft: true needs base_model/,
@@ -75,7 +81,11 @@ Deno.test("cli: validate prints the resolved config", async () => {
   assert.deepEqual(out.models.map((m: { var_name: string }) => m.var_name), ["model_0", "model_b"]);
   assert.equal(out.models[1].tokenizer_var_name, "tokenizer_b");
   // steering requires model-internals and activations, which come first.
-  assert.deepEqual(out.skills.map((s: { name: string }) => s.name), ["model-internals", "activations", "steering"]);
+  assert.deepEqual(out.skills.map((s: { name: string }) => s.name), [
+    "model-internals",
+    "activations",
+    "steering",
+  ]);
 });
 
 Deno.test("cli: schema prints the handle's JSON Schema", async () => {
@@ -90,21 +100,38 @@ Deno.test("cli: unreachable server, wrong token and not-a-Jupyter server each ex
   const config = await writeConfig("name: x\n");
   const home = await tempHome();
   const env = { INTERP_EXEC_HOME: home };
-  const unreachable = await runCli(["notebook", "--config", config, "--jupyter-url", "http://127.0.0.1:9/"], { env });
+  const unreachable = await runCli([
+    "notebook",
+    "--config",
+    config,
+    "--jupyter-url",
+    "http://127.0.0.1:9/",
+  ], { env });
   assert.equal(unreachable.code, 3);
   assertOneError(unreachable.stderr, /cannot reach the Jupyter server at http:\/\/127\.0\.0\.1:9/);
 
   const server = await sharedServer();
   const tokenFile = await Deno.makeTempFile();
   await Deno.writeTextFile(tokenFile, "wrong-token");
-  const wrong = await runCli(["notebook", "--config", config, "--jupyter-url", server.url, "--token-file", tokenFile], {
+  const wrong = await runCli([
+    "notebook",
+    "--config",
+    config,
+    "--jupyter-url",
+    server.url,
+    "--token-file",
+    tokenFile,
+  ], {
     env,
   });
   assert.equal(wrong.code, 3);
   assertOneError(wrong.stderr, /refused the token \(HTTP 403/);
   assert.ok(!wrong.stderr.includes("wrong-token"));
 
-  const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, () => new Response("<html>hello</html>"));
+  const http = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () => new Response("<html>hello</html>"),
+  );
   try {
     const notJupyter = await runCli(
       ["notebook", "--config", config, "--jupyter-url", `http://127.0.0.1:${http.addr.port}/`],
@@ -119,7 +146,11 @@ Deno.test("cli: unreachable server, wrong token and not-a-Jupyter server each ex
   // The stage-1 env handle from stdin, with a server that is not there.
   const viaEnv = await runCli(["notebook", "--config", config, "--env", "-"], {
     env,
-    stdin: JSON.stringify({ jupyter_url: "http://127.0.0.1:9/base/", jupyter_token: "t0k3n", sandbox_id: "sb" }),
+    stdin: JSON.stringify({
+      jupyter_url: "http://127.0.0.1:9/base/",
+      jupyter_token: "t0k3n",
+      sandbox_id: "sb",
+    }),
   });
   assert.equal(viaEnv.code, 3);
   assertOneError(viaEnv.stderr, /cannot reach the Jupyter server at http:\/\/127\.0\.0\.1:9\/base/);

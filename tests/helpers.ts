@@ -23,7 +23,12 @@ export interface CliResult {
 /** Runs `interp-exec ARGS` from source in a child process. */
 export async function runCli(
   args: string[],
-  opts: { env?: Record<string, string>; stdin?: string; cwd?: string; signalAfterMs?: { signal: Deno.Signal; ms: number; when?: RegExp } } = {},
+  opts: {
+    env?: Record<string, string>;
+    stdin?: string;
+    cwd?: string;
+    signalAfterMs?: { signal: Deno.Signal; ms: number; when?: RegExp };
+  } = {},
 ): Promise<CliResult> {
   const child = new Deno.Command(DENO, {
     args: ["run", "--allow-all", "--quiet", "--frozen", join(ROOT, "main.ts"), ...args],
@@ -53,7 +58,7 @@ export async function runCli(
       }
     }
   })();
-  const stdout = new TextDecoder().decode((await new Response(child.stdout).arrayBuffer()));
+  const stdout = new TextDecoder().decode(await new Response(child.stdout).arrayBuffer());
   const status = await child.status;
   await errDone;
   return { code: status.code, stdout, stderr };
@@ -91,7 +96,9 @@ export interface TestServer {
  * Starts a stock Jupyter Server (no interp-exec config, so Nagle stays on as
  * on servers we do not control) on loopback with a token and base URL prefix.
  */
-export async function startStockServer(opts: { prefix?: string; rootDir?: string; extraArgs?: string[]; module?: string } = {}): Promise<TestServer> {
+export async function startStockServer(
+  opts: { prefix?: string; rootDir?: string; extraArgs?: string[]; module?: string } = {},
+): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
   const token = crypto.randomUUID().replaceAll("-", "");
   const port = freePort();
@@ -107,9 +114,17 @@ export async function startStockServer(opts: { prefix?: string; rootDir?: string
       `--ServerApp.root_dir=${rootDir}`,
       `--ServerApp.base_url=${prefix}`,
       "--ServerApp.open_browser=False",
+      "--ServerApp.allow_root=True",
       ...(opts.extraArgs ?? []),
     ]
-    : ["-m", module, "--KernelGatewayApp.ip=127.0.0.1", `--KernelGatewayApp.port=${port}`, `--KernelGatewayApp.base_url=${prefix}`, ...(opts.extraArgs ?? [])];
+    : [
+      "-m",
+      module,
+      "--KernelGatewayApp.ip=127.0.0.1",
+      `--KernelGatewayApp.port=${port}`,
+      `--KernelGatewayApp.base_url=${prefix}`,
+      ...(opts.extraArgs ?? []),
+    ];
   const child = new Deno.Command(PYTHON, {
     args,
     env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token },
@@ -124,16 +139,26 @@ export async function startStockServer(opts: { prefix?: string; rootDir?: string
     const d = new TextDecoder();
     for await (const c of child.stderr) log = (log + d.decode(c)).slice(-20_000);
   })();
+  // A server started here must not outlive the test process.
+  globalThis.addEventListener("unload", () => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  });
   const url = `http://127.0.0.1:${port}${prefix}`;
   const deadline = performance.now() + 60_000;
   while (true) {
     try {
-      const res = await fetch(url + "api/kernelspecs", { headers: { Authorization: `token ${token}` } });
+      const res = await fetch(url + "api/kernelspecs", {
+        headers: { Authorization: `token ${token}` },
+      });
       await res.body?.cancel();
       if (res.ok) break;
     } catch { /* not up yet */ }
     if (performance.now() > deadline) {
-      child.kill("SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch { /* already exited */ }
       throw new Error(`test server did not start: ${log.slice(-2000)}`);
     }
     await new Promise((r) => setTimeout(r, 100));
@@ -183,7 +208,10 @@ export async function tempHome(): Promise<string> {
 }
 
 /** Writes an experiment config (YAML text) into a fresh folder and returns its path. */
-export async function writeConfig(yaml: string, files: Record<string, string> = {}): Promise<string> {
+export async function writeConfig(
+  yaml: string,
+  files: Record<string, string> = {},
+): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "interp-exec-cfg-" });
   const path = join(dir, "experiment.yaml");
   await Deno.writeTextFile(path, yaml);
@@ -207,7 +235,11 @@ export async function api<T>(server: TestServer, path: string, init: RequestInit
 }
 
 /** Runs code in a kernel over the real WebSocket; returns stdout text (test helper). */
-export async function kernelEval(server: TestServer, kernelId: string, code: string): Promise<string> {
+export async function kernelEval(
+  server: TestServer,
+  kernelId: string,
+  code: string,
+): Promise<string> {
   const { JupyterClient } = await import("../lib/jupyter.ts");
   const client = new JupyterClient({ url: server.url, token: server.token });
   const kernel = await client.getKernel(kernelId);

@@ -34,7 +34,13 @@ async function warm(yaml: string, extra: string[] = [], files: Record<string, st
   const config = await writeConfig(yaml, files);
   const home = await tempHome();
   const before = await ourKernels(server);
-  const res = await runCli(["notebook", "--config", config, ...(await serverFlags(server)), ...extra], {
+  const res = await runCli([
+    "notebook",
+    "--config",
+    config,
+    ...(await serverFlags(server)),
+    ...extra,
+  ], {
     env: { INTERP_EXEC_HOME: home },
   });
   return { server, config, home, res, before };
@@ -71,7 +77,11 @@ execution:
   assert.equal(m.class, "LlamaForCausalLM");
   assert.equal(m.device, "cpu");
   assert.ok(m.n_params > 10_000);
-  assert.ok(handle.namespace.skills.some((s) => s.name === "steering" && s.functions.some((f) => f.name === "steer")));
+  assert.ok(
+    handle.namespace.skills.some((s) =>
+      s.name === "steering" && s.functions.some((f) => f.name === "steer")
+    ),
+  );
   assert.match(handle.agent_prompt, /`steer\(/);
   assert.match(handle.agent_prompt, /capital-city/);
   assert.match(handle.agent_prompt, /## Guide: research-methodology/);
@@ -124,8 +134,16 @@ environment:
   assert.equal(res.code, 0, res.stderr);
   const handle = NotebookHandleSchema.parse(JSON.parse(res.stdout));
   const [a, b] = handle.namespace.models;
-  assert.deepEqual([a.var_name, a.tokenizer_var_name, a.dtype], ["model_0", "tokenizer_0", "bfloat16"]);
-  assert.deepEqual([b.var_name, b.tokenizer_var_name, b.peft], ["policy", "policy_tokenizer", true]);
+  assert.deepEqual([a.var_name, a.tokenizer_var_name, a.dtype], [
+    "model_0",
+    "tokenizer_0",
+    "bfloat16",
+  ]);
+  assert.deepEqual([b.var_name, b.tokenizer_var_name, b.peft], [
+    "policy",
+    "policy_tokenizer",
+    true,
+  ]);
   const out = await kernelEval(
     server,
     handle.kernel_id,
@@ -152,7 +170,10 @@ execution:
   assert.equal(res.code, 0, res.stderr);
   const handle = NotebookHandleSchema.parse(JSON.parse(res.stdout));
   assert.equal(handle.namespace.models[0].class, "GPT2LMHeadModel");
-  const nb = await api<{ content: { cells: unknown[] } }>(server, `api/contents/${handle.notebook_path}`);
+  const nb = await api<{ content: { cells: unknown[] } }>(
+    server,
+    `api/contents/${handle.notebook_path}`,
+  );
   assert.equal(nb.content.cells.length, 0);
   const out = await kernelEval(server, handle.kernel_id, "print(model.loaded_by_custom_code)");
   assert.equal(out.trim(), "True");

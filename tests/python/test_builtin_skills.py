@@ -140,7 +140,6 @@ def loaded(tiny_models) -> dict:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     out = {}
     for name in ("tiny-llama", "tiny-gpt2"):
         model = AutoModelForCausalLM.from_pretrained(tiny_models[name]).eval()
@@ -277,6 +276,36 @@ def test_injected_functions_read_well(name: str):
     assert not leaked, f"example code ran: {leaked}"
 
 
+def test_no_name_collisions_between_skills():
+    """All skills share the kernel's namespace, so no two may define the same name."""
+    owner: dict[str, str] = {}
+    for path in SKILL_FILES:
+        _, body = split_skill(path.read_text())
+        for block in python_blocks(body):
+            tree = ast.parse(block)
+            if not is_definition_block(tree):
+                continue
+            for node in kept_statements(tree):
+                names = [node.name] if isinstance(node, DEF_NODES) else []
+                if isinstance(node, ast.Assign):
+                    names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                for name in names:
+                    assert owner.setdefault(name, path.stem) == path.stem, f"{name} in {owner[name]} and {path.stem}"
+
+
+def test_local_loader_matches_kernel_setup():
+    """The fallback loader here follows the same rules as kernel_setup.inject_skills."""
+    kernel_setup = pytest.importorskip("kernel_setup")
+    if not hasattr(kernel_setup, "inject_skills"):
+        pytest.skip("kernel_setup.py has no inject_skills yet")
+    skills = [read_skill(n) for n in with_requirements(SKILL_NAMES)]
+    ours: dict = {}
+    theirs: dict = {}
+    local_inject(skills, ours)
+    kernel_setup.inject_skills(skills, theirs)
+    assert set(ours) - {"__builtins__"} == set(theirs) - {"__builtins__"}
+
+
 def test_loader_skips_examples():
     text = (
         "---\nname: probe\ndescription: d\n---\n"
@@ -330,6 +359,16 @@ def test_internals_unknown_architecture():
     for fn in ("get_layers", "get_final_norm"):
         with pytest.raises(ValueError, match="OddNet"):
             ns[fn](OddNet())
+
+
+def test_remove_hooks(loaded):
+    ns = skill_ns("model-internals")
+    model, _ = loaded["tiny-gpt2"]
+    ns["register_residual_hook"](model, 0, lambda h: None)
+    ns["register_residual_hook"](model, "embed", lambda h: None)
+    assert ns["count_hooks"](model) == all_hooks(model) == 2
+    assert ns["remove_hooks"](model) == 2
+    assert ns["count_hooks"](model) == all_hooks(model) == 0
 
 
 # --------------------------------------------------------------------------
@@ -637,6 +676,17 @@ def test_patching_all_positions_reproduces_clean_run(lm_any):
     assert res["patched"][0] == pytest.approx(res["clean"], abs=1e-4)
 
 
+def test_metric_logit_diff(loaded):
+    ns = skill_ns("patching")
+    model, tokenizer = loaded["tiny-gpt2"]
+    metric = ns["metric_logit_diff"](tokenizer, " the", " on")
+    a, b = tokenizer.encode(" the")[0], tokenizer.encode(" on")[0]
+    res = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT, layers=[1], metric=metric)
+    logits = forward(model, tokenizer, CLEAN).logits[0, -1]
+    assert res["clean"] == pytest.approx(float(logits[a] - logits[b]), abs=1e-5)
+    assert res["metric"] == "logit[' the'] - logit[' on']"
+
+
 def test_activation_patching_results(lm):
     model, tokenizer = lm
     ns = skill_ns("patching")
@@ -659,8 +709,36 @@ def test_activation_patching_results(lm):
     assert grid["restored"][1][seq - 1] == pytest.approx(1.0, abs=1e-3)
     for p in range(seq - 1):
         assert grid["patched"][1][p] == pytest.approx(grid["corrupt"], abs=1e-4)
+    every = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT, layers=[0], positions=list(range(seq)))
+    assert every["restored"][0] == pytest.approx(1.0, abs=1e-3)
     some = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT, layers=[0], positions=[1, -1], per_position=True)
     assert list(some["patched"][0]) == [1, seq - 1]
 
     with pytest.raises(ValueError, match="same token length"):
         ns["activation_patching"](model, tokenizer, CLEAN, "a much longer corrupted prompt than before", layers=[0])
+
+
+# --------------------------------------------------------------------------
+# bf16
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2"])
+def test_bf16_model(tiny_models, name):
+    """dtype handling: vectors and patches are cast to bf16; results come back as float32."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_models[name], dtype=torch.bfloat16).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
+    ns = {**skill_ns("steering"), **skill_ns("logit-lens"), **skill_ns("patching")}
+    acts = ns["extract_activations"](model, tokenizer, PROMPTS, layers=[0], positions=-1)
+    assert acts[0].dtype == torch.float32
+    baseline = forward(model, tokenizer, PROMPTS[0]).logits
+    with ns["steer"](model, 0, torch.randn(64, dtype=torch.float64), scale=5.0):
+        assert not torch.equal(forward(model, tokenizer, PROMPTS[0]).logits, baseline)
+    assert torch.equal(forward(model, tokenizer, PROMPTS[0]).logits, baseline)
+    lens = ns["logit_lens_logits"](model, tokenizer, PROMPTS[0], layers=[-1])[-1]
+    torch.testing.assert_close(lens, baseline[0, -1].float(), atol=1e-2, rtol=1e-2)
+    res = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT)
+    assert res["restored"][0] == pytest.approx(1.0, abs=1e-2)
+    assert all_hooks(model) == 0
