@@ -11,6 +11,7 @@ import { VERSION } from "./lib/version.ts";
 import { notebookCommand } from "./lib/subcommands/notebook.ts";
 import { validateCommand } from "./lib/subcommands/validate.ts";
 import { schemaCommand } from "./lib/subcommands/schema.ts";
+import { skillsCommand } from "./lib/subcommands/skills.ts";
 
 type Command = { run: (args: string[]) => void | Promise<void>; summary: string };
 
@@ -21,6 +22,7 @@ const commands: Record<string, Command> = {
   },
   validate: { run: validateCommand, summary: "check an experiment config" },
   schema: { run: schemaCommand, summary: "print the handle's JSON Schema" },
+  skills: { run: skillsCommand, summary: "list the skills on the search path, or show one" },
 };
 
 const help =

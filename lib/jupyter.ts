@@ -73,6 +73,16 @@ export interface ExecuteOptions {
   abortReason?: () => "SIGINT" | "SIGTERM";
 }
 
+// @jupyterlab/services fires some requests without handling their rejection
+// (its kernel_info on every reconnect, futures disposed with their kernel).
+// When a kernel dies those surface as unhandled rejections that would crash
+// the process; the death itself is reported through KernelChannel.
+const libraryNoise = /^(Kernel connection disconnected|Canceled future for |Kernel is dead|Disposed kernel)/;
+globalThis.addEventListener("unhandledrejection", (e) => {
+  const message = e.reason instanceof Error ? e.reason.message : String(e.reason);
+  if (libraryNoise.test(message)) e.preventDefault();
+});
+
 /** Normalises a base URL: a trailing slash, no query. */
 export function normalizeBaseUrl(raw: string): string {
   let u: URL;
@@ -443,6 +453,8 @@ export class KernelChannel {
       allow_stdin: false,
       stop_on_error: true,
     }, true);
+    // The race below may settle first; keep a later rejection of `done` handled.
+    future.done.catch(() => {});
     future.onIOPub = (msg) => {
       const out = toOutput(msg);
       if (out) {

@@ -16,6 +16,7 @@ import {
   type JupyterClient,
   type KernelChannel,
   type KernelModel,
+  sleep,
 } from "./jupyter.ts";
 import { progress, warn } from "./log.ts";
 import { mcpConfigFor } from "./mcp_config.ts";
@@ -118,15 +119,30 @@ function kernelEnv(loaded: LoadedConfig): Record<string, string> {
 
 /** Shuts a started kernel (and its session and notebook) down; never throws. */
 export async function discardKernel(client: JupyterClient, started: StartedKernel): Promise<void> {
-  try {
-    if (started.sessionId) await client.shutdownSession(started.sessionId);
-    else await client.shutdownKernel(started.kernel.id);
-    // A session's DELETE leaves its kernel to the server: make sure it is gone.
-    await client.shutdownKernel(started.kernel.id);
-    if (started.notebookPath) await client.deleteFile(started.notebookPath);
-  } catch (err) {
-    warn(`could not clean up kernel ${started.kernel.id}: ${(err as Error).message}`);
+  // A kernel that just died is being restarted by the server, which then
+  // answers DELETE with 500 for a moment: retry until the server no longer
+  // lists the session or the kernel.
+  let lastError: unknown;
+  for (let i = 0; i < 40; i++) {
+    try {
+      if (started.sessionId && await client.getSession(started.sessionId)) {
+        await client.shutdownSession(started.sessionId);
+      }
+      if (await client.getKernel(started.kernel.id)) await client.shutdownKernel(started.kernel.id);
+      if (!(await client.getKernel(started.kernel.id))) {
+        if (started.notebookPath) await client.deleteFile(started.notebookPath);
+        return;
+      }
+    } catch (err) {
+      lastError = err;
+    }
+    await sleep(250);
   }
+  warn(
+    `could not clean up kernel ${started.kernel.id}: ${
+      lastError instanceof Error ? lastError.message : "still listed by the server"
+    }`,
+  );
 }
 
 /** Creates one warm notebook session and returns its handle. */

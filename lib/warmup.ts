@@ -144,7 +144,29 @@ export interface WarmupResult {
  * stderr as it comes; a Python error becomes a setup_failed JupyterError
  * after its traceback is shown.
  */
-export async function warmUp(
+export function warmUp(
+  kernel: KernelChannel,
+  spec: SetupSpec,
+  opts: {
+    hidden: boolean;
+    timeoutMs: number;
+    signal?: AbortSignal;
+    abortReason?: () => "SIGINT" | "SIGTERM";
+  },
+): Promise<WarmupResult> {
+  return runSetup(kernel, spec, opts).catch((err) => {
+    if (err instanceof JupyterError && err.code === "timeout") {
+      throw new JupyterError(
+        "timeout",
+        `the warm-up did not finish within ${opts.timeoutMs / 1000} s (--timeout); the kernel was interrupted`,
+        "raise --timeout for large models, or 0 for no limit",
+      );
+    }
+    throw err;
+  });
+}
+
+async function runSetup(
   kernel: KernelChannel,
   spec: SetupSpec,
   opts: {

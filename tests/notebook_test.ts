@@ -263,7 +263,7 @@ environment:
     ["--timeout", "8"],
   );
   assert.equal(res.code, 6, res.stderr);
-  assert.match(res.stderr, /error: .*did not finish within 8 s/);
+  assert.match(res.stderr, /error: the warm-up did not finish within 8 s \(--timeout\)/);
   assert.deepEqual(await ourKernels(server), before);
 });
 

@@ -1,0 +1,56 @@
+import { parseFlags } from "../args.ts";
+import { loadConfig } from "../config.ts";
+import { UsageError } from "../errors.ts";
+import { printJson, printText } from "../log.ts";
+import { discoverSkills, resolveSkills, skillDirs } from "../skills.ts";
+
+export const help = `interp-exec skills: list the skills on the search path, or show one
+
+Usage: interp-exec skills list [--config FILE] [--skills-dir DIR ...] [--json]
+       interp-exec skills show NAME [--config FILE] [--skills-dir DIR ...]
+
+The search path is: the built-in skills, then --skills-dir folders, then the
+config's execution.skills_dirs, then skills/ beside the config. A skill of
+the same name later on the path replaces an earlier one. 'show' prints the
+skill's markdown (front matter included) on stdout.`;
+
+/** `interp-exec skills list|show` */
+export async function skillsCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseFlags("skills", args, {
+    config: { type: "string", short: "c" },
+    "skills-dir": { type: "string", multiple: true },
+    json: { type: "boolean" },
+  }, { positionals: true });
+  if (values.help || positionals.length === 0) return printText(help);
+  const [action, name, ...extra] = positionals;
+  const loaded = values.config ? await loadConfig(values.config) : undefined;
+  const available = await discoverSkills(skillDirs({
+    flagDirs: values["skills-dir"] ?? [],
+    configDir: loaded?.dir,
+    configDirs: loaded?.config.execution.skills_dirs,
+  }));
+  if (action === "list" && !name) {
+    const rows = [...available.values()].sort((a, b) => a.name.localeCompare(b.name));
+    if (values.json) {
+      return printJson(rows.map(({ name, description, preload, requires, origin }) => ({
+        name,
+        description,
+        preload,
+        requires,
+        origin,
+      })));
+    }
+    const width = Math.max(...rows.map((r) => r.name.length));
+    return printText(
+      rows.map((r) =>
+        `${r.name.padEnd(width)}  ${r.preload ? "functions " : "guide     "} ${r.description}` +
+        (r.origin.startsWith("builtin:") ? "" : `  [${r.origin}]`)
+      ).join("\n"),
+    );
+  }
+  if (action === "show" && name && extra.length === 0) {
+    const skill = resolveSkills([name], available, "skills show").at(-1)!;
+    return printText(skill.text);
+  }
+  throw new UsageError(`skills: expected 'list' or 'show NAME', got '${positionals.join(" ")}'`);
+}
