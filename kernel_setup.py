@@ -24,6 +24,7 @@ import re
 import sys
 import time
 import traceback
+import types
 import warnings
 
 import torch
@@ -46,6 +47,15 @@ def _say(text: str) -> None:
 def _one_line(exc: BaseException, limit: int = 500) -> str:
     text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _code_view(text: str, blocks: list[tuple[int, str]]) -> str:
+    """The markdown with only its python blocks' lines kept, at their line numbers."""
+    lines = [""] * len(text.splitlines())
+    for line, code in blocks:
+        for k, code_line in enumerate(code.splitlines()):
+            lines[line - 1 + k] = code_line
+    return "\n".join(lines) + "\n"
 
 
 def _cache_source(filename: str, text: str) -> None:
@@ -120,8 +130,14 @@ def _resolve_device(device: str | None, where: str) -> str:
     raise SetupError(f"{where}: unknown device {device!r}; expected auto, cpu, cuda, cuda:N or mps")
 
 
-def _secrets(entry: dict) -> list[str]:
-    """Every spelling of a hidden model's identity: names, paths, folder names."""
+def _secrets(entry: dict, strong_only: bool = False) -> list[str]:
+    """Every spelling of a hidden model's identity: names, paths, folder names.
+
+    The last component alone (repo or folder name) counts too when it looks
+    distinctive (`Llama-3-8B`, not `weights`: replacing a common word would
+    mangle unrelated text) and the display name does not contain it.
+    """
+    shown = entry.get("display_name") or ""
     found = set()
     for key in ("name", "path", "base_model", "base_model_path", "tokenizer"):
         value = entry.get(key)
@@ -130,14 +146,14 @@ def _secrets(entry: dict) -> list[str]:
         value = value.strip()
         bare = value.rstrip("/\\") or value
         found.update({value, bare})
-        if os.sep in value or value.startswith((".", "~")) or os.path.exists(value):
+        if key.endswith("path") or value.startswith(("/", ".", "~")) or os.path.exists(value):
             expanded = os.path.expanduser(bare)
             found.update({expanded, os.path.abspath(expanded), os.path.realpath(expanded)})
-        elif value.count("/") == 1:
-            found.add("models--" + value.replace("/", "--"))  # the hub cache folder
-        # The last component alone (repo name, folder name) identifies it too.
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", value):
+            found.add("models--" + value.replace("/", "--"))  # its folder in the hub cache
         tail = os.path.basename(bare)
-        if len(tail) >= 4:
+        distinctive = len(tail) >= 6 and any(c.isdigit() or c in "-_." for c in tail)
+        if not strong_only and distinctive and tail not in shown:
             found.add(tail)
     return sorted((s for s in found if s), key=len, reverse=True)
 
@@ -183,17 +199,18 @@ def _hiding(fix):
     tlog = transformers.utils.logging
     verbosity = tlog.get_verbosity()
     bars = getattr(tlog, "is_progress_bar_enabled", lambda: True)()
-    swapped = []
+    handlers = {}
     for name in (None, "transformers", "peft", "accelerate", "huggingface_hub"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler):
-                swapped.append((handler, handler.setStream(_ScrubWriter(handler.stream, fix))))
+                handlers[id(handler)] = handler
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ScrubWriter(out, fix), _ScrubWriter(err, fix)
-    tlog.set_verbosity_error()
-    tlog.disable_progress_bar()
-    caught = []
+    swapped, caught = [], []
     try:
+        swapped = [(h, h.setStream(_ScrubWriter(h.stream, fix))) for h in handlers.values()]
+        sys.stdout, sys.stderr = _ScrubWriter(out, fix), _ScrubWriter(err, fix)
+        tlog.set_verbosity_error()
+        tlog.disable_progress_bar()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             yield
@@ -303,10 +320,16 @@ def _load_custom(entry: dict, index: int, where: str, device: str, dtype, hidden
         "device": device,
         "dtype": dtype,
     }
-    failure = None
     try:
         # dont_inherit: this file's `from __future__ import annotations` is not the user's.
-        exec(compile(code, filename, "exec", dont_inherit=True), scope)
+        compiled = compile(code, filename, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        compiled, failure = None, f"{where}: custom_load_code line {exc.lineno}: SyntaxError: {exc.msg}"
+    else:
+        failure = None
+    try:
+        if compiled is not None:
+            exec(compiled, scope)
     except Exception as exc:
         if not hidden:
             raise
@@ -348,13 +371,16 @@ def _is_config(obj) -> bool:
     )
 
 
-def _strings(obj, path: str, seen: set):
-    """Yield (path, holder, key, value) for each str under dicts, lists and configs."""
+def _strings(obj, path: str, seen: set, attrs: bool = False):
+    """Yield (path, holder, key, value) for each str under dicts, lists and configs.
+
+    attrs: obj is an object's __dict__ (its keys print as attributes).
+    """
     if id(obj) in seen:
         return
     seen.add(id(obj))
     if isinstance(obj, dict):
-        items, fmt = list(obj.items()), "{}[{!r}]"
+        items, fmt = list(obj.items()), "{}.{}" if attrs else "{}[{!r}]"
     elif isinstance(obj, (list, tuple)):
         items, fmt = list(enumerate(obj)), "{}[{}]"
     elif _is_config(obj):
@@ -380,7 +406,7 @@ def _scrub(model, tokenizer, fix, label: str) -> None:
     """Replace the hidden model's identity in configs, modules and tokenizer."""
     seen: set = set()
     for root, obj in list(_identity_roots(model, tokenizer)):
-        for _path, holder, key, value in list(_strings(obj, root, seen)):
+        for _path, holder, key, value in list(_strings(obj, root, seen, attrs=True)):
             if key == "_commit_hash":
                 new = None  # a hub commit hash identifies the model as well as its name
             elif key in _IDENTITY_KEYS:
@@ -401,16 +427,16 @@ def _scrub(model, tokenizer, fix, label: str) -> None:
 
 def _self_check(model, tokenizer, secrets: list[str], where: str) -> None:
     """Fail if any string the agent can reach still names the hidden model."""
-    roots = list(_identity_roots(model, tokenizer))
+    roots = [(path, obj, True) for path, obj in _identity_roots(model, tokenizer)]
     config = getattr(model, "config", None)
     if hasattr(config, "to_dict"):
-        roots.append(("model.config.to_dict()", config.to_dict()))
+        roots.append(("model.config.to_dict()", config.to_dict(), False))
     for key, cfg in (getattr(model, "peft_config", None) or {}).items():
         if hasattr(cfg, "to_dict"):
-            roots.append((f"model.peft_config[{key!r}].to_dict()", cfg.to_dict()))
+            roots.append((f"model.peft_config[{key!r}].to_dict()", cfg.to_dict(), False))
     seen: set = set()
-    for root, obj in roots:
-        for path, _holder, key, value in _strings(obj, root, seen):
+    for root, obj, attrs in roots:
+        for path, _holder, key, value in _strings(obj, root, seen, attrs):
             if key not in _ARCH_KEYS and any(s in value for s in secrets):
                 raise SetupError(f"{where}: after scrubbing, {path} still names the hidden model")
     try:
@@ -429,7 +455,7 @@ def _plan(index: int, entry: dict, obfuscate: bool) -> dict:
         f"model {index}" if hidden else (entry.get("name") or entry.get("path") or f"model {index}")
     )
     where = f"environment.models[{index}] ({label})"
-    if hidden and any(s in label for s in _secrets(entry)):
+    if hidden and any(s in label for s in _secrets(entry, strong_only=True)):
         raise SetupError(f"environment.models[{index}]: the display_name of a hidden model must not contain its name or path")
     for key in ("var_name", "tokenizer_var_name"):
         value = entry.get(key)
@@ -493,7 +519,10 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
         _self_check(model, tokenizer, secrets, where)
     namespace[entry["var_name"]] = model
     namespace[entry["tokenizer_var_name"]] = tokenizer
-    return {"model": model, "seconds": time.perf_counter() - started}
+    seconds = time.perf_counter() - started
+    n_params = sum(p.numel() for p in model.parameters())
+    _say(f"loaded {entry['var_name']} in {seconds:.1f} s: {type(model).__name__}, {n_params:,} parameters")
+    return {"model": model, "seconds": seconds, "n_params": n_params}
 
 
 # ---------------------------------------------------------------- skills
@@ -632,9 +661,18 @@ def inject_skills(skills: list[dict], namespace: dict, *, protected=()) -> list[
             continue
         text = skill.get("text") or ""
         filename = f"<skill {name}>"
-        _cache_source(filename, text)
+        blocks = extract_blocks(text)
+        # linecache gets the markdown with everything but its code blanked:
+        # line numbers stay the markdown's, and the text parses as Python,
+        # which inspect needs to find a class's source.
+        _cache_source(filename, _code_view(text, blocks))
+        # Classes find their source through their module's __file__; the
+        # kernel's __main__ has none, so each skill gets a module of its own.
+        module = types.ModuleType("interp_exec_skill_" + re.sub(r"\W", "_", name))
+        module.__file__ = filename
+        sys.modules[module.__name__] = module
         defined: dict = {}
-        for line, code in extract_blocks(text):
+        for line, code in blocks:
             try:
                 tree = ast.parse(code, filename=filename)
             except SyntaxError as exc:
@@ -655,6 +693,9 @@ def inject_skills(skills: list[dict], namespace: dict, *, protected=()) -> list[
                     exec(compiled, namespace)
                 except Exception as exc:
                     raise SetupError(f"{where}: {_describe_stmt(stmt)}: {_one_line(exc)}") from exc
+                if isinstance(stmt, ast.ClassDef) and isinstance(namespace.get(stmt.name), type):
+                    namespace[stmt.name].__module__ = module.__name__
+                    setattr(module, stmt.name, namespace[stmt.name])
                 if isinstance(stmt, _DEFS) and not stmt.name.startswith("_"):
                     defined[stmt.name] = "classes" if isinstance(stmt, ast.ClassDef) else "functions"
         for fname, kind in defined.items():
@@ -699,6 +740,29 @@ def _main_dtype(model) -> str:
 def _is_peft(model) -> bool:
     peft = sys.modules.get("peft")
     return bool(peft is not None and isinstance(model, peft.PeftModel))
+
+
+def _model_summary(plan: dict, loaded: dict) -> dict:
+    """Check one loaded model's placement and describe it (nothing that names a hidden model)."""
+    model, entry = loaded["model"], plan["entry"]
+    devices = _check_devices(model, plan)
+    if entry.get("device_map") is not None:
+        device = ",".join(devices)
+    else:
+        device = devices[0] if devices else plan["device"]
+    return {
+        "var_name": entry["var_name"],
+        "tokenizer_var_name": entry["tokenizer_var_name"],
+        "display_name": plan["label"],
+        "hidden": plan["hidden"],
+        "class": type(model).__name__,
+        "device": device,
+        "devices": devices,
+        "dtype": _main_dtype(model),
+        "n_params": loaded["n_params"],
+        "peft": _is_peft(model),
+        "load_seconds": round(loaded["seconds"], 3),
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -753,24 +817,7 @@ def _run(spec: dict, namespace: dict) -> dict:
     namespace["experiment_name"] = spec.get("experiment_name", "")
 
     loaded = [_load_model(p, len(plans), namespace) for p in plans]
-    models = []
-    for plan, result in zip(plans, loaded):
-        model, entry = result["model"], plan["entry"]
-        devices = _check_devices(model, plan)
-        models.append({
-            "var_name": entry["var_name"],
-            "tokenizer_var_name": entry["tokenizer_var_name"],
-            "display_name": plan["label"],
-            "hidden": plan["hidden"],
-            "class": type(model).__name__,
-            "device": ",".join(devices) if entry.get("device_map") is not None else (devices[0] if devices else plan["device"]),
-            "devices": devices,
-            "dtype": _main_dtype(model),
-            "n_params": sum(p.numel() for p in model.parameters()),
-            "peft": _is_peft(model),
-            "load_seconds": round(result["seconds"], 3),
-        })
-        _say(f"loaded {entry['var_name']}: {models[-1]['class']}, {models[-1]['n_params']:,} parameters on {models[-1]['device']} ({models[-1]['dtype']}) in {result['seconds']:.1f} s")
+    models = [_model_summary(plan, result) for plan, result in zip(plans, loaded)]
 
     skills = inject_skills(spec.get("skills") or [], namespace, protected=["workspace", "experiment_name", *names])
     injected = []
@@ -794,22 +841,43 @@ def _run(spec: dict, namespace: dict) -> dict:
     }
 
 
+def _forget_sources(spec: dict) -> None:
+    """Drop linecache entries naming a hidden model.
+
+    IPython caches every executed cell's source there, including the one
+    in which the client stored the spec.
+    """
+    secrets = [
+        s
+        for m in spec.get("models") or []
+        if spec.get("obfuscate") or m.get("hidden")
+        for s in _secrets(m, strong_only=True)
+    ]
+    for filename, entry in list(linecache.cache.items()):
+        if len(entry) > 2 and any(s in "".join(entry[2]) for s in secrets):
+            linecache.cache.pop(filename, None)
+
+
 def run(spec: dict, namespace: dict) -> dict:
     """Load the models, inject the skills, check devices; return and report the summary.
 
     The summary is also displayed as SUMMARY_MIME when IPython is running.
-    On failure with a hidden model, the frames below this one are cleared and
-    exception chains dropped, so no traceback keeps the spec.
+    With a hidden model, cached sources naming it are dropped from linecache,
+    and on failure the frames below this one are cleared and exception chains
+    dropped, so no traceback keeps the spec.
     """
     hidden = bool(spec.get("obfuscate")) or any(m.get("hidden") for m in spec.get("models") or [])
     try:
         summary = _run(spec, namespace)
     except BaseException as exc:
         if hidden:
+            _forget_sources(spec)
             spec = None
             exc.__cause__ = exc.__context__ = None
             traceback.clear_frames(exc.__traceback__)
         raise
+    if hidden:
+        _forget_sources(spec)
     _say(f"ready in {summary['load_seconds']:.1f} s: {', '.join(summary['variables'])}")
     _report(summary)
     return summary

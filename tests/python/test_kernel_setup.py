@@ -195,6 +195,14 @@ def test_custom_load_code_error_shows_its_line(tmp_path):
     assert "while running custom_load_code of environment.models[0] (custom)" in text
 
 
+@pytest.mark.parametrize("hidden", [False, True])
+def test_custom_load_code_syntax_error_names_its_line(tmp_path, hidden):
+    code = "import torch\nmodel = torch.nn.Linear(2,\n"
+    e = entry(None, name="acme/secret-net", custom_load_code=code, hidden=hidden, display_name="m")
+    with pytest.raises(SetupError, match=r"^environment\.models\[0\] \(m\): custom_load_code line 2: SyntaxError: "):
+        kernel_setup.run(spec(tmp_path, [e]), {})
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_half_dtypes_on_cpu(tiny_models, tmp_path, dtype):
     ns: dict = {}
@@ -415,6 +423,28 @@ def test_hidden_model_errors_leak_nothing(secret_copies, tmp_path):
         tb = tb.tb_next
     assert frames >= 3
     assert "<custom_load_code environment.models[0]>" not in __import__("linecache").cache
+
+
+def test_hidden_spec_is_dropped_from_linecache(tiny_models, tmp_path):
+    """IPython caches the client's stash cell, which spells out the spec, in linecache."""
+    import linecache
+
+    stash = f"_pending = {{'name': {SECRET_NAME!r}}}\n"
+    linecache.cache["/tmp/ipykernel_1/123.py"] = (len(stash), None, [stash], "/tmp/ipykernel_1/123.py")
+    skill = {"name": "keep", "origin": "k.md", "preload": True, "text": "```python\ndef keep():\n    pass\n```\n"}
+    e = entry(tiny_models["tiny-gpt2"], name=SECRET_NAME, hidden=True, display_name="model")
+    kernel_setup.run(spec(tmp_path, [e], [skill]), {})
+    assert "/tmp/ipykernel_1/123.py" not in linecache.cache
+    assert "<skill keep>" in linecache.cache
+
+
+def test_folder_named_like_the_display_name_is_fine(tiny_models, tmp_path):
+    folder = shutil.copytree(tiny_models["tiny-gpt2"], tmp_path / "weights-4f9d" / "model")
+    e = entry(folder, name="acme-labs/secret-gpt", hidden=True, display_name="model")
+    ns: dict = {}
+    summary = kernel_setup.run(spec(tmp_path, [e]), ns)
+    assert summary["models"][0]["display_name"] == "model"
+    assert_clean(repr(ns["model"].config) + repr(ns["tokenizer"]), ["acme-labs/secret-gpt", "weights-4f9d"])
 
 
 def test_hidden_missing_folder_names_only_the_display_name(tmp_path):
