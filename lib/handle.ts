@@ -109,16 +109,8 @@ export const NotebookHandleSchema = z.object({
   mcp_config: McpConfigSchema,
 });
 
-/** mcp mode: only predefined functions, served as MCP tools. */
-export const McpHandleSchema = z.object({
-  mode: z.literal("mcp"),
-  ...common,
-  session_id: z.string(),
-  tools: z.array(z.string()),
-  mcp_config: McpConfigSchema,
-});
-
-export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema, McpHandleSchema]);
+/** Every mode's handle, told apart by `mode` (filesystem and mcp modes will join here). */
+export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema]);
 
 export type ModelSummary = z.infer<typeof ModelSummarySchema>;
 export type KernelSummary = z.infer<typeof KernelSummarySchema>;
@@ -126,7 +118,6 @@ export type ServerInfo = z.infer<typeof ServerInfoSchema>;
 export type McpConfig = z.infer<typeof McpConfigSchema>;
 export type Timings = z.infer<typeof TimingsSchema>;
 export type NotebookHandle = z.infer<typeof NotebookHandleSchema>;
-export type McpHandle = z.infer<typeof McpHandleSchema>;
 export type Handle = z.infer<typeof HandleSchema>;
 
 /** The fields every handle shares, filled in for a new one. */

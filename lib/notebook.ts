@@ -243,7 +243,7 @@ export async function warmNotebookSession(
         workspace,
         sessionId,
       }),
-      mcp_config: mcpConfigFor("notebook", client.url),
+      mcp_config: mcpConfigFor(client.url),
     };
     ok = true;
     return handle;

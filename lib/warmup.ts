@@ -139,6 +139,15 @@ export interface WarmupResult {
   elapsed_ms: number;
 }
 
+/** How a warm-up runs: setup cell hidden or not, deadline, and Ctrl-C. */
+export interface WarmupOptions {
+  hidden: boolean;
+  /** Deadline for the whole warm-up in ms (0: none). */
+  timeoutMs: number;
+  signal?: AbortSignal;
+  abortReason?: () => "SIGINT" | "SIGTERM";
+}
+
 /**
  * Runs kernel_setup.py with the spec in the kernel. Kernel output streams to
  * stderr as it comes; a Python error becomes a setup_failed JupyterError
@@ -147,18 +156,15 @@ export interface WarmupResult {
 export function warmUp(
   kernel: KernelChannel,
   spec: SetupSpec,
-  opts: {
-    hidden: boolean;
-    timeoutMs: number;
-    signal?: AbortSignal;
-    abortReason?: () => "SIGINT" | "SIGTERM";
-  },
+  opts: WarmupOptions,
 ): Promise<WarmupResult> {
   return runSetup(kernel, spec, opts).catch((err) => {
     if (err instanceof JupyterError && err.code === "timeout") {
       throw new JupyterError(
         "timeout",
-        `the warm-up did not finish within ${opts.timeoutMs / 1000} s (--timeout); the kernel was interrupted`,
+        `the warm-up did not finish within ${
+          opts.timeoutMs / 1000
+        } s (--timeout); the kernel was interrupted`,
         "raise --timeout for large models, or 0 for no limit",
       );
     }
@@ -169,12 +175,7 @@ export function warmUp(
 async function runSetup(
   kernel: KernelChannel,
   spec: SetupSpec,
-  opts: {
-    hidden: boolean;
-    timeoutMs: number;
-    signal?: AbortSignal;
-    abortReason?: () => "SIGINT" | "SIGTERM";
-  },
+  opts: WarmupOptions,
 ): Promise<WarmupResult> {
   const started = performance.now();
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;

@@ -21,19 +21,28 @@ import {
 } from "./helpers.ts";
 
 Deno.test("skills: front matter errors name the file and the key", () => {
-  assert.throws(() => parseSkill("# no front matter\n", "a.md"), /a\.md:1: a skill file must begin/);
+  assert.throws(
+    () => parseSkill("# no front matter\n", "a.md"),
+    /a\.md:1: a skill file must begin/,
+  );
   assert.throws(
     () => parseSkill("---\nname: x\n---\nbody", "b.md"),
     (e: Error) => e instanceof ConfigError && /b\.md: front matter description/.test(e.message),
   );
-  assert.throws(() => parseSkill("---\nname: x\ndescription: d\npreloda: false\n---\n", "c.md"), /unknown key 'preloda' \(did you mean 'preload'\?\)/);
+  assert.throws(
+    () => parseSkill("---\nname: x\ndescription: d\npreloda: false\n---\n", "c.md"),
+    /unknown key 'preloda' \(did you mean 'preload'\?\)/,
+  );
   const s = parseSkill("---\nname: x\ndescription: d\n---\n\nInstructions.\n", "d.md");
   assert.deepEqual([s.preload, s.requires, s.body], [true, [], "Instructions."]);
 });
 
 Deno.test("skills: a user skill replaces a built-in; requires come first; cycles are errors", async () => {
   const dir = await Deno.makeTempDir();
-  await Deno.writeTextFile(join(dir, "steering.md"), "---\nname: steering\ndescription: mine\n---\n");
+  await Deno.writeTextFile(
+    join(dir, "steering.md"),
+    "---\nname: steering\ndescription: mine\n---\n",
+  );
   await Deno.writeTextFile(join(dir, "a.md"), "---\nname: a\ndescription: a\nrequires: [b]\n---\n");
   await Deno.writeTextFile(join(dir, "b.md"), "---\nname: b\ndescription: b\nrequires: [a]\n---\n");
   const found = await discoverSkills([dir]);
@@ -106,7 +115,9 @@ raise RuntimeError("example blocks must not run")
 Deno.test("skills: a user skill's functions, decorators and classes land in the kernel with their source", async () => {
   const server = await sharedServer();
   const config = await writeConfig(
-    `name: user-skill\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${models["tiny-llama"]}\nexecution:\n  skills: [probe]\n`,
+    `name: user-skill\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${
+      models["tiny-llama"]
+    }\nexecution:\n  skills: [probe]\n`,
     { "skills/probe.md": userSkill },
   );
   const res = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
@@ -137,7 +148,8 @@ print(inspect.getsource(Probe).splitlines()[0])`,
 
 Deno.test("skills: a skill that fails to parse is an error naming the skill and its line (exit 4)", async () => {
   const server = await sharedServer();
-  const broken = "---\nname: broken\ndescription: d\n---\n\ntext\n\n```python\ndef f(:\n    pass\n```\n";
+  const broken =
+    "---\nname: broken\ndescription: d\n---\n\ntext\n\n```python\ndef f(:\n    pass\n```\n";
   const config = await writeConfig("name: broken-skill\nexecution:\n  skills: [broken]\n", {
     "skills/broken.md": broken,
   });
@@ -185,7 +197,9 @@ for (const name of ["tiny-llama", "tiny-gpt2"]) {
   Deno.test(`skills: every built-in function runs in a real kernel on ${name}`, async () => {
     const server = await sharedServer();
     const config = await writeConfig(
-      `name: builtins-${name}\nenvironment:\n  models:\n    - name: ${name}\n      path: ${models[name]}\nexecution:\n  skills: [activations, steering, logit-lens, generation, attention, token-probs, patching, gpu-environment]\n`,
+      `name: builtins-${name}\nenvironment:\n  models:\n    - name: ${name}\n      path: ${
+        models[name]
+      }\nexecution:\n  skills: [activations, steering, logit-lens, generation, attention, token-probs, patching, gpu-environment]\n`,
     );
     const res = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
       env: { INTERP_EXEC_HOME: await tempHome() },
