@@ -18,19 +18,14 @@ export function selfCommand(): { command: string; args: string[] } {
   return { command: exec, args: ["run", "--allow-all", "--quiet", main] };
 }
 
-/** The MCP server config for a mode's session on a server. */
-export function mcpConfigFor(
-  mode: "notebook" | "mcp",
-  jupyterUrl: string,
-  extraArgs: string[] = [],
-): McpConfig {
+/** The MCP server config for notebook sessions on a server. */
+export function mcpConfigFor(jupyterUrl: string): McpConfig {
   const self = selfCommand();
-  const sub = mode === "notebook" ? "notebook-mcp" : "mcp-serve";
   return {
     mcpServers: {
-      [`interp-exec-${mode}`]: {
+      "interp-exec-notebook": {
         command: self.command,
-        args: [...self.args, sub, "--jupyter-url", jupyterUrl, ...extraArgs],
+        args: [...self.args, "notebook-mcp", "--jupyter-url", jupyterUrl],
         env: { INTERP_EXEC_HOME: stateDir() },
       },
     },
