@@ -25,7 +25,11 @@ if [ ! -f "$venv/.complete" ]; then
     if [ ! -f "$venv/.complete" ]; then
       echo "interp-exec: building the Python environment in $venv (once per requirements.txt; a few minutes)"
       rm -rf "$venv"
-      python3 -m venv "$venv"
+      if ! python3 -m venv "$venv"; then
+        echo "interp-exec: 'python3 -m venv' failed; install Python's venv module (Debian/Ubuntu: apt-get install python3-venv) and run again" >&2
+        rm -rf "$venv"
+        exit 1
+      fi
       "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
       touch "$venv/.complete"
     fi
