@@ -11,6 +11,11 @@ import { VERSION } from "./lib/version.ts";
 import { notebookCommand } from "./lib/subcommands/notebook.ts";
 import { validateCommand } from "./lib/subcommands/validate.ts";
 import { schemaCommand } from "./lib/subcommands/schema.ts";
+import { runCommand } from "./lib/subcommands/run.ts";
+import { execCommand } from "./lib/subcommands/exec.ts";
+import { sessionsCommand } from "./lib/subcommands/sessions.ts";
+import { shutdownCommand } from "./lib/subcommands/shutdown.ts";
+import { serverCommand } from "./lib/subcommands/server.ts";
 import { skillsCommand } from "./lib/subcommands/skills.ts";
 
 type Command = { run: (args: string[]) => void | Promise<void>; summary: string };
@@ -20,8 +25,17 @@ const commands: Record<string, Command> = {
     run: notebookCommand,
     summary: "warm a notebook session (models + skills) and print its handle",
   },
+  run: { run: runCommand, summary: "warm a session in the mode the config's execution.type names" },
+  exec: { run: execCommand, summary: "run code in a warm session" },
+  sessions: { run: sessionsCommand, summary: "list the sessions interp-exec created" },
+  shutdown: { run: shutdownCommand, summary: "end sessions (--session, --handle, --all, --idle)" },
+  server: { run: serverCommand, summary: "the embedded server: status, stop, config" },
   validate: { run: validateCommand, summary: "check an experiment config" },
   schema: { run: schemaCommand, summary: "print the handle's JSON Schema" },
+  "notebook-mcp": {
+    run: async (a) => (await import("./lib/subcommands/notebook_mcp.ts")).notebookMcpCommand(a),
+    summary: "serve a notebook session's tools to an agent over MCP (stdio or --http)",
+  },
   skills: { run: skillsCommand, summary: "list the skills on the search path, or show one" },
 };
 
@@ -34,10 +48,11 @@ Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`).join("\n")}
 
 Run 'interp-exec <command> --help' for a command's options.
-stdout carries only JSON (handles, listings); progress goes to stderr.
-Exit codes: 0 ok, 1 internal error, 2 bad usage or config, 3 server unreachable
-or refused, 4 warm-up failed in the kernel, 5 kernel died, 6 timeout,
-7 no usable Python for the embedded server, 130/143 interrupted.`;
+stdout carries only a command's data (handles, listings, exec's output); progress goes
+to stderr.
+Exit codes: 0 ok, 1 internal error (exec: the code raised), 2 bad usage or config,
+3 server unreachable or refused, 4 warm-up failed in the kernel, 5 kernel died,
+6 timeout, 7 no usable Python for the embedded server, 130/143 interrupted.`;
 
 async function main(argv: string[]): Promise<void> {
   guardStdout(Deno.env.get("INTERP_EXEC_DEBUG") === "1");

@@ -9,6 +9,7 @@
 import { KernelConnection, type KernelMessage, ServerConnection } from "@jupyterlab/services";
 import { InterruptedError, JupyterError } from "./errors.ts";
 import type { ServerInfo } from "./handle.ts";
+import { kernelWebSocketClass } from "./ws_transport.ts";
 
 /** Where a Jupyter server is and how to authenticate. Never logged. */
 export interface ServerTarget {
@@ -77,7 +78,8 @@ export interface ExecuteOptions {
 // (its kernel_info on every reconnect, futures disposed with their kernel).
 // When a kernel dies those surface as unhandled rejections that would crash
 // the process; the death itself is reported through KernelChannel.
-const libraryNoise = /^(Kernel connection disconnected|Canceled future for |Kernel is dead|Disposed kernel)/;
+const libraryNoise =
+  /^(Kernel connection disconnected|Canceled future for |Kernel is dead|Disposed kernel)/;
 globalThis.addEventListener("unhandledrejection", (e) => {
   const message = e.reason instanceof Error ? e.reason.message : String(e.reason);
   if (libraryNoise.test(message)) e.preventDefault();
@@ -129,6 +131,8 @@ export class JupyterClient {
       token: target.token,
       appendToken: true,
       init: { cache: "no-store" },
+      // Immediate ACKs: stock servers write kernel messages with Nagle on (ws_transport.ts).
+      WebSocket: kernelWebSocketClass(),
     });
   }
 
@@ -245,13 +249,27 @@ export class JupyterClient {
     });
   }
 
-  /** Starts a bare kernel (servers without a sessions API). */
+  /**
+   * Starts a bare kernel (servers without a sessions API). `kernelId` asks
+   * for that id (Jupyter Server 2 and the gateways built on it honour it), so
+   * a start that times out can still be cleaned up. `env` is sent only when
+   * non-empty: a Kernel Gateway that receives any `env` starts the kernel
+   * with only PATH, its KG_ENV_PROCESS_WHITELIST and the KERNEL_* variables.
+   */
   async startKernel(
-    opts: { kernelName: string; env?: Record<string, string>; timeoutMs?: number },
+    opts: {
+      kernelName: string;
+      env?: Record<string, string>;
+      timeoutMs?: number;
+      kernelId?: string;
+    },
   ): Promise<KernelModel> {
+    const body: Record<string, unknown> = { name: opts.kernelName };
+    if (opts.env && Object.keys(opts.env).length > 0) body.env = opts.env;
+    if (opts.kernelId) body.kernel_id = opts.kernelId;
     return await this.json<KernelModel>("api/kernels", {
       method: "POST",
-      body: JSON.stringify({ name: opts.kernelName, env: opts.env ?? {} }),
+      body: JSON.stringify(body),
       timeoutMs: opts.timeoutMs ?? 120_000,
     });
   }
@@ -374,10 +392,12 @@ export class JupyterClient {
         handleComms: false,
       });
       try {
+        // Jupyter Server completes the handshake only once the kernel answers,
+        // so a kernel slow to start holds it: bound the wait by the deadline.
         await waitFor(
           () => conn.connectionStatus === "connected",
           conn.connectionStatusChanged,
-          10_000,
+          Math.max(1, Math.min(10_000, deadline - performance.now())),
         );
         await sleep(20);
         const window = windows[Math.min(attempt, windows.length - 1)];

@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { EnvironmentError, JupyterError } from "./errors.ts";
 import { JupyterClient, sleep } from "./jupyter.ts";
-import { progress } from "./log.ts";
+import { progress, warn } from "./log.ts";
 import { forgetServer, rememberServer, stateDir } from "./state.ts";
 import serverConfig from "./python/jupyter_server_config.py" with { type: "text" };
 
@@ -157,6 +157,20 @@ export async function ensureEmbeddedServer(opts: {
   const existing = await runningEmbeddedServer();
   if (existing) {
     progress(`using the embedded Jupyter server at ${existing.url} (pid ${existing.pid})`);
+    const wanted = opts.idleTimeout ?? 0;
+    const culls = existing.idle_timeout ?? 0;
+    // Culling is server-wide and fixed at start: restarting would kill other
+    // sessions, so say what will happen instead.
+    if (wanted !== culls) {
+      warn(
+        culls === 0
+          ? `the embedded server was started without idle culling, so this session's idle_timeout (${wanted} s) ` +
+            "is only recorded: 'interp-exec shutdown --idle' ends it once idle that long " +
+            "('interp-exec server stop' and run again to have the server cull)"
+          : `the embedded server culls kernels idle for ${culls} s (the idle_timeout it was started with), ` +
+            `this one too (idle_timeout ${wanted} s here); 'interp-exec server stop' and run again to change it`,
+      );
+    }
     return { server: existing, started: false };
   }
   return { server: await startEmbeddedServer(opts), started: true };
@@ -173,9 +187,18 @@ async function startEmbeddedServer(opts: {
   const rootDir = resolve(opts.rootDir ?? join(dir, "notebooks"));
   await Deno.mkdir(rootDir, { recursive: true });
   const configPath = join(dir, "jupyter_server_config.py");
-  await Deno.writeTextFile(configPath, serverConfig);
-  const logPath = join(dir, "server.log");
   const token = randomToken();
+  await Deno.remove(configPath).catch(() => {});
+  // The token goes into this 0600 file, not the environment: kernels inherit
+  // the server's environment, and the agent can read os.environ.
+  await Deno.writeTextFile(
+    configPath,
+    `${serverConfig}\n# Written by interp-exec for this run only.\nc.IdentityProvider.token = ${
+      JSON.stringify(token)
+    }\n`,
+    { mode: 0o600 },
+  );
+  const logPath = join(dir, "server.log");
   const port = freePort();
   const url = `http://127.0.0.1:${port}/`;
   const idle = opts.idleTimeout ?? 0;
@@ -204,7 +227,7 @@ async function startEmbeddedServer(opts: {
   // sh redirects the server's output to its log; exec keeps the pid the server's.
   const child = new Deno.Command("/bin/sh", {
     args: ["-c", 'exec "$0" "$@" >>"$INTERP_EXEC_SERVER_LOG" 2>&1', python.path, ...args],
-    env: { JUPYTER_TOKEN: token, INTERP_EXEC_SERVER_LOG: logPath, PYTHONUNBUFFERED: "1" },
+    env: { INTERP_EXEC_SERVER_LOG: logPath, PYTHONUNBUFFERED: "1" },
     stdin: "null",
     stdout: "null",
     stderr: "null",

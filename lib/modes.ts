@@ -7,11 +7,12 @@
 import { intFlag, parseFlags, secondsFlag } from "./args.ts";
 import { loadConfig, type LoadedConfig } from "./config.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
-import { CliError, UsageError } from "./errors.ts";
+import { CliError, InterruptedError, UsageError } from "./errors.ts";
 import type { Handle } from "./handle.ts";
 import { stopEmbeddedServer } from "./local_server.ts";
-import { printJson, progress, setQuiet } from "./log.ts";
+import { printJson, progress, setQuiet, warn } from "./log.ts";
 import { trapSignals } from "./signals.ts";
+import { endSession } from "./sessions.ts";
 import { forgetSessions } from "./state.ts";
 import { discoverSkills, resolveSkills, type Skill, skillDirs } from "./skills.ts";
 import type { WarmOptions } from "./notebook.ts";
@@ -105,9 +106,7 @@ export async function runMode(
       abortReason: signals.reason,
     };
     const c = conn;
-    const handles = n === 1
-      ? [await warm(c, base)]
-      : await warmMany(c, n, (i) => warm(c, { ...base, index: i }), base.keepOnError);
+    const handles = n === 1 ? [await warm(c, base)] : await warmMany(c, n, base, warm);
     for (const h of handles) {
       h.timings.connect_ms = Math.round(connectMs * 10) / 10;
       h.timings.total_ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -131,37 +130,77 @@ export async function runMode(
   }
 }
 
+/**
+ * Warms n sessions at once. The first failure cancels the others (their
+ * kernels are interrupted and discarded by their own cleanup), and the ones
+ * already warm are shut down too, unless --keep-on-error; the error names
+ * each session that failed and why.
+ */
 async function warmMany(
   conn: Connection,
   n: number,
-  warmOne: (i: number) => Promise<Handle>,
-  keepOnError: boolean,
+  base: WarmOptions,
+  warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
 ): Promise<Handle[]> {
   progress(`warming ${n} sessions in parallel`);
-  const results = await Promise.allSettled(Array.from({ length: n }, (_, i) => warmOne(i)));
+  const siblings = new AbortController();
+  const signal = AbortSignal.any([base.signal, siblings.signal]);
+  const results = await Promise.allSettled(
+    Array.from({ length: n }, async (_, i) => {
+      try {
+        return await warm(conn, { ...base, index: i, signal });
+      } catch (err) {
+        if (!base.keepOnError && !signal.aborted) {
+          progress(`session ${i} failed: cancelling the other warm-ups`);
+          siblings.abort();
+        }
+        throw err;
+      }
+    }),
+  );
   const failed = results
     .map((r, i) => ({ r, i }))
     .filter((x): x is { r: PromiseRejectedResult; i: number } => x.r.status === "rejected");
   if (failed.length === 0) return results.map((r) => (r as PromiseFulfilledResult<Handle>).value);
-  if (!keepOnError) {
-    const ok = results.filter((r): r is PromiseFulfilledResult<Handle> => r.status === "fulfilled");
-    await forgetSessions(ok.map((r) => r.value.session_id));
-    for (const r of results) {
-      if (r.status === "fulfilled") {
-        await conn.client.shutdownSession(r.value.session_id).catch(() => {});
-        await conn.client.shutdownKernel(r.value.kernel_id).catch(() => {});
-        if (r.value.mode === "notebook" && r.value.notebook_path) {
-          await conn.client.deleteFile(r.value.notebook_path).catch(() => {});
-        }
+  // Ctrl-C or SIGTERM: every warm-up was interrupted and cleaned up; say just that.
+  if (base.signal.aborted) throw new InterruptedError(base.abortReason());
+  const ready = results.filter((r): r is PromiseFulfilledResult<Handle> =>
+    r.status === "fulfilled"
+  );
+  if (!base.keepOnError) {
+    await forgetSessions(ready.map((r) => r.value.session_id));
+    await Promise.all(ready.map(async ({ value: h }) => {
+      try {
+        await endSession(conn.client, {
+          sessionId: h.session_id === h.kernel_id ? null : h.session_id,
+          kernelId: h.kernel_id,
+          notebookPath: h.mode === "notebook" ? h.notebook_path : null,
+        }, { deleteNotebook: true });
+      } catch (err) {
+        warn(`could not shut session ${h.session_id} down: ${(err as Error).message}`);
       }
-    }
+    }));
   }
-  const first = failed[0].r.reason;
-  const detail = failed.map(({ r, i }) => `session ${i}: ${(r.reason as Error).message}`).join(
-    "; ",
+  // A session cancelled because a sibling failed reports an interruption: not its own failure.
+  const own = failed.filter(({ r }) => !(r.reason instanceof InterruptedError));
+  const cancelled = failed.filter(({ r }) => r.reason instanceof InterruptedError);
+  const first = (own[0] ?? failed[0]).r.reason;
+  const detail = own.map(({ r, i }) => `session ${i}: ${(r.reason as Error).message}`).join("; ");
+  const parts = [`${own.length} of ${n} warm-ups failed (${detail})`];
+  if (cancelled.length > 0) {
+    parts.push(
+      `${cancelled.length === 1 ? "session" : "sessions"} ${
+        cancelled.map((x) => x.i).join(", ")
+      } cancelled`,
+    );
+  }
+  parts.push(
+    base.keepOnError
+      ? "kept the sessions for inspection (--keep-on-error)"
+      : `all ${n} sessions were shut down`,
   );
   throw new CliError(
-    `${failed.length} of ${n} warm-ups failed (${detail}); all ${n} sessions were shut down`,
+    parts.join("; "),
     first instanceof CliError ? first.exitCode : 1,
     first instanceof CliError ? first.hint : undefined,
   );

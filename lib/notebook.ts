@@ -16,13 +16,13 @@ import {
   type JupyterClient,
   type KernelChannel,
   type KernelModel,
-  sleep,
 } from "./jupyter.ts";
 import { progress, warn } from "./log.ts";
 import { mcpConfigFor } from "./mcp_config.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import type { Skill } from "./skills.ts";
 import { skillSpec } from "./skills.ts";
+import { endSession } from "./sessions.ts";
 import { recordSession } from "./state.ts";
 import { buildSpec, SETUP_CELL_SOURCE, warmUp } from "./warmup.ts";
 import { VERSION } from "./version.ts";
@@ -90,59 +90,76 @@ export async function startKernel(
       throw err;
     }
   }
-  if (!info.sessions_api || !info.contents_api) {
+  if (opts.notebook) {
     progress(
       `the server has no ${
         !info.contents_api ? "contents" : "sessions"
-      } API (a kernel gateway?): starting a bare kernel`,
+      } API (a kernel gateway?): starting a bare kernel, without a notebook`,
     );
   }
-  const kernel = await client.startKernel({
-    kernelName,
-    env,
-    timeoutMs: opts.kernelStartTimeoutMs,
-  });
-  return { sessionId: null, kernel, notebookPath: null };
+  if (env && info.kind === "kernel_gateway") {
+    progress(
+      `passing ${Object.keys(env).join(", ")} to the kernel; a Kernel Gateway then gives the ` +
+        "kernel only PATH, KG_ENV_PROCESS_WHITELIST and the KERNEL_* variables",
+    );
+  }
+  // Asking for the id (honoured by Jupyter Server 2 and the gateways built on
+  // it) lets a start that times out be cleaned up: the server may finish it.
+  const kernelId = crypto.randomUUID();
+  const t0 = performance.now();
+  try {
+    const kernel = await client.startKernel({
+      kernelName,
+      env: env ? { ...env, KERNEL_ID: kernelId } : undefined,
+      timeoutMs: opts.kernelStartTimeoutMs,
+      kernelId,
+    });
+    return { sessionId: null, kernel, notebookPath: null };
+  } catch (err) {
+    const elapsed = performance.now() - t0;
+    if (
+      err instanceof JupyterError && err.code === "unreachable" &&
+      elapsed >= opts.kernelStartTimeoutMs - 100
+    ) {
+      await client.shutdownKernel(kernelId).catch(() => {});
+      throw new JupyterError(
+        "timeout",
+        `the server did not start a kernel within ${opts.kernelStartTimeoutMs / 1000} s`,
+        "raise --kernel-start-timeout for gateways that schedule pods or pull images first",
+      );
+    }
+    throw err;
+  }
 }
 
-// Gateways pass KERNEL_* variables on to the kernel's launch (Enterprise
-// Gateway uses them for pod names, images and users).
-function kernelEnv(loaded: LoadedConfig): Record<string, string> {
-  const env: Record<string, string> = {
-    KERNEL_INTERP_EXEC_EXPERIMENT: loaded.config.name,
-  };
+/**
+ * KERNEL_* variables from our environment, for the kernel request: gateways
+ * pass them to the kernel's launch (Enterprise Gateway uses them for pod
+ * names, images and users). undefined when there are none: a Kernel Gateway
+ * that receives any `env` strips the kernel's environment down to PATH and
+ * its whitelist, so interp-exec sends none unless asked to.
+ */
+export function kernelEnv(loaded: LoadedConfig): Record<string, string> | undefined {
+  const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
     if (k.startsWith("KERNEL_")) env[k] = v;
   }
+  if (Object.keys(env).length === 0) return undefined;
+  env.KERNEL_INTERP_EXEC_EXPERIMENT ??= loaded.config.name;
   return env;
 }
 
 /** Shuts a started kernel (and its session and notebook) down; never throws. */
 export async function discardKernel(client: JupyterClient, started: StartedKernel): Promise<void> {
-  // A kernel that just died is being restarted by the server, which then
-  // answers DELETE with 500 for a moment: retry until the server no longer
-  // lists the session or the kernel.
-  let lastError: unknown;
-  for (let i = 0; i < 40; i++) {
-    try {
-      if (started.sessionId && await client.getSession(started.sessionId)) {
-        await client.shutdownSession(started.sessionId);
-      }
-      if (await client.getKernel(started.kernel.id)) await client.shutdownKernel(started.kernel.id);
-      if (!(await client.getKernel(started.kernel.id))) {
-        if (started.notebookPath) await client.deleteFile(started.notebookPath);
-        return;
-      }
-    } catch (err) {
-      lastError = err;
-    }
-    await sleep(250);
+  try {
+    await endSession(client, {
+      sessionId: started.sessionId,
+      kernelId: started.kernel.id,
+      notebookPath: started.notebookPath,
+    }, { deleteNotebook: true });
+  } catch (err) {
+    warn(`could not clean up kernel ${started.kernel.id}: ${(err as Error).message}`);
   }
-  warn(
-    `could not clean up kernel ${started.kernel.id}: ${
-      lastError instanceof Error ? lastError.message : "still listed by the server"
-    }`,
-  );
 }
 
 /** Creates one warm notebook session and returns its handle. */

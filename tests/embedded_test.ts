@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { NotebookHandleSchema } from "../lib/handle.ts";
-import { PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
+import { kernelEval, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 
 const models = await tinyModels();
 
@@ -45,6 +45,13 @@ Deno.test("embedded: starts, records, reuses and stops a local server", async ()
     const cmdline = await Deno.readTextFile(`/proc/${pid}/cmdline`);
     assert.ok(!cmdline.includes(rec.token));
     assert.match(cmdline, /jupyter_server/);
+    // Nor in the kernel's environment, which the agent can read.
+    const kernelEnv = await kernelEval(
+      { url: rec.url, token: rec.token, rootDir: rec.root_dir, stop: async () => {} },
+      h1.kernel_id,
+      `import os\nprint(any(${JSON.stringify(rec.token)} in v for v in os.environ.values()))`,
+    );
+    assert.equal(kernelEnv.trim(), "False");
     // The notebook is in the server's root, named after the experiment.
     assert.ok((await Deno.stat(join(rec.root_dir, h1.notebook_path!))).isFile);
 

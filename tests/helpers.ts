@@ -97,7 +97,14 @@ export interface TestServer {
  * on servers we do not control) on loopback with a token and base URL prefix.
  */
 export async function startStockServer(
-  opts: { prefix?: string; rootDir?: string; extraArgs?: string[]; module?: string } = {},
+  opts: {
+    prefix?: string;
+    rootDir?: string;
+    extraArgs?: string[];
+    module?: string;
+    /** Extra environment for the server (JUPYTER_PATH for test kernelspecs, say). */
+    env?: Record<string, string>;
+  } = {},
 ): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
   const token = crypto.randomUUID().replaceAll("-", "");
@@ -127,7 +134,7 @@ export async function startStockServer(
     ];
   const child = new Deno.Command(PYTHON, {
     args,
-    env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token },
+    env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token, ...opts.env },
     cwd: rootDir,
     stdin: "null",
     stdout: "null",
@@ -259,4 +266,49 @@ function freePort(): number {
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
   return port;
+}
+
+/** The ids of the kernels a server runs (needs kernel listing; Kernel Gateway: list_kernels). */
+export async function serverKernels(server: TestServer): Promise<string[]> {
+  return (await api<{ id: string }[]>(server, "api/kernels")).map((k) => k.id);
+}
+
+/** Whether the server still has a kernel (GET works on gateways that forbid listing). */
+export async function hasKernel(server: TestServer, id: string): Promise<boolean> {
+  const res = await fetch(server.url + `api/kernels/${id}`, {
+    headers: { Authorization: `token ${server.token}` },
+  });
+  await res.body?.cancel();
+  if (res.status !== 200 && res.status !== 404) throw new Error(`kernel ${id}: HTTP ${res.status}`);
+  return res.status === 200;
+}
+
+/**
+ * A folder for JUPYTER_PATH holding kernelspecs (name -> seconds) whose
+ * kernels wait that long before starting ipykernel: kernels slow to start, as
+ * on gateways that schedule pods or pull images. One process each, so
+ * shutting a kernel down leaves nothing behind.
+ */
+export async function slowKernelspecs(delays: Record<string, number>): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "interp-exec-jupyter-path-" });
+  for (const [name, seconds] of Object.entries(delays)) {
+    await Deno.mkdir(join(dir, "kernels", name), { recursive: true });
+    await Deno.writeTextFile(
+      join(dir, "kernels", name, "kernel.json"),
+      JSON.stringify({
+        argv: [
+          PYTHON,
+          "-c",
+          "import runpy, sys, time; time.sleep(float(sys.argv.pop(1))); " +
+          "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)",
+          String(seconds),
+          "-f",
+          "{connection_file}",
+        ],
+        display_name: `slow (${seconds} s)`,
+        language: "python",
+      }),
+    );
+  }
+  return dir;
 }

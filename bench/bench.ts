@@ -1,0 +1,969 @@
+/**
+ * The benchmark: `deno task bench [--gpu] [--reps N] [--update-results]`.
+ *
+ * Runs everything side by side in one run, against references started in the
+ * same run, because this kind of machine is shared and noisy: only ratios
+ * (and differences) between measurements taken together mean anything.
+ * Prints a table of medians and ratios on stdout (progress on stderr) and
+ * writes the same as JSON to bench/results/latest.json.
+ *
+ * - start-up of `interp-exec --version` and the client's peak memory;
+ * - the round trip of a trivial execute: interp-exec's KernelChannel against
+ *   jupyter_client over ZMQ on the same kernel, on the embedded server (Nagle
+ *   off) and on a stock Jupyter Server interp-exec did not start;
+ * - time to a ready session with the tiny model: the CLI against a Python
+ *   client doing the seed project's steps and against the floor (kernel start
+ *   plus the setup timed inside the kernel);
+ * - 1, 4 and 8 sessions warmed in parallel;
+ * - with --gpu and CUDA: loading a few-GB model against safetensors straight
+ *   to the GPU.
+ *
+ * The CLI is measured as the bundle of main.ts (`deno bundle`, run with
+ * --no-config), the closest stand-in for the compiled binary that can be
+ * built without fetching denort; a binary at dist/interp-exec is measured too
+ * when present.
+ */
+
+import { parseArgs } from "node:util";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ServerConnection } from "@jupyterlab/services";
+import { JupyterClient, type KernelChannel } from "../lib/jupyter.ts";
+import { ensureEmbeddedServer, stopEmbeddedServer } from "../lib/local_server.ts";
+import { guardStdout } from "../lib/log.ts";
+import { loadExperiment } from "../lib/modes.ts";
+import { skillSpec } from "../lib/skills.ts";
+import { buildSpec, SETUP_CELL_SOURCE, stashCode } from "../lib/warmup.ts";
+import { type NoDelayOptions, NoDelayWebSocket } from "../lib/ws_transport.ts";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const DENO = Deno.execPath();
+const PYTHON = Deno.env.get("INTERP_EXEC_PYTHON") ?? join(ROOT, ".venv", "bin", "python");
+const REFERENCE = join(ROOT, "bench", "reference.py");
+const GNU_TIME = "/usr/bin/time";
+
+/** One line of the results table. */
+export interface Row {
+  section: string;
+  name: string;
+  /** interp-exec's median. */
+  value: number | null;
+  unit: string;
+  /** What it is compared with, and that median. */
+  reference?: string;
+  reference_value?: number | null;
+  /** value / reference_value. */
+  ratio?: number | null;
+  /** Median of paired differences value - reference (same unit). */
+  delta?: number | null;
+  target?: string;
+  pass?: boolean | null;
+  note?: string;
+  samples?: number[];
+  reference_samples?: number[];
+}
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    gpu: { type: "boolean" },
+    "gpu-device": { type: "string", default: "cuda" },
+    "gpu-size": { type: "string", default: "3b" },
+    "gpu-model-dir": { type: "string" },
+    reps: { type: "string", default: "5" },
+    sections: { type: "string" },
+    "update-results": { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+  },
+});
+
+if (flags.help) {
+  console.log(`deno task bench [options]
+
+  --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
+  --sections LIST       comma-separated subset of startup,rtt,warmup,parallel,gpu
+  --gpu                 add the GPU section (skipped without CUDA)
+  --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
+  --gpu-device DEV      cuda (default); cpu runs the GPU section's plumbing without a GPU
+  --gpu-model-dir DIR   keep the generated model here (built once) instead of a temp dir
+  --update-results      also rewrite bench/RESULTS.md from this run`);
+  Deno.exit(0);
+}
+
+const reps = Math.max(1, Number(flags.reps));
+const sections = new Set(
+  (flags.sections ?? "startup,rtt,warmup,parallel").split(",").map((s) => s.trim()),
+);
+if (flags.gpu) sections.add("gpu");
+
+// Libraries log through console.*; keep stdout for the table.
+guardStdout(false);
+const log = (msg: string) => console.error(`bench: ${msg}`);
+
+const work = Deno.makeTempDirSync({ prefix: "interp-exec-bench-" });
+const home = join(work, "home");
+const runtimeDir = join(work, "runtime");
+Deno.mkdirSync(runtimeDir, { recursive: true });
+// The embedded server and the stock server inherit these; connection files
+// land where the ZMQ reference can find them.
+Deno.env.set("INTERP_EXEC_HOME", home);
+Deno.env.set("JUPYTER_RUNTIME_DIR", runtimeDir);
+Deno.env.set("INTERP_EXEC_PYTHON", PYTHON);
+const cliEnv = {
+  INTERP_EXEC_HOME: home,
+  INTERP_EXEC_PYTHON: PYTHON,
+  JUPYTER_RUNTIME_DIR: runtimeDir,
+  NO_COLOR: "1",
+};
+
+const rows: Row[] = [];
+const errors: string[] = [];
+const cleanups: (() => Promise<void>)[] = [];
+const startedAt = new Date();
+
+// ------------------------------------------------------------------ sections
+
+async function startupSection(bundle: string, emptyScript: string): Promise<void> {
+  const n = 10;
+  const variants: { name: string; cmd: string[]; cwd?: string }[] = [
+    { name: "deno runtime, empty script", cmd: [DENO, "run", "-A", "--no-config", emptyScript] },
+    {
+      name: "interp-exec --version (bundle)",
+      cmd: [DENO, "run", "-A", "--no-config", bundle, "--version"],
+    },
+    {
+      name: "interp-exec --version (source, deno run)",
+      cmd: [DENO, "run", "-A", "--frozen", "--quiet", join(ROOT, "main.ts"), "--version"],
+      cwd: ROOT,
+    },
+  ];
+  const binary = join(ROOT, "dist", "interp-exec");
+  const probe = await timed([binary, "--version"]).catch(() => undefined);
+  if (probe?.code === 0 && probe.stdout.startsWith("interp-exec")) {
+    variants.push({ name: "interp-exec --version (compiled binary)", cmd: [binary, "--version"] });
+  } else {
+    log("no working dist/interp-exec (deno task compile): the binary is not measured");
+  }
+  const times = variants.map(() => [] as number[]);
+  const rss = variants.map(() => [] as number[]);
+  for (let i = 0; i < n + 1; i++) {
+    for (const [j, v] of variants.entries()) {
+      const r = await timed(v.cmd, { cwd: v.cwd });
+      if (r.code !== 0) throw new Error(`${v.cmd.join(" ")} exited ${r.code}: ${r.stderr}`);
+      if (i === 0) continue; // the first round warms caches
+      times[j].push(r.ms);
+      if (r.rssKB !== null) rss[j].push(r.rssKB / 1024);
+    }
+  }
+  for (let j = 1; j < variants.length; j++) {
+    rows.push(compare("startup", variants[j].name, times[j], "ms", variants[0].name, times[0]));
+  }
+  if (rss[1].length) {
+    rows.push(
+      compare(
+        "startup",
+        "peak RSS of `--version` (bundle)",
+        rss[1],
+        "MB",
+        variants[0].name,
+        rss[0],
+      ),
+    );
+  }
+}
+
+async function rttSection(
+  label: string,
+  server: { url: string; token: string },
+  target: number,
+  variants: boolean,
+): Promise<void> {
+  const client = new JupyterClient(server);
+  const kernel = await client.startKernel({ kernelName: "python3" });
+  const zmq = await ZmqReference.start(join(runtimeDir, `kernel-${kernel.id}.json`));
+  let channel: KernelChannel | undefined;
+  try {
+    channel = await client.connectKernel(kernel);
+    const ws: number[] = [];
+    const floor: number[] = [];
+    await sampleExecutes(channel, 5);
+    await zmq.run(5);
+    const rounds = 6;
+    for (let i = 0; i < rounds; i++) {
+      ws.push(...await sampleExecutes(channel, 10));
+      floor.push(...await zmq.run(10));
+    }
+    rows.push({
+      ...compare(
+        "execute round trip",
+        `interp-exec KernelChannel.execute, ${label}`,
+        ws,
+        "ms",
+        "jupyter_client over ZMQ, same kernel",
+        floor,
+      ),
+      target: `<= ${target}x ZMQ`,
+      pass: median(ws) / median(floor) <= target,
+    });
+    channel.close();
+    channel = undefined;
+    if (!variants) return;
+    // The Nagle investigation, side by side on the same kernel and server.
+    const kinds: { name: string; ws: unknown }[] = [
+      { name: "Deno's built-in WebSocket (no remedy)", ws: WebSocket },
+      { name: "raw socket, TCP_NODELAY, no ACK frame", ws: variant({ ack: "none" }) },
+      { name: "raw socket, Nagle on, pong per read", ws: variant({ noDelay: false }) },
+      { name: "raw socket, TCP_NODELAY, ping per read", ws: variant({ ack: "ping" }) },
+      { name: "raw socket, TCP_NODELAY, pong per read (default)", ws: NoDelayWebSocket },
+    ];
+    for (const k of kinds) {
+      const c = new JupyterClient(server);
+      // The settings are fixed at construction; swap in the WebSocket class under test.
+      (c as { settings: ServerConnection.ISettings }).settings = ServerConnection.makeSettings({
+        ...c.settings,
+        WebSocket: k.ws as typeof WebSocket,
+      });
+      const ch = await c.connectKernel(kernel);
+      try {
+        await sampleExecutes(ch, 3);
+        const acks0 = delayedAcks();
+        const xs = await sampleExecutes(ch, 15);
+        const acks = acks0 === null ? null : (delayedAcks()! - acks0) / xs.length;
+        const zs = await zmq.run(15);
+        rows.push({
+          ...compare("nagle (stock server)", k.name, xs, "ms", "ZMQ", zs),
+          note: acks === null ? undefined : `${acks.toFixed(2)} delayed ACKs per execute`,
+        });
+      } finally {
+        ch.close();
+      }
+    }
+  } finally {
+    channel?.close();
+    await zmq.stop();
+    await client.shutdownKernel(kernel.id).catch(() => {});
+  }
+}
+
+async function warmupSection(
+  bundle: string,
+  config: string,
+  server: { url: string; token: string },
+): Promise<void> {
+  const code = await setupCode(config);
+  const codeFile = join(work, "setup_code.py");
+  await Deno.writeTextFile(codeFile, code);
+  const client = new JupyterClient(server);
+  const cli: number[] = [];
+  const ref: number[] = [];
+  const floor: number[] = [];
+  const kernelStart: number[] = [];
+  const inside: number[] = [];
+  const cliRss: number[] = [];
+  const refRss: number[] = [];
+  const phases: Record<string, number[]> = {
+    start_exit: [],
+    connect: [],
+    session: [],
+    kernel_ready: [],
+    warmup: [],
+  };
+  // One untimed round first: page cache, bytecode caches, the server's first kernel.
+  for (let i = 0; i < reps + 1; i++) {
+    log(`warm-up round ${i + 1}/${reps + 1}`);
+    const c = await cliWarmup(bundle, config, 1, client);
+    const r = await pythonClient(server, codeFile, client);
+    const f = await pythonFloor(codeFile);
+    if (i === 0) continue;
+    cli.push(c.ms);
+    const t = c.handles[0].timings;
+    phases.start_exit.push(c.ms - t.total_ms);
+    phases.connect.push(t.connect_ms);
+    phases.session.push(t.session_ms);
+    phases.kernel_ready.push(t.kernel_ready_ms);
+    phases.warmup.push(t.warmup_ms);
+    ref.push(r.ms);
+    floor.push(f.floor_ms);
+    kernelStart.push(f.kernel_start_ms);
+    inside.push(f.setup_in_kernel_ms);
+    if (c.rssKB !== null) cliRss.push(c.rssKB / 1024);
+    if (r.rssKB !== null) refRss.push(r.rssKB / 1024);
+  }
+  const overhead = pairedDelta(cli, floor);
+  rows.push({
+    ...compare(
+      "warm-up (tiny model, embedded server)",
+      "interp-exec notebook: process start to handle",
+      cli,
+      "ms",
+      "floor: kernel start + setup timed in the kernel",
+      floor,
+    ),
+    target: "overhead < 150 ms",
+    pass: overhead < 150,
+  });
+  rows.push(
+    compare(
+      "warm-up (tiny model, embedded server)",
+      "Python reference client (REST + WebSocket)",
+      ref,
+      "ms",
+      "floor",
+      floor,
+    ),
+  );
+  rows.push(
+    compare(
+      "warm-up (tiny model, embedded server)",
+      "interp-exec notebook",
+      cli,
+      "ms",
+      "Python reference client",
+      ref,
+    ),
+  );
+  rows.push({
+    section: "warm-up (tiny model, embedded server)",
+    name: "floor = kernel start + setup in the kernel",
+    value: median(floor),
+    unit: "ms",
+    note: `kernel start ${fmt(median(kernelStart))} ms + setup ${fmt(median(inside))} ms`,
+    samples: floor,
+  });
+  const p = (k: string) => fmt(median(phases[k]));
+  rows.push({
+    section: "warm-up (tiny model, embedded server)",
+    name: "where interp-exec's time goes (medians, from the handle's timings)",
+    value: median(cli),
+    unit: "ms",
+    note: `process start + exit ${p("start_exit")} ms, probe ${p("connect")} ms, session ${
+      p("session")
+    } ms, kernel ready ${p("kernel_ready")} ms (floor: boot ${
+      fmt(median(kernelStart))
+    } ms), warm-up ${p("warmup")} ms (floor: in the kernel ${fmt(median(inside))} ms)`,
+  });
+  if (cliRss.length && refRss.length) {
+    rows.push(
+      compare(
+        "client peak memory",
+        "interp-exec notebook (peak RSS)",
+        cliRss,
+        "MB",
+        "Python reference client",
+        refRss,
+      ),
+    );
+  }
+}
+
+async function parallelSection(
+  bundle: string,
+  config: string,
+  server: { url: string; token: string },
+  cores: number,
+): Promise<void> {
+  const client = new JupyterClient(server);
+  const counts = [1, 4, 8];
+  const times = new Map<number, number[]>(counts.map((n) => [n, []]));
+  const preps = Math.max(1, Math.min(reps, 2));
+  for (let i = 0; i < preps; i++) {
+    for (const n of counts) {
+      log(`parallel: ${n} session(s), round ${i + 1}/${preps}`);
+      times.get(n)!.push((await cliWarmup(bundle, config, n, client)).ms);
+    }
+  }
+  const one = times.get(1)!;
+  for (const n of counts.slice(1)) {
+    const xs = times.get(n)!;
+    const bound = 1.2 * Math.max(1, n / cores);
+    const row = compare("parallel warm-ups", `--sessions ${n}`, xs, "ms", "--sessions 1", one);
+    if (n === 8) {
+      row.target = `<= 1.2 x (8 / ${cores} cores) = ${bound.toFixed(1)}x`;
+      row.pass = median(xs) / median(one) <= bound;
+    }
+    rows.push(row);
+  }
+}
+
+async function gpuSection(
+  bundle: string,
+  server: { url: string; token: string },
+  tinyLlama: string,
+): Promise<void> {
+  const device = flags["gpu-device"]!;
+  if (device.startsWith("cuda")) {
+    const probe = JSON.parse((await python(["cuda"])).stdout);
+    if (!probe.cuda) {
+      log("gpu: skipped, torch sees no CUDA device");
+      rows.push({
+        section: "gpu",
+        name: "skipped: no CUDA",
+        value: null,
+        unit: "",
+        note: "torch.cuda.is_available() is False",
+      });
+      return;
+    }
+    log(`gpu: ${probe.name}`);
+  }
+  const dir = flags["gpu-model-dir"] ?? join(work, "gpu-model");
+  log(`gpu: building a ${flags["gpu-size"]} Llama in ${dir} (once)`);
+  const built = JSON.parse(
+    (await python(["gpu-build", dir, flags["gpu-size"]!, device, tinyLlama])).stdout,
+  );
+  if (built.built) log(`gpu: built ${built.n_params} parameters in ${fmt(built.seconds)} s`);
+  const client = new JupyterClient(server);
+  const configs = {
+    "device: cuda": await writeConfig(
+      "gpu",
+      `    - name: bench-llama\n      path: ${dir}\n      device: ${device}\n      dtype: bfloat16\n`,
+    ),
+    "device_map: cuda": await writeConfig(
+      "gpu-map",
+      `    - name: bench-llama\n      path: ${dir}\n      device: ${device}\n      device_map: ${device}\n      dtype: bfloat16\n`,
+    ),
+  };
+  const baseline: number[] = [];
+  let bytes = 0;
+  const load = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
+  const wall = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
+  // The first round reads the files into the page cache for everyone.
+  for (let i = 0; i < reps + 1; i++) {
+    log(`gpu round ${i + 1}/${reps + 1}`);
+    const b = JSON.parse((await python(["gpu-load", dir, device])).stdout);
+    bytes = b.bytes;
+    for (const [name, cfg] of Object.entries(configs)) {
+      const r = await cliWarmup(bundle, cfg, 1, client, true);
+      if (i === 0) continue;
+      load.get(name)!.push(r.handles[0].namespace.models[0].load_seconds * 1000);
+      wall.get(name)!.push(r.ms);
+    }
+    if (i > 0) baseline.push(b.seconds * 1000);
+  }
+  const gb = bytes / 1e9;
+  for (const name of Object.keys(configs)) {
+    const xs = load.get(name)!;
+    rows.push({
+      ...compare(
+        `gpu (${device}, ${gb.toFixed(1)} GB bf16)`,
+        `interp-exec model load, ${name}`,
+        xs,
+        "ms",
+        "safetensors load_file straight to the device",
+        baseline,
+      ),
+      note: `${(gb / (median(xs) / 1000)).toFixed(2)} GB/s vs ${
+        (gb / (median(baseline) / 1000)).toFixed(2)
+      } GB/s; time to ready ${fmt(median(wall.get(name)!))} ms`,
+    });
+  }
+}
+
+// ------------------------------------------------------------------ runners
+
+interface Timed {
+  ms: number;
+  code: number;
+  stdout: string;
+  stderr: string;
+  rssKB: number | null;
+}
+
+let gnuTime: boolean | undefined;
+
+/** Runs a command to completion; wall time, output and (with GNU time) peak RSS. */
+async function timed(
+  cmd: string[],
+  opts: { cwd?: string; env?: Record<string, string> } = {},
+): Promise<Timed> {
+  gnuTime ??= await Deno.stat(GNU_TIME).then(() => true, () => false);
+  const rssFile = gnuTime ? await Deno.makeTempFile({ dir: work }) : undefined;
+  const argv = rssFile ? [GNU_TIME, "-f", "%M", "-o", rssFile, ...cmd] : cmd;
+  const started = performance.now();
+  const out = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    cwd: opts.cwd ?? work,
+    env: opts.env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - started;
+  let rssKB: number | null = null;
+  if (rssFile) {
+    const text = await Deno.readTextFile(rssFile).catch(() => "");
+    const last = text.trim().split("\n").at(-1) ?? "";
+    rssKB = /^\d+$/.test(last) ? Number(last) : null;
+    await Deno.remove(rssFile).catch(() => {});
+  }
+  const d = new TextDecoder();
+  return { ms, code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr), rssKB };
+}
+
+// deno-lint-ignore no-explicit-any
+type AnyHandle = any;
+
+/** `interp-exec notebook` (the bundle) on the embedded server; shuts the sessions down after. */
+async function cliWarmup(
+  bundle: string,
+  config: string,
+  sessions: number,
+  client: JupyterClient,
+  showErrors = false,
+): Promise<Timed & { handles: AnyHandle[] }> {
+  const args = ["notebook", "--config", config, "--quiet"];
+  if (sessions > 1) args.push("--sessions", String(sessions));
+  const r = await timed([DENO, "run", "-A", "--no-config", bundle, ...args], { env: cliEnv });
+  if (r.code !== 0) {
+    throw new Error(`interp-exec notebook exited ${r.code}: ${r.stderr.slice(-3000)}`);
+  }
+  if (showErrors) log(r.stderr.trim().split("\n").slice(-2).join(" | "));
+  const parsed = JSON.parse(r.stdout);
+  const handles: AnyHandle[] = Array.isArray(parsed) ? parsed : [parsed];
+  for (const h of handles) {
+    if (h.status !== "ready") throw new Error(`handle not ready: ${r.stdout.slice(0, 500)}`);
+    await discard(client, h.session_id, h.kernel_id, h.notebook_path);
+  }
+  return { ...r, handles };
+}
+
+async function pythonClient(
+  server: { url: string; token: string },
+  codeFile: string,
+  client: JupyterClient,
+): Promise<Timed> {
+  const r = await timed([PYTHON, REFERENCE, "client", server.url, server.token, codeFile]);
+  if (r.code !== 0) throw new Error(`reference client failed: ${r.stderr.slice(-3000)}`);
+  const out = JSON.parse(r.stdout);
+  await discard(client, out.session_id, out.kernel_id, out.notebook_path);
+  if (out.status !== "ok") throw new Error(`reference client: setup status ${out.status}`);
+  return r;
+}
+
+async function pythonFloor(
+  codeFile: string,
+): Promise<{ kernel_start_ms: number; setup_in_kernel_ms: number; floor_ms: number }> {
+  return JSON.parse((await python(["floor", codeFile])).stdout);
+}
+
+async function python(args: string[]): Promise<Timed> {
+  const r = await timed([PYTHON, REFERENCE, ...args]);
+  if (r.code !== 0) {
+    throw new Error(`reference.py ${args[0]} exited ${r.code}: ${r.stderr.slice(-3000)}`);
+  }
+  return r;
+}
+
+async function discard(
+  client: JupyterClient,
+  sessionId: string,
+  kernelId: string,
+  notebookPath: string | null,
+): Promise<void> {
+  await client.shutdownSession(sessionId).catch(() => {});
+  await client.shutdownKernel(kernelId).catch(() => {});
+  if (notebookPath) await client.deleteFile(notebookPath).catch(() => {});
+}
+
+async function sampleExecutes(channel: KernelChannel, n: number): Promise<number[]> {
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const started = performance.now();
+    const r = await channel.execute("pass", { timeoutMs: 30_000 });
+    xs.push(performance.now() - started);
+    if (r.status !== "ok") throw new Error(`execute failed: ${r.status}`);
+  }
+  return xs;
+}
+
+/** The jupyter_client ZMQ floor, kept running beside the WebSocket client on the same kernel. */
+class ZmqReference {
+  private constructor(
+    private readonly child: Deno.ChildProcess,
+    private readonly writer: WritableStreamDefaultWriter<Uint8Array>,
+    private readonly lines: AsyncIterator<string>,
+  ) {}
+
+  static async start(connectionFile: string): Promise<ZmqReference> {
+    const child = new Deno.Command(PYTHON, {
+      args: [REFERENCE, "zmq-rtt", connectionFile],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const lines = readLines(child.stdout)[Symbol.asyncIterator]();
+    const ref = new ZmqReference(child, child.stdin.getWriter(), lines);
+    await ref.next();
+    return ref;
+  }
+
+  private async next(): Promise<unknown> {
+    const { value, done } = await this.lines.next();
+    if (done) throw new Error("the ZMQ reference exited");
+    return JSON.parse(value);
+  }
+
+  async run(n: number): Promise<number[]> {
+    await this.writer.write(new TextEncoder().encode(`${n}\n`));
+    return await this.next() as number[];
+  }
+
+  async stop(): Promise<void> {
+    await this.writer.close().catch(() => {});
+    await this.child.status;
+  }
+}
+
+async function* readLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) yield buf;
+}
+
+function variant(options: NoDelayOptions): unknown {
+  return class extends NoDelayWebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols, options);
+    }
+  };
+}
+
+/** TcpExt DelayedACKs (all sockets of this machine), or null where unreadable. */
+function delayedAcks(): number | null {
+  try {
+    const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n");
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      if (!lines[i].startsWith("TcpExt:")) continue;
+      const names = lines[i].split(/\s+/);
+      const values = lines[i + 1].split(/\s+/);
+      const at = names.indexOf("DelayedACKs");
+      if (at > 0) return Number(values[at]);
+    }
+  } catch { /* not Linux */ }
+  return null;
+}
+
+// ------------------------------------------------------------------ fixtures
+
+async function buildBundle(): Promise<string> {
+  const out = join(work, "interp-exec.js");
+  log("bundling main.ts (deno bundle)");
+  const r = await timed(
+    [DENO, "bundle", "--quiet", "--platform", "deno", "--frozen", "-o", out, "main.ts"],
+    { cwd: ROOT },
+  );
+  if (r.code !== 0) throw new Error(`deno bundle failed: ${r.stderr}`);
+  return out;
+}
+
+async function tinyModels(): Promise<Record<string, string>> {
+  const dir = Deno.env.get("INTERP_EXEC_TEST_MODELS") ?? join(ROOT, "examples", "tiny", "models");
+  const r = await timed([PYTHON, join(ROOT, "examples", "tiny", "build_models.py"), dir]);
+  if (r.code !== 0) throw new Error(`building the tiny models failed: ${r.stderr}`);
+  return { "tiny-llama": join(dir, "tiny-llama") };
+}
+
+async function writeConfig(name: string, models: string): Promise<string> {
+  const path = join(work, `${name}.yaml`);
+  await Deno.writeTextFile(
+    path,
+    `name: bench-${name}
+task: benchmark
+environment:
+  models:
+${models}execution:
+  skills: [steering, logit-lens]
+`,
+  );
+  return path;
+}
+
+async function writeTinyConfig(models: Record<string, string>): Promise<string> {
+  return await writeConfig(
+    "tiny",
+    `    - name: tiny-llama\n      path: ${models["tiny-llama"]}\n      device: cpu\n`,
+  );
+}
+
+/** The code interp-exec runs in the kernel for this config (stash, then the setup cell). */
+async function setupCode(config: string): Promise<string> {
+  const { loaded, skills } = await loadExperiment({ config }, "notebook");
+  const spec = buildSpec(loaded, skills.map(skillSpec), join(work, "floor-workspace"));
+  return `${stashCode(spec)}\n${SETUP_CELL_SOURCE}\n`;
+}
+
+async function startStockServer(): Promise<
+  { url: string; token: string; stop: () => Promise<void> }
+> {
+  const root = join(work, "stock-root");
+  await Deno.mkdir(root, { recursive: true });
+  const token = crypto.randomUUID().replaceAll("-", "");
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const prefix = "/user/bench/";
+  log(`starting a stock Jupyter Server (no interp-exec config) on port ${port}`);
+  const child = new Deno.Command(PYTHON, {
+    args: [
+      "-m",
+      "jupyter_server",
+      "--ServerApp.ip=127.0.0.1",
+      `--ServerApp.port=${port}`,
+      "--ServerApp.port_retries=0",
+      `--ServerApp.root_dir=${root}`,
+      `--ServerApp.base_url=${prefix}`,
+      "--ServerApp.open_browser=False",
+      "--ServerApp.allow_root=True",
+    ],
+    env: { JUPYTER_TOKEN: token },
+    cwd: root,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}${prefix}`;
+  const stop = async () => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+  };
+  const client = new JupyterClient({ url, token });
+  const deadline = performance.now() + 60_000;
+  while (true) {
+    try {
+      await client.json("api/kernelspecs", { timeoutMs: 2000 });
+      return { url, token, stop };
+    } catch { /* not up yet */ }
+    if (performance.now() > deadline) {
+      await stop();
+      throw new Error("the stock Jupyter Server did not start within 60 s");
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+// ------------------------------------------------------------------ statistics and output
+
+function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** Median of value[i] - reference[i] over rounds run back to back (robust to drift). */
+function pairedDelta(xs: number[], refs: number[]): number {
+  const n = Math.min(xs.length, refs.length);
+  return median(Array.from({ length: n }, (_, i) => xs[i] - refs[i]));
+}
+
+function compare(
+  section: string,
+  name: string,
+  xs: number[],
+  unit: string,
+  reference: string,
+  refs: number[],
+): Row {
+  const value = median(xs);
+  const ref = median(refs);
+  return {
+    section,
+    name,
+    value,
+    unit,
+    reference,
+    reference_value: ref,
+    ratio: value / ref,
+    delta: xs.length === refs.length ? pairedDelta(xs, refs) : value - ref,
+    samples: xs,
+    reference_samples: refs,
+  };
+}
+
+function fmt(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return "-";
+  const a = Math.abs(x);
+  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+function renderTable(rs: Row[]): string {
+  const head = [
+    "section",
+    "measurement",
+    "interp-exec",
+    "reference",
+    "ratio",
+    "delta",
+    "target",
+    "result",
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  for (const r of rs) {
+    const value = r.value === null ? "-" : `${fmt(r.value)} ${r.unit}`;
+    const ref = r.reference === undefined
+      ? "-"
+      : `${r.reference}: ${fmt(r.reference_value)} ${r.unit}`;
+    const ratio = r.ratio === undefined || r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`;
+    const delta = r.delta === undefined || r.delta === null
+      ? "-"
+      : `${r.delta >= 0 ? "+" : ""}${fmt(r.delta)} ${r.unit}`;
+    const result = r.pass === undefined || r.pass === null ? "info" : r.pass ? "PASS" : "FAIL";
+    const name = r.note ? `${r.name} (${r.note})` : r.name;
+    lines.push(
+      `| ${r.section} | ${name} | ${value} | ${ref} | ${ratio} | ${delta} | ${
+        r.target ?? "-"
+      } | ${result} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+interface Machine {
+  cpu: string;
+  cores: number;
+  memory_gb: number;
+  os: string;
+  deno: string;
+  python: Record<string, string>;
+}
+
+async function machineInfo(): Promise<Machine> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const kb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0);
+  const versions = await timed([
+    PYTHON,
+    "-c",
+    "import json, sys, torch, transformers, jupyter_server, ipykernel, jupyter_client; " +
+    "print(json.dumps({'python': sys.version.split()[0], 'torch': torch.__version__, " +
+    "'transformers': transformers.__version__, 'jupyter_server': jupyter_server.__version__, " +
+    "'ipykernel': ipykernel.__version__, 'jupyter_client': jupyter_client.__version__}))",
+  ]);
+  return {
+    cpu: /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    cores: navigator.hardwareConcurrency,
+    memory_gb: Math.round(kb / 1024 / 1024 * 10) / 10,
+    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    python: versions.code === 0 ? JSON.parse(versions.stdout) : {},
+  };
+}
+
+function renderMachine(m: Machine): string {
+  const py = Object.entries(m.python).map(([k, v]) => `${k} ${v}`).join(", ");
+  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB memory, ${m.os}; Deno ${m.deno}; ${py}`;
+}
+
+function renderResultsMd(
+  report: { started_at: string; machine: Machine; reps: number; errors: string[] },
+  table: string,
+): string {
+  return `# Benchmark results
+
+Written by \`deno task bench --update-results\` (bench/bench.ts); the raw
+samples of the latest run are in bench/results/latest.json (not committed).
+Medians of runs taken side by side in one run; the ratio and delta columns
+compare with the reference in the same row (delta: median of paired
+differences). Targets are ratios or differences, never absolute times.
+
+Run: ${report.started_at}, ${report.reps} repetitions per warm-up.
+${renderMachine(report.machine)}
+
+${table}
+${
+    report.errors.length
+      ? `\nSections that failed:\n\n${
+        report.errors.map((e) => `- ${e.split("\n")[0]}`).join("\n")
+      }\n`
+      : ""
+  }`;
+}
+
+// ------------------------------------------------------------------ main
+
+async function main(): Promise<void> {
+  try {
+    const machine = await machineInfo();
+    log(`machine: ${machine.cpu} x${machine.cores}, ${machine.memory_gb} GB; work dir ${work}`);
+    const bundle = await buildBundle();
+    const emptyScript = join(work, "empty.js");
+    await Deno.writeTextFile(emptyScript, "");
+
+    let embedded: { url: string; token: string } | undefined;
+    let stock: { url: string; token: string } | undefined;
+    const needEmbedded = ["rtt", "warmup", "parallel", "gpu"].some((s) => sections.has(s));
+    if (needEmbedded) {
+      const { server } = await ensureEmbeddedServer({ python: PYTHON });
+      embedded = { url: server.url, token: server.token };
+      cleanups.push(async () => void await stopEmbeddedServer(server));
+    }
+    if (sections.has("rtt")) {
+      const s = await startStockServer();
+      stock = s;
+      cleanups.push(s.stop);
+    }
+    const models = await tinyModels();
+    const config = await writeTinyConfig(models);
+
+    const run = async (name: string, fn: () => Promise<void>) => {
+      if (!sections.has(name)) return;
+      log(`== ${name}`);
+      try {
+        await fn();
+      } catch (err) {
+        const msg = `${name}: ${(err as Error).stack ?? err}`;
+        errors.push(msg);
+        log(`FAILED ${msg}`);
+      }
+    };
+    await run("startup", () => startupSection(bundle, emptyScript));
+    await run("rtt", async () => {
+      await rttSection("embedded server (Nagle off)", embedded!, 1.3, false);
+      await rttSection("stock server", stock!, 2, true);
+    });
+    await run("warmup", () => warmupSection(bundle, config, embedded!));
+    await run("parallel", () => parallelSection(bundle, config, embedded!, machine.cores));
+    await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
+
+    const report = {
+      started_at: startedAt.toISOString(),
+      finished_at: new Date().toISOString(),
+      machine,
+      reps,
+      rows,
+      errors,
+    };
+    const table = renderTable(rows);
+    Deno.stdout.writeSync(new TextEncoder().encode(`${renderMachine(machine)}\n\n${table}\n`));
+    const resultsDir = join(ROOT, "bench", "results");
+    await Deno.mkdir(resultsDir, { recursive: true });
+    await Deno.writeTextFile(
+      join(resultsDir, "latest.json"),
+      JSON.stringify(report, null, 2) + "\n",
+    );
+    log(`wrote ${join(resultsDir, "latest.json")}`);
+    if (flags["update-results"]) {
+      await Deno.writeTextFile(join(ROOT, "bench", "RESULTS.md"), renderResultsMd(report, table));
+      log(`wrote ${join(ROOT, "bench", "RESULTS.md")}`);
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+  if (errors.length) {
+    log(`${errors.length} section(s) failed`);
+    Deno.exit(1);
+  }
+  Deno.exit(0);
+}
+
+if (import.meta.main) await main();

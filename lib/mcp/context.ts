@@ -1,0 +1,181 @@
+/**
+ * What every tool shares: the Jupyter server (found as the CLI finds it,
+ * the token never in argv), the limits from the command line, and the
+ * sessions this server process has attached to, each keeping its kernel
+ * WebSocket open across tool calls.
+ */
+
+import type { Connection, ServerFlags } from "../connect.ts";
+import { resolveTarget } from "../connect.ts";
+import { JupyterError, UsageError } from "../errors.ts";
+import type { ServerInfo } from "../handle.ts";
+import { JupyterClient } from "../jupyter.ts";
+import { type EmbeddedServer, runningEmbeddedServer } from "../local_server.ts";
+import type { RenderLimits } from "./render.ts";
+import { NotebookSession } from "./session.ts";
+import { ContentsStore, MemoryStore, type NotebookStore } from "./store.ts";
+
+/** Settings from the command line. */
+export interface McpSettings {
+  /** Default bound on one execution (0: none); tools may pass their own. */
+  timeoutMs: number;
+  /** Bound on a warm-up started by start_new_session. */
+  warmupTimeoutMs: number;
+  kernelStartTimeoutMs: number;
+  progressIntervalMs: number;
+  limits: RenderLimits;
+}
+
+/** Shared state of one notebook MCP server process. */
+export class NotebookMcpContext {
+  private readonly sessions = new Map<string, NotebookSession>();
+  private readonly attaching = new Map<string, Promise<NotebookSession>>();
+  private probed: Promise<ServerInfo> | undefined;
+
+  constructor(
+    readonly client: JupyterClient,
+    readonly settings: McpSettings,
+    readonly embedded?: EmbeddedServer,
+  ) {}
+
+  /**
+   * Finds the server: --jupyter-url / --env / INTERP_EXEC_JUPYTER_URL (the
+   * token from --token-file, the environment or interp-exec's state), else
+   * the running embedded server.
+   */
+  static async create(flags: ServerFlags, settings: McpSettings): Promise<NotebookMcpContext> {
+    if (flags.env === "-") {
+      throw new UsageError(
+        "notebook-mcp: --env - would read stdin, which carries the MCP protocol",
+        "pass --env FILE",
+      );
+    }
+    const target = await resolveTarget(flags);
+    if (target) return new NotebookMcpContext(new JupyterClient(target), settings);
+    const embedded = await runningEmbeddedServer();
+    if (!embedded) {
+      throw new JupyterError(
+        "unreachable",
+        "no Jupyter server given and the embedded server is not running",
+        "pass --jupyter-url (the handle's jupyter_url), or start one with 'interp-exec notebook'",
+      );
+    }
+    return new NotebookMcpContext(
+      new JupyterClient({ url: embedded.url, token: embedded.token }),
+      settings,
+      embedded,
+    );
+  }
+
+  /** Replaces the token wherever it appears, so no tool result can show it. */
+  redact(text: string): string {
+    const token = this.client.target.token;
+    // A very short token would match ordinary text; such a token protects little anyway.
+    return token.length >= 8 && text.includes(token) ? text.replaceAll(token, "[redacted]") : text;
+  }
+
+  /** The server's kind and APIs (probed once; a failed probe is retried next time). */
+  info(): Promise<ServerInfo> {
+    this.probed ??= this.client.probe().then(
+      (p) => ({ ...p, embedded: this.embedded !== undefined }),
+      (err) => {
+        this.probed = undefined;
+        throw err;
+      },
+    );
+    return this.probed;
+  }
+
+  /** The server as the warm-up code expects it. */
+  async connection(): Promise<Connection> {
+    return {
+      client: this.client,
+      info: await this.info(),
+      embedded: this.embedded,
+      startedEmbedded: false,
+    };
+  }
+
+  /**
+   * The session with this id (a session id, or a kernel id for bare kernels
+   * and as a fallback), attached on first use.
+   */
+  session(id: string): Promise<NotebookSession> {
+    const known = this.sessions.get(id);
+    if (known) return Promise.resolve(known);
+    // Parallel first calls must share one session (one WebSocket, one queue).
+    let pending = this.attaching.get(id);
+    if (!pending) {
+      pending = this.lookup(id).finally(() => this.attaching.delete(id));
+      this.attaching.set(id, pending);
+    }
+    return pending;
+  }
+
+  private async lookup(id: string): Promise<NotebookSession> {
+    const info = await this.info();
+    let kernel = undefined;
+    let path: string | null = null;
+    let sessionId = id;
+    if (info.sessions_api) {
+      const s = await this.client.getSession(id) ??
+        (await this.client.listSessions()).find((x) => x.kernel?.id === id);
+      if (s) {
+        kernel = s.kernel;
+        path = s.path;
+        sessionId = s.id;
+      }
+    }
+    kernel ??= await this.client.getKernel(id);
+    if (!kernel) {
+      const sessions = info.sessions_api ? await this.client.listSessions() : [];
+      throw new UsageError(
+        `no session or kernel '${id}' on ${this.client.url}`,
+        sessions.length
+          ? `sessions there: ${sessions.slice(0, 10).map((s) => `${s.id} (${s.path})`).join(", ")}`
+          : "the handle's session_id names it; start_new_session makes a new one",
+      );
+    }
+    const store: NotebookStore = path && info.contents_api && path.endsWith(".ipynb")
+      ? new ContentsStore(this.client, path)
+      : new MemoryStore();
+    const session = this.sessions.get(sessionId) ?? this.adopt(sessionId, kernel, store);
+    // A kernel id names its session too.
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  /** Registers a session this process attached to or started. */
+  adopt(
+    id: string,
+    kernel: { id: string; name: string },
+    store: NotebookStore,
+  ): NotebookSession {
+    const session = new NotebookSession(
+      {
+        client: this.client,
+        kernelStartTimeoutMs: this.settings.kernelStartTimeoutMs,
+        redact: (t) => this.redact(t),
+      },
+      id,
+      kernel,
+      store,
+    );
+    this.sessions.get(id)?.close();
+    this.sessions.set(id, session);
+    return session;
+  }
+
+  /** Drops a session, under every id it was known by (after shutdown_session). */
+  forget(id: string): void {
+    const session = this.sessions.get(id);
+    session?.close();
+    for (const [key, s] of this.sessions) if (s === session) this.sessions.delete(key);
+  }
+
+  /** Closes every kernel WebSocket; the kernels keep running. */
+  close(): void {
+    for (const s of new Set(this.sessions.values())) s.close();
+    this.sessions.clear();
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * Turning kernel outputs into what an agent reads: text (streams, the best
+ * text form of rich reprs, HTML summarised to text, clean tracebacks) and
+ * images as MCP image content, bounded so one result never floods the
+ * agent's context: long text is cut in the middle with a note, large images
+ * are scaled down, and extra images are only counted.
+ */
+
+import { Buffer } from "node:buffer";
+import type { Output } from "../jupyter.ts";
+import { applyCarriageReturns } from "./execute.ts";
+import { stripAnsi } from "../jupyter.ts";
+import { shrinkPng } from "./png.ts";
+import type { Content } from "./result.ts";
+
+/** Limits on one tool result. */
+export interface RenderLimits {
+  /** Characters of text, in all. */
+  maxChars: number;
+  /** Longest side of an image, in pixels. */
+  maxImagePx: number;
+  /** Bytes of one image (after scaling). */
+  maxImageBytes: number;
+  /** Images in one result. */
+  maxImages: number;
+}
+
+/** Text and images from a list of outputs. */
+export interface Rendered {
+  text: string;
+  images: Content[];
+}
+
+/** The text of a MIME bundle: markdown, then plain text, then HTML summarised. */
+export function bestText(data: Record<string, unknown>): string | undefined {
+  const get = (mime: string) => {
+    const v = data[mime];
+    return v === undefined ? undefined : Array.isArray(v) ? v.join("") : String(v);
+  };
+  const md = get("text/markdown");
+  if (md !== undefined) return md;
+  const plain = get("text/plain");
+  const html = get("text/html");
+  // Figures' text/plain is only "<Figure size ...>": the image says more.
+  if (plain !== undefined && (html === undefined || !/^<[A-Za-z][^>]*>$/.test(plain.trim()))) {
+    return plain;
+  }
+  if (html !== undefined) return `[HTML shown as text]\n${htmlToText(html)}`;
+  if (plain !== undefined) return plain;
+  const latex = get("text/latex");
+  if (latex !== undefined) return latex;
+  const json = data["application/json"];
+  if (json !== undefined) return JSON.stringify(json, null, 2);
+  return undefined;
+}
+
+/** Readable text from HTML: tables as rows of cells, blocks as lines, entities decoded. */
+export function htmlToText(html: string): string {
+  return decodeEntities(
+    html
+      .replace(/<(script|style)\b[^>]*>[\s\S]*?<\/\1\s*>/gi, "")
+      .replace(/<!--[\s\S]*?-->/g, "")
+      .replace(/<\/t[dh]\s*>\s*(?=<t[dh]\b)/gi, " | ")
+      .replace(/<br\s*\/?>|<\/(p|div|tr|li|h[1-6]|table|thead|tbody|pre|ul|ol)\s*>/gi, "\n")
+      .replace(/<li\b[^>]*>/gi, "- ")
+      .replace(/<[^>]+>/g, ""),
+  )
+    .split("\n")
+    .map((l) => l.replace(/[ \t]+/g, " ").trim())
+    .filter((l, i, all) => l !== "" || (i > 0 && all[i - 1] !== ""))
+    .join("\n")
+    .trim();
+}
+
+function decodeEntities(text: string): string {
+  const named: Record<string, string> = {
+    amp: "&",
+    lt: "<",
+    gt: ">",
+    quot: '"',
+    apos: "'",
+    nbsp: " ",
+  };
+  return text.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) => {
+    if (e[0] === "#") {
+      const n = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+      return Number.isFinite(n) ? String.fromCodePoint(n) : m;
+    }
+    return named[e.toLowerCase()] ?? m;
+  });
+}
+
+/**
+ * A traceback as plain text: colours removed, and IPython's rule of dashes
+ * dropped (it says nothing and costs tokens).
+ */
+export function cleanTraceback(traceback: string[]): string {
+  return stripAnsi(traceback.join("\n"))
+    .split("\n")
+    .filter((l) => !/^-{20,}$/.test(l.trim()))
+    .join("\n")
+    .trim();
+}
+
+/**
+ * Renders outputs for the agent: text in output order (images marked where
+ * they appeared) and the images as image content, scaled down when large.
+ */
+export function renderOutputs(
+  outputs: Output[],
+  limits: RenderLimits,
+  opts: { executionCount?: number | null } = {},
+): Rendered {
+  const parts: string[] = [];
+  const images: Content[] = [];
+  let skipped = 0;
+  for (const o of outputs) {
+    switch (o.output_type) {
+      case "stream": {
+        // Cells written by others (the warm-up) keep a progress bar's every state.
+        const text = applyCarriageReturns(o.text);
+        parts.push(o.name === "stderr" ? `[stderr]\n${text}` : text);
+        break;
+      }
+      case "error":
+        parts.push(cleanTraceback(o.traceback) || `${o.ename}: ${stripAnsi(o.evalue)}`);
+        break;
+      case "display_data":
+      case "execute_result": {
+        const image = imageOf(o.data);
+        let note = "";
+        if (image) {
+          if (images.length < limits.maxImages) {
+            const r = renderImage(image.mime, image.base64, limits);
+            if (r.content) images.push(r.content);
+            note = r.content
+              ? `[image ${images.length}: ${r.note}]`
+              : `[image not shown: ${r.note}]`;
+          } else {
+            skipped++;
+            note = "[image not shown: too many in one result]";
+          }
+        }
+        const text = image && isFigureRepr(o.data) ? undefined : bestText(o.data);
+        const prefix = o.output_type === "execute_result"
+          ? `Out[${o.execution_count ?? opts.executionCount ?? " "}]: `
+          : "";
+        const body = [note, text].filter(Boolean).join("\n");
+        if (body) parts.push(prefix + body);
+        else if (!image) parts.push(`${prefix}[${Object.keys(o.data).join(", ")}: no text form]`);
+        break;
+      }
+    }
+  }
+  if (skipped) parts.push(`[${skipped} more image(s) not shown; read_notebook lists them]`);
+  return { text: parts.map((p) => p.replace(/\n+$/, "")).join("\n"), images };
+}
+
+function imageOf(data: Record<string, unknown>): { mime: string; base64: string } | undefined {
+  for (const mime of ["image/png", "image/jpeg", "image/gif", "image/webp"]) {
+    const v = data[mime];
+    if (typeof v === "string" || Array.isArray(v)) {
+      return { mime, base64: (Array.isArray(v) ? v.join("") : v).replace(/\s+/g, "") };
+    }
+  }
+  return undefined;
+}
+
+function isFigureRepr(data: Record<string, unknown>): boolean {
+  const plain = data["text/plain"];
+  const text = Array.isArray(plain) ? plain.join("") : String(plain ?? "");
+  return /^<(Figure|matplotlib|PIL\.|IPython\.core\.display\.Image)/.test(text.trim()) ||
+    text.trim() === "";
+}
+
+function renderImage(
+  mime: string,
+  base64: string,
+  limits: RenderLimits,
+): { content?: Content; note: string } {
+  const bytes = new Uint8Array(Buffer.from(base64, "base64"));
+  if (mime === "image/png") {
+    try {
+      const s = shrinkPng(bytes, limits.maxImagePx, limits.maxImageBytes);
+      const note = s.from
+        ? `${mime} ${s.width}x${s.height}, scaled down from ${s.from.width}x${s.from.height} (${
+          kb(s.from.bytes)
+        }); the notebook keeps the original`
+        : `${mime} ${s.width}x${s.height}`;
+      return {
+        content: { type: "image", data: Buffer.from(s.bytes).toString("base64"), mimeType: mime },
+        note,
+      };
+    } catch (err) {
+      if (bytes.length > limits.maxImageBytes) {
+        return { note: `${mime} of ${kb(bytes.length)} not shown: ${(err as Error).message}` };
+      }
+    }
+  }
+  if (bytes.length > limits.maxImageBytes) {
+    return {
+      note: `${mime} of ${kb(bytes.length)} not shown (too large; save a smaller figure or a PNG)`,
+    };
+  }
+  return { content: { type: "image", data: base64, mimeType: mime }, note: mime };
+}
+
+function kb(n: number): string {
+  return n >= 1024 * 1024 ? `${(n / 1024 / 1024).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`;
+}
+
+/**
+ * Cuts text longer than `max` characters in the middle (the start and the
+ * end say the most: what ran, and how it ended) with a note of how much
+ * was cut.
+ */
+export function truncate(text: string, max: number, where = ""): string {
+  if (text.length <= max) return text;
+  const head = Math.floor(max * 0.6);
+  const tail = max - head;
+  const cut = text.length - head - tail;
+  return `${text.slice(0, head)}\n\n[... ${cut.toLocaleString("en-US")} of ${
+    text.length.toLocaleString("en-US")
+  } characters cut${where} ...]\n\n${text.slice(text.length - tail)}`;
+}

@@ -1,0 +1,92 @@
+/**
+ * Tool results and tool registration: text (redacted) plus images, and
+ * errors turned into results the agent can read (message and hint) instead
+ * of protocol errors.
+ */
+
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { z } from "zod";
+import { CliError } from "../errors.ts";
+import { warn } from "../log.ts";
+import type { Extra } from "./progress.ts";
+
+/** One block of a tool result. */
+export type Content =
+  | { type: "text"; text: string }
+  | { type: "image"; data: string; mimeType: string };
+
+/**
+ * A tool result (the MCP CallToolResult shape; declared here because the
+ * SDK's own types come through as `any` under Deno's checker).
+ */
+export interface ToolResult {
+  content: Content[];
+  isError?: boolean;
+}
+
+/** What building results needs. */
+export interface ResultContext {
+  redact(text: string): string;
+}
+
+/** A result with one text block and any images after it. */
+export function textResult(
+  ctx: ResultContext,
+  text: string,
+  images: Content[] = [],
+  isError = false,
+): ToolResult {
+  return {
+    content: [{ type: "text", text: ctx.redact(text) }, ...images],
+    ...(isError ? { isError: true } : {}),
+  };
+}
+
+/** An error as a tool result (message and hint; a stack only for bugs, and only on stderr). */
+export function errorResult(ctx: ResultContext, err: unknown): ToolResult {
+  let text: string;
+  if (err instanceof CliError) {
+    text = `error: ${err.message}${err.hint ? `\nhint: ${err.hint}` : ""}`;
+  } else {
+    const e = err as Error;
+    text = `error: ${e?.message ?? String(err)}`;
+    warn(`notebook-mcp: ${ctx.redact(e?.stack ?? String(err))}`);
+  }
+  return textResult(ctx, text, [], true);
+}
+
+/** Hints a client may show about a tool. */
+export interface ToolAnnotations {
+  readOnlyHint?: boolean;
+  destructiveHint?: boolean;
+  idempotentHint?: boolean;
+}
+
+/**
+ * Registers a tool whose handler is typed from its zod input shape. Thrown
+ * errors become error results, and every text block passes through the
+ * redaction, whatever produced it.
+ */
+export function addTool<S extends z.ZodRawShape>(
+  server: McpServer,
+  ctx: ResultContext,
+  name: string,
+  config: { title: string; description: string; inputSchema: S; annotations?: ToolAnnotations },
+  fn: (args: z.output<z.ZodObject<S>>, extra: Extra) => Promise<ToolResult>,
+): void {
+  const wrapped = async (args: z.output<z.ZodObject<S>>, extra: Extra): Promise<ToolResult> => {
+    let result: ToolResult;
+    try {
+      result = await fn(args, extra);
+    } catch (err) {
+      result = errorResult(ctx, err);
+    }
+    return {
+      ...result,
+      content: result.content.map((c) =>
+        c.type === "text" ? { ...c, text: ctx.redact(c.text) } : c
+      ),
+    };
+  };
+  server.registerTool(name, config, wrapped as never);
+}

@@ -1,0 +1,45 @@
+/**
+ * The notebook MCP server: every tool registered in one place, each defined
+ * in its own file under tools/ (the layout of the reference "everything"
+ * server). One {@link NotebookMcpContext} may back several servers (one per
+ * HTTP client), so they share the sessions and their kernel connections.
+ */
+
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { VERSION } from "../version.ts";
+import type { NotebookMcpContext } from "./context.ts";
+import { registerAddMarkdown } from "./tools/add_markdown.ts";
+import { registerAttachToSession } from "./tools/attach_to_session.ts";
+import { registerEditCell } from "./tools/edit_cell.ts";
+import { registerExecuteCode } from "./tools/execute_code.ts";
+import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerReadNotebook } from "./tools/read_notebook.ts";
+import { registerShutdownSession } from "./tools/shutdown_session.ts";
+import { registerStartNewSession } from "./tools/start_new_session.ts";
+
+/** The tools, in the order clients list them. */
+const TOOLS = [
+  registerAttachToSession,
+  registerExecuteCode,
+  registerEditCell,
+  registerAddMarkdown,
+  registerReadNotebook,
+  registerInterrupt,
+  registerStartNewSession,
+  registerShutdownSession,
+];
+
+const INSTRUCTIONS =
+  "Tools for a live Jupyter kernel that already holds the experiment's models and skill " +
+  "functions. Start with attach_to_session(session_id) using the session_id you were given; " +
+  "then execute_code runs Python in it. Every cell lands in a notebook people can read.";
+
+/** A notebook MCP server with every tool registered. */
+export function createServer(ctx: NotebookMcpContext): McpServer {
+  const server = new McpServer(
+    { name: "interp-exec-notebook", version: VERSION },
+    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+  );
+  for (const register of TOOLS) register(server, ctx);
+  return server;
+}

@@ -1,0 +1,226 @@
+/**
+ * One Jupyter session as the MCP server holds it: a kernel WebSocket kept
+ * open across tool calls (reopened when it dropped), the session's notebook,
+ * and a queue so that cells run and land in the notebook one at a time.
+ */
+
+import { JupyterError } from "../errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel, Output } from "../jupyter.ts";
+import { cellId, sleep } from "../jupyter.ts";
+import { progress } from "../log.ts";
+import { type CellRun, runCell } from "./execute.ts";
+import { type NotebookStore, upsertCodeCell } from "./store.ts";
+
+/** How often a long-running cell's outputs are written to the notebook. */
+const FLUSH_MS = 3000;
+
+/** What a session needs from the server it lives on. */
+export interface SessionHost {
+  client: JupyterClient;
+  kernelStartTimeoutMs: number;
+  redact(text: string): string;
+}
+
+/** A cell that ran, and where it is in the notebook. */
+export interface RanCell {
+  run: CellRun;
+  /** Its index in the notebook (-1 when the notebook could not be written). */
+  index: number;
+  cellId: string;
+  notebookError?: string;
+}
+
+/** A session (or a bare kernel) the agent works in. */
+export class NotebookSession {
+  private channel: KernelChannel | undefined;
+  private dropped = false;
+  private queue: Promise<unknown> = Promise.resolve();
+  private writes: Promise<unknown> = Promise.resolve();
+  /** Set once the kernel died; every later call reports it until attach_to_session. */
+  deadReason: string | undefined;
+
+  constructor(
+    private readonly host: SessionHost,
+    /** The id the agent uses: the session id, or the kernel id on servers without sessions. */
+    readonly id: string,
+    public kernel: KernelModel,
+    readonly store: NotebookStore,
+  ) {}
+
+  /** Runs `fn` after every earlier queued cell on this session has finished. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * Changes the notebook (read, modify, write) after every earlier change
+   * has been written, so a flush of a running cell and a markdown cell added
+   * meanwhile cannot overwrite each other.
+   */
+  edit<T>(fn: (store: NotebookStore) => Promise<T>): Promise<T> {
+    const run = () => fn(this.store);
+    const next = this.writes.then(run, run);
+    this.writes = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * The open kernel connection. A connection that dropped (the library
+   * retries on its own, but a request sent right after a reconnect can go
+   * unanswered) is replaced with a fresh, checked one.
+   */
+  async connect(): Promise<KernelChannel> {
+    if (this.deadReason) {
+      throw new JupyterError(
+        "kernel_died",
+        `${this.deadReason}; its variables (the models too) are gone`,
+        "start_new_session gives a fresh warm session (notebook_path with fork=true re-runs this notebook's cells); attach_to_session reconnects to the restarted, empty kernel",
+      );
+    }
+    const ch = this.channel;
+    if (ch && !ch.dead && !this.dropped && ch.conn.connectionStatus === "connected") return ch;
+    this.close();
+    const model = await this.host.client.getKernel(this.kernel.id);
+    const gone = ch?.dead ??
+      (!model
+        ? "the kernel is gone (shut down, or culled by the server)"
+        : model.execution_state === "dead"
+        ? "the kernel died"
+        : undefined);
+    if (gone || !model) {
+      this.die(gone ?? "the kernel is gone");
+      return await this.connect();
+    }
+    if (ch) progress(`reconnecting to kernel ${this.kernel.id}`);
+    const channel = await this.host.client.connectKernel(model, {
+      startTimeoutMs: this.host.kernelStartTimeoutMs,
+    });
+    this.dropped = false;
+    channel.conn.connectionStatusChanged.connect((_, status) => {
+      if (status !== "connected" && this.channel === channel) this.dropped = true;
+    });
+    this.channel = channel;
+    return channel;
+  }
+
+  /**
+   * Forgets that the kernel died, for attach_to_session once the server has
+   * restarted it: the next call connects to the restarted (empty) kernel.
+   */
+  revive(): void {
+    this.close();
+    this.deadReason = undefined;
+  }
+
+  private die(reason: string): void {
+    this.deadReason ??= reason;
+  }
+
+  /**
+   * Runs code as a cell: written into the notebook when it starts, updated
+   * with its outputs while it runs and when it ends. `id` replaces that
+   * cell (edit_cell); otherwise a new cell is appended.
+   */
+  run(
+    source: string,
+    opts: {
+      id?: string;
+      timeoutMs: number;
+      signal?: AbortSignal;
+      onChange?: (outputs: () => Output[]) => void;
+    },
+  ): Promise<RanCell> {
+    return this.exclusive(async () => {
+      const channel = await this.connect();
+      const id = opts.id ?? cellId();
+      // The notebook is a record for people: failing to write it must not
+      // stop the agent's work, so write errors become a note in the result.
+      let notebookError: string | undefined;
+      const write = (outputs: Output[], count: number | null) =>
+        this.edit((st) =>
+          upsertCodeCell(st, id, {
+            source,
+            outputs: this.redactOutputs(outputs),
+            execution_count: count,
+          })
+        ).catch((err) => {
+          notebookError = (err as Error).message;
+          progress(`could not update the notebook: ${notebookError}`);
+          return -1;
+        });
+      await write([], null);
+      let latest: () => Output[] = () => [];
+      let version = 0;
+      let flushed = 0;
+      let flushing: Promise<unknown> = Promise.resolve();
+      const flusher = setInterval(() => {
+        if (version === flushed) return;
+        flushed = version;
+        flushing = write(latest(), null);
+      }, FLUSH_MS);
+      let run: CellRun;
+      try {
+        run = await runCell(channel, source, {
+          timeoutMs: opts.timeoutMs,
+          signal: opts.signal,
+          onChange: (collector) => {
+            latest = () => collector.outputs();
+            version++;
+            opts.onChange?.(latest);
+          },
+        });
+      } finally {
+        clearInterval(flusher);
+      }
+      await flushing;
+      const index = await write(run.outputs, run.execution_count);
+      if (run.status === "died") this.die(run.note ?? "the kernel died");
+      if (run.status === "lost") this.dropped = true;
+      return { run, index, cellId: id, notebookError };
+    });
+  }
+
+  /** Interrupts whatever the kernel runs (not queued: it must reach a busy kernel). */
+  async interrupt(): Promise<void> {
+    await this.host.client.interruptKernel(this.kernel.id);
+  }
+
+  /** Waits briefly for the kernel to go idle (after an interrupt). */
+  async waitIdle(ms: number): Promise<string | undefined> {
+    const deadline = performance.now() + ms;
+    let state: string | undefined;
+    while (performance.now() < deadline) {
+      state = (await this.host.client.getKernel(this.kernel.id))?.execution_state;
+      if (state !== "busy") return state;
+      await sleep(200);
+    }
+    return state;
+  }
+
+  /** Closes the WebSocket; the kernel keeps running. */
+  close(): void {
+    this.channel?.close();
+    this.channel = undefined;
+  }
+
+  private redactOutputs(outputs: Output[]): Output[] {
+    const r = (s: string) => this.host.redact(s);
+    return outputs.map((o) => {
+      switch (o.output_type) {
+        case "stream":
+          return { ...o, text: r(o.text) };
+        case "error":
+          return { ...o, evalue: r(o.evalue), traceback: o.traceback.map(r) };
+        default:
+          return {
+            ...o,
+            data: Object.fromEntries(
+              Object.entries(o.data).map(([k, v]) => [k, typeof v === "string" ? r(v) : v]),
+            ),
+          };
+      }
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { JupyterError } from "../../errors.ts";
+import { sleep } from "../../jupyter.ts";
+import type { NotebookMcpContext } from "../context.ts";
+import { describeNamespace, introspect, type Namespace } from "../introspect.ts";
+import { addTool, textResult } from "../result.ts";
+import { sessionId } from "../schemas.ts";
+
+/** How long attach waits for a busy kernel to list its namespace. */
+const INTROSPECT_WAIT_MS = 15_000;
+
+/** attach_to_session: checks the kernel answers and says what its namespace holds. */
+export function registerAttachToSession(server: McpServer, ctx: NotebookMcpContext): void {
+  addTool(server, ctx, "attach_to_session", {
+    title: "Attach to a session",
+    description:
+      "Attach to a warm Jupyter session (the session_id your environment gave you): checks that " +
+      "its kernel answers and lists what is already loaded in it: models, tokenizers, skill " +
+      "functions and variables. Call this first. Other tools attach on their own too.",
+    inputSchema: { session_id: sessionId },
+    annotations: { readOnlyHint: true, idempotentHint: true },
+  }, async ({ session_id }) => {
+    const session = await ctx.session(session_id);
+    const lines: string[] = [];
+    if (session.deadReason) {
+      const model = await ctx.client.getKernel(session.kernel.id);
+      if (!model || model.execution_state === "dead") {
+        throw new JupyterError(
+          "kernel_died",
+          `${session.deadReason}; the kernel is gone`,
+          "start_new_session makes a new one",
+        );
+      }
+      lines.push(
+        `note: ${session.deadReason}; the kernel now running has an empty namespace (models must be loaded again)`,
+      );
+      session.revive();
+    }
+    const channel = await session.connect();
+    const model = await ctx.client.getKernel(session.kernel.id);
+    const nb = await session.store.load();
+    lines.unshift(
+      `attached to session ${session.id}: kernel ${session.kernel.id} (${session.kernel.name}), ${
+        model?.execution_state ?? "state unknown"
+      }`,
+      session.store.path
+        ? `notebook: ${session.store.path} (${nb.cells.length} cells); every cell you run is added to it`
+        : "no notebook file (a bare kernel): this server keeps the cells in memory",
+    );
+    const listed = await Promise.race([
+      introspect(channel).catch((err: Error) => err),
+      sleep(INTROSPECT_WAIT_MS).then(() => undefined),
+    ]);
+    if (listed instanceof Error) lines.push(`namespace: ${listed.message}`);
+    else if (!listed) {
+      lines.push("namespace: not listed, the kernel is busy running a cell (interrupt stops it)");
+    } else {
+      lines.push(`Python ${(listed as Namespace).python}`, "", describeNamespace(listed));
+    }
+    lines.push(
+      "",
+      "execute_code runs code as a new cell; edit_cell fixes and re-runs a cell; add_markdown " +
+        "records notes; read_notebook shows the cells.",
+    );
+    return textResult(ctx, lines.join("\n"));
+  });
+}

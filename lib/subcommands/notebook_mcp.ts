@@ -1,0 +1,117 @@
+import process from "node:process";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { intFlag, parseFlags, secondsFlag } from "../args.ts";
+import { UsageError } from "../errors.ts";
+import { printText, progress, setQuiet } from "../log.ts";
+import { NotebookMcpContext } from "../mcp/context.ts";
+import { serveHttp } from "../mcp/http.ts";
+import { createServer } from "../mcp/server.ts";
+
+export const help = `interp-exec notebook-mcp: serve a notebook session's tools to an agent over MCP
+
+Usage: interp-exec notebook-mcp [--jupyter-url URL] [--http PORT] [options]
+
+The MCP server a notebook handle's mcp_config launches. Its tools attach to a
+warm session by id (attach_to_session), run code as notebook cells
+(execute_code, edit_cell), add markdown, read the notebook, interrupt, and
+start, resume, fork or shut down sessions. Every cell and its outputs are
+written into the session's .ipynb as the agent works. MCP goes over stdio
+(stdout carries only JSON-RPC; logs go to stderr), or with --http over
+Streamable HTTP on 127.0.0.1.
+
+The token is never taken from argv: it comes from --token-file, the --env
+handle, INTERP_EXEC_JUPYTER_TOKEN / JUPYTER_TOKEN, or interp-exec's state
+(the server a 'notebook' run connected to). With no server given, the
+running embedded server is used.
+
+Options:
+  --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
+  --token-file FILE          file holding the token
+  --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
+  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
+                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
+                             'Authorization: Bearer TOKEN')
+  --timeout SECONDS          default bound on one execution; past it the kernel is
+                             interrupted (default 600; 0 for none; tools may pass their own)
+  --warmup-timeout SECONDS   bound on start_new_session's warm-up (default 1800)
+  --kernel-start-timeout S   bound on a new kernel's start (default 120)
+  --max-output-chars N       text in one tool result; longer output is cut in the
+                             middle with a note (default 20000)
+  --max-image-px N           larger images are scaled down to this longest side (default 1024)
+  --max-images N             images in one result (default 8)
+  --progress-interval SECS   how often a long call reports progress (default 2)
+  -q, --quiet                no progress lines on stderr
+  -h, --help                 this help`;
+
+const options = {
+  "jupyter-url": { type: "string" },
+  "token-file": { type: "string" },
+  env: { type: "string" },
+  http: { type: "string" },
+  timeout: { type: "string" },
+  "warmup-timeout": { type: "string" },
+  "kernel-start-timeout": { type: "string" },
+  "max-output-chars": { type: "string" },
+  "max-image-px": { type: "string" },
+  "max-images": { type: "string" },
+  "progress-interval": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+} as const;
+
+/** `interp-exec notebook-mcp`: serves until the client closes stdin (or a signal). */
+export async function notebookMcpCommand(args: string[]): Promise<void> {
+  const { values } = parseFlags("notebook-mcp", args, options);
+  if (values.help) return printText(help);
+  setQuiet(values.quiet ?? false);
+  const ctx = await NotebookMcpContext.create(values, {
+    timeoutMs: secondsFlag("timeout", values.timeout, 600),
+    warmupTimeoutMs: secondsFlag("warmup-timeout", values["warmup-timeout"], 1800),
+    kernelStartTimeoutMs: secondsFlag(
+      "kernel-start-timeout",
+      values["kernel-start-timeout"],
+      120,
+      false,
+    ),
+    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
+    limits: {
+      maxChars: intFlag("max-output-chars", values["max-output-chars"], 20_000, 200),
+      maxImagePx: intFlag("max-image-px", values["max-image-px"], 1024, 16),
+      maxImageBytes: 1024 * 1024,
+      maxImages: intFlag("max-images", values["max-images"], 8, 0),
+    },
+  });
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    if (values.http !== undefined) {
+      const port = intFlag("http", values.http, 0, 0);
+      if (port > 65535) throw new UsageError(`--http: not a port: ${values.http}`);
+      await serveHttp(ctx, {
+        port,
+        bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
+        signal: stop.signal,
+      });
+    } else {
+      await serveStdio(ctx, stop.signal);
+    }
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    ctx.close();
+  }
+}
+
+/** Serves one client on stdin/stdout until it closes stdin or `signal` aborts. */
+async function serveStdio(ctx: NotebookMcpContext, signal: AbortSignal): Promise<void> {
+  const server = createServer(ctx);
+  const closed = new Promise<void>((resolve) => {
+    server.server.onclose = () => resolve();
+    process.stdin.once("end", () => resolve());
+    process.stdin.once("close", () => resolve());
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await server.connect(new StdioServerTransport());
+  progress(`notebook MCP server ready on stdio (Jupyter at ${ctx.client.url})`);
+  await closed;
+  await server.close().catch(() => {});
+}

@@ -1,0 +1,45 @@
+import { loadConfig } from "../config.ts";
+import { ConfigError, UsageError } from "../errors.ts";
+import { printText } from "../log.ts";
+import { modeFlagHelp, parseModeFlags } from "../modes.ts";
+import { VERSION } from "../version.ts";
+import { notebookCommand } from "./notebook.ts";
+
+/** `interp-exec run --help` */
+export const help = `interp-exec run: warm a session in the mode the config names
+
+Usage: interp-exec run --config experiment.yaml [options] > handle.json
+
+Reads execution.type from the config (notebook when absent) and runs that
+mode's subcommand with the same options, so a pipeline need not know the mode.
+Modes in this version: notebook. The mcp and filesystem modes are not built
+yet: a config naming one exits 2.
+
+${modeFlagHelp}`;
+
+/** The modes this version has, by execution.type. */
+const modes: Record<string, (args: string[]) => Promise<void>> = {
+  notebook: notebookCommand,
+};
+
+/** `interp-exec run` */
+export async function runCommand(args: string[]): Promise<void> {
+  const { values } = parseModeFlags("run", args);
+  if (values.help) return printText(help);
+  if (!values.config) {
+    throw new UsageError(
+      "run: --config FILE is required",
+      "e.g. interp-exec run --config experiment.yaml",
+    );
+  }
+  const { config } = await loadConfig(values.config);
+  const type = config.execution.type;
+  const mode = modes[type];
+  if (!mode) {
+    throw new ConfigError(
+      `${values.config}: execution.type is '${type}': the ${type} mode is not available in interp-exec ${VERSION}`,
+      `available: ${Object.keys(modes).join(", ")} (execution.type: notebook, or leave it out)`,
+    );
+  }
+  await mode(args);
+}

@@ -1,0 +1,91 @@
+import { parseFlags } from "../args.ts";
+import { printJson, printText, progress } from "../log.ts";
+import { checkSessions, type SessionStatus } from "../sessions.ts";
+import { recordedSessions } from "../state.ts";
+
+/** `interp-exec sessions --help` */
+export const help = `interp-exec sessions: list the sessions interp-exec created
+
+Usage: interp-exec sessions [--json]
+
+Checks every session interp-exec recorded against its server and prints a
+table (or, with --json, an array of objects) on stdout: the experiment, age,
+kernel state, last activity, idle deadline and memory. Sessions their server
+no longer has (shut down, culled when idle, server restarted) show as gone
+once and are then forgotten; sessions on a server that does not answer show
+as unreachable and are kept.
+
+Memory is the kernel process's resident memory, read from /proc when the
+server runs on this machine; Jupyter has no memory API, so elsewhere it is n/a.
+The idle deadline is the kernel's last activity plus the config's
+execution.idle_timeout; 'interp-exec shutdown --idle' ends sessions past it.
+
+Options:
+  --json       one JSON array on stdout (full ids, ISO times, seconds, bytes)
+  -h, --help   this help`;
+
+/** `interp-exec sessions` */
+export async function sessionsCommand(args: string[]): Promise<void> {
+  const { values } = parseFlags("sessions", args, { json: { type: "boolean" } });
+  if (values.help) return printText(help);
+  const statuses = await checkSessions(await recordedSessions(), { prune: true });
+  if (values.json) return printJson(statuses);
+  if (statuses.length === 0) {
+    progress("no sessions recorded");
+    return;
+  }
+  printText(table(statuses));
+}
+
+/** The human table: short ids, durations, one row per session. */
+export function table(rows: SessionStatus[]): string {
+  const header = [
+    "SESSION",
+    "EXPERIMENT",
+    "MODE",
+    "STATE",
+    "AGE",
+    "IDLE",
+    "IDLE LIMIT",
+    "MEMORY",
+    "SERVER",
+  ];
+  const lines = rows.map((r) => [
+    r.id.slice(0, 8),
+    r.experiment,
+    r.mode,
+    r.status === "alive" ? (r.execution_state ?? "unknown") : r.status,
+    duration(r.age_s),
+    r.idle_s === null ? "-" : duration(r.idle_s),
+    idleLimit(r),
+    r.memory_bytes === null ? "n/a" : bytes(r.memory_bytes),
+    r.server_url,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
+  return [header, ...lines]
+    .map((cols) => cols.map((c, i) => i === cols.length - 1 ? c : c.padEnd(widths[i])).join("  "))
+    .join("\n");
+}
+
+function idleLimit(r: SessionStatus): string {
+  if (r.idle_timeout <= 0) return "-";
+  if (r.status !== "alive" || r.idle_s === null) return duration(r.idle_timeout);
+  if (r.idle_expired) return `${duration(r.idle_timeout)} (expired)`;
+  return `${duration(r.idle_timeout)} (${duration(Math.max(0, r.idle_timeout - r.idle_s))} left)`;
+}
+
+/** 42s, 3m05s, 2h07m, 3d04h. */
+export function duration(seconds: number): string {
+  const s = Math.floor(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  if (s < 86400) {
+    return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
+  }
+  return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
+}
+
+function bytes(n: number): string {
+  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
+  return `${Math.round(n / 1024 ** 2)} MiB`;
+}
