@@ -39,6 +39,14 @@ export const serverFlagOptions = {
   "root-dir": { type: "string" },
 } as const;
 
+/** The server flags of commands that never start a server (no --python, --root-dir). */
+export const existingServerFlagOptions = {
+  env: serverFlagOptions.env,
+  "jupyter-url": serverFlagOptions["jupyter-url"],
+  token: serverFlagOptions.token,
+  "token-file": serverFlagOptions["token-file"],
+} as const;
+
 /** Help text for {@link serverFlagOptions}. */
 export const serverFlagHelp = `Server (default: the embedded local server, started when needed):
   --env FILE|-            stage-1 environment handle JSON (jupyter_url, jupyter_token, ...)

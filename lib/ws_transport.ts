@@ -61,6 +61,7 @@ export class NoDelayWebSocket extends EventTarget {
   onclose: ((ev: CloseEvent) => unknown) | null = null;
   onerror: ((ev: Event) => unknown) | null = null;
 
+  private readonly origin: string;
   private conn: Deno.Conn | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly ackFrame: (() => Uint8Array) | undefined;
@@ -79,6 +80,7 @@ export class NoDelayWebSocket extends EventTarget {
     }
     u.hash = "";
     this.url = u.href;
+    this.origin = u.origin;
     const ack = options.ack ?? "pong";
     this.ackFrame = ack === "pong"
       ? () => frame(0xa, EMPTY)
@@ -221,7 +223,11 @@ export class NoDelayWebSocket extends EventTarget {
 
   private async readLoop(initial: Uint8Array): Promise<void> {
     const queue = new ByteQueue();
-    if (initial.length) queue.push(initial);
+    if (initial.length) {
+      // Frames that came with the handshake's last read need their ACK too.
+      if (this.ackFrame) this.enqueue(this.ackFrame());
+      queue.push(initial);
+    }
     let fragments: Uint8Array[] = [];
     let fragmentOpcode = 0;
     while (true) {
@@ -280,7 +286,7 @@ export class NoDelayWebSocket extends EventTarget {
       const copy = payload.slice().buffer;
       data = this.binaryType === "arraybuffer" ? copy : new Blob([copy]);
     }
-    this.dispatchEvent(new MessageEvent("message", { data, origin: new URL(this.url).origin }));
+    this.dispatchEvent(new MessageEvent("message", { data, origin: this.origin }));
   }
 
   private onCloseFrame(payload: Uint8Array): void {
@@ -304,15 +310,17 @@ export class NoDelayWebSocket extends EventTarget {
   }
 
   private enqueue(bytes: Uint8Array): void {
-    this.enqueueAsync(Promise.resolve(bytes));
+    this.bufferedAmount += bytes.length;
+    this.enqueueAsync(Promise.resolve(bytes), bytes.length);
   }
 
-  private enqueueAsync(bytes: Promise<Uint8Array>): void {
+  private enqueueAsync(bytes: Promise<Uint8Array>, counted = 0): void {
     const conn = this.conn;
     if (!conn) return;
+    // Writes go out in order, one at a time.
     this.writing = this.writing.then(async () => {
       const b = await bytes;
-      this.bufferedAmount += b.length;
+      this.bufferedAmount += b.length - counted;
       try {
         await writeAll(conn, b);
       } finally {

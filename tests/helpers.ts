@@ -9,6 +9,9 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 
+// @jupyterlab/services logs every WebSocket it opens with console.debug.
+console.debug = () => {};
+
 export const ROOT = resolve(dirname(fromFileUrl(import.meta.url)), "..");
 export const DENO = Deno.execPath();
 export const PYTHON = Deno.env.get("INTERP_EXEC_PYTHON") ?? join(ROOT, ".venv", "bin", "python");

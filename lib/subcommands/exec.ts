@@ -1,5 +1,5 @@
 import { parseFlags, secondsFlag } from "../args.ts";
-import { readStdin } from "../connect.ts";
+import { existingServerFlagOptions, readStdin } from "../connect.ts";
 import { CliError, InterruptedError, JupyterError, UsageError } from "../errors.ts";
 import {
   cellId,
@@ -79,10 +79,7 @@ const options = {
   timeout: { type: "string" },
   "no-notebook": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
-  env: { type: "string" },
-  "jupyter-url": { type: "string" },
-  token: { type: "string" },
-  "token-file": { type: "string" },
+  ...existingServerFlagOptions,
 } as const;
 
 /** What `exec --json` prints. */

@@ -1,3 +1,4 @@
+import { existingServerFlagOptions } from "../connect.ts";
 import { parseFlags } from "../args.ts";
 import type { ServerFlags } from "../connect.ts";
 import { CliError, JupyterError, UsageError } from "../errors.ts";
@@ -51,10 +52,7 @@ const options = {
   idle: { type: "boolean" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
-  env: { type: "string" },
-  "jupyter-url": { type: "string" },
-  token: { type: "string" },
-  "token-file": { type: "string" },
+  ...existingServerFlagOptions,
 } as const;
 
 /** One line of `shutdown --json`. */
