@@ -8,35 +8,52 @@
 import { fail, UsageError } from "./lib/errors.ts";
 import { guardStdout, printText } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
-import { notebookCommand } from "./lib/subcommands/notebook.ts";
-import { validateCommand } from "./lib/subcommands/validate.ts";
-import { schemaCommand } from "./lib/subcommands/schema.ts";
-import { runCommand } from "./lib/subcommands/run.ts";
-import { execCommand } from "./lib/subcommands/exec.ts";
-import { sessionsCommand } from "./lib/subcommands/sessions.ts";
-import { shutdownCommand } from "./lib/subcommands/shutdown.ts";
-import { serverCommand } from "./lib/subcommands/server.ts";
-import { skillsCommand } from "./lib/subcommands/skills.ts";
-
-type Command = { run: (args: string[]) => void | Promise<void>; summary: string };
+// Subcommands load on demand: `--version` and `validate` should not pay for
+// the Jupyter client and the MCP SDK. The literal specifiers keep every module
+// in the graph that `deno compile` and `deno bundle` embed.
+type Command = { run: (args: string[]) => Promise<void>; summary: string };
 
 const commands: Record<string, Command> = {
   notebook: {
-    run: notebookCommand,
+    run: async (a) => (await import("./lib/subcommands/notebook.ts")).notebookCommand(a),
     summary: "warm a notebook session (models + skills) and print its handle",
   },
-  run: { run: runCommand, summary: "warm a session in the mode the config's execution.type names" },
-  exec: { run: execCommand, summary: "run code in a warm session" },
-  sessions: { run: sessionsCommand, summary: "list the sessions interp-exec created" },
-  shutdown: { run: shutdownCommand, summary: "end sessions (--session, --handle, --all, --idle)" },
-  server: { run: serverCommand, summary: "the embedded server: status, stop, config" },
-  validate: { run: validateCommand, summary: "check an experiment config" },
-  schema: { run: schemaCommand, summary: "print the handle's JSON Schema" },
+  run: {
+    run: async (a) => (await import("./lib/subcommands/run.ts")).runCommand(a),
+    summary: "warm a session in the mode the config's execution.type names",
+  },
+  exec: {
+    run: async (a) => (await import("./lib/subcommands/exec.ts")).execCommand(a),
+    summary: "run code in a warm session",
+  },
+  sessions: {
+    run: async (a) => (await import("./lib/subcommands/sessions.ts")).sessionsCommand(a),
+    summary: "list the sessions interp-exec created",
+  },
+  shutdown: {
+    run: async (a) => (await import("./lib/subcommands/shutdown.ts")).shutdownCommand(a),
+    summary: "end sessions (--session, --handle, --all, --idle)",
+  },
+  server: {
+    run: async (a) => (await import("./lib/subcommands/server.ts")).serverCommand(a),
+    summary: "the embedded server: status, stop, config",
+  },
+  validate: {
+    run: async (a) => (await import("./lib/subcommands/validate.ts")).validateCommand(a),
+    summary: "check an experiment config",
+  },
+  schema: {
+    run: async (a) => (await import("./lib/subcommands/schema.ts")).schemaCommand(a),
+    summary: "print the handle's JSON Schema",
+  },
   "notebook-mcp": {
     run: async (a) => (await import("./lib/subcommands/notebook_mcp.ts")).notebookMcpCommand(a),
     summary: "serve a notebook session's tools to an agent over MCP (stdio or --http)",
   },
-  skills: { run: skillsCommand, summary: "list the skills on the search path, or show one" },
+  skills: {
+    run: async (a) => (await import("./lib/subcommands/skills.ts")).skillsCommand(a),
+    summary: "list the skills on the search path, or show one",
+  },
 };
 
 const help =

@@ -200,11 +200,24 @@ export class JupyterClient {
    * Jupyter Server from a Kernel Gateway and which APIs it offers.
    */
   async probe(): Promise<Omit<ServerInfo, "embedded">> {
-    const res = await this.api("api", { allow: [404] });
+    // The four requests go out together (this is on every command's path);
+    // their answers are read in order, so the error names the first problem.
+    const drain = async (p: Promise<Response>) => {
+      const r = await p;
+      await r.body?.cancel();
+      return r;
+    };
+    const [root, specs, sessions, contents] = await Promise.allSettled([
+      this.api("api", { allow: [404] }).then(async (r) => ({ r, text: await r.text() })),
+      drain(this.api("api/kernelspecs")),
+      drain(this.api("api/sessions", { allow: [403, 404, 405] })),
+      drain(this.api("api/contents?content=0", { allow: [403, 404, 405] })),
+    ]);
+    if (root.status === "rejected") throw root.reason;
+    const res = root.value.r;
     let version: string | undefined;
-    const text = await res.text();
     try {
-      version = JSON.parse(text).version;
+      version = JSON.parse(root.value.text).version;
     } catch { /* not JSON */ }
     if (res.status === 404 || typeof version !== "string") {
       throw new JupyterError(
@@ -215,19 +228,17 @@ export class JupyterClient {
         "pass the server's base URL, e.g. https://hub.example/user/NAME/ for JupyterHub",
       );
     }
-    // /api answers without auth; this call checks the token.
-    await this.api("api/kernelspecs");
-    const sessions = await this.api("api/sessions", { allow: [403, 404, 405] });
-    await sessions.body?.cancel();
-    const contents = await this.api("api/contents?content=0", { allow: [403, 404, 405] });
-    await contents.body?.cancel();
-    const gateway = contents.status === 404 ||
+    // /api answers without auth; kernelspecs checks the token.
+    for (const r of [specs, sessions, contents]) if (r.status === "rejected") throw r.reason;
+    const sessionsOk = (sessions as PromiseFulfilledResult<Response>).value.ok;
+    const contentsRes = (contents as PromiseFulfilledResult<Response>).value;
+    const gateway = contentsRes.status === 404 ||
       (res.headers.get("server") ?? "").toLowerCase().includes("gateway");
     return {
       kind: gateway ? "kernel_gateway" : "jupyter_server",
       version,
-      sessions_api: sessions.ok,
-      contents_api: contents.ok,
+      sessions_api: sessionsOk,
+      contents_api: contentsRes.ok,
     };
   }
 
