@@ -11,6 +11,9 @@
  * - the round trip of a trivial execute: interp-exec's KernelChannel against
  *   jupyter_client over ZMQ on the same kernel, on the embedded server (Nagle
  *   off) and on a stock Jupyter Server interp-exec did not start;
+ * - a kernel's start until it answers, through the server and connectKernel
+ *   (as shipped, and with a shorter first window), against jupyter_client
+ *   starting a kernel directly;
  * - time to a ready session with the tiny model: the CLI against a Python
  *   client doing the seed project's steps and against the floor (kernel start
  *   plus the setup timed inside the kernel);
@@ -61,6 +64,8 @@ export interface Row {
   note?: string;
   samples?: number[];
   reference_samples?: number[];
+  /** Further per-run samples behind the note. */
+  detail?: Record<string, number[]>;
 }
 
 const { values: flags } = parseArgs({
@@ -81,7 +86,7 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,warmup,parallel,gpu
+  --sections LIST       comma-separated subset of startup,rtt,ready,warmup,parallel,gpu
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
   --gpu-device DEV      cuda (default); cpu runs the GPU section's plumbing without a GPU
@@ -92,7 +97,7 @@ if (flags.help) {
 
 const reps = Math.max(1, Number(flags.reps));
 const sections = new Set(
-  (flags.sections ?? "startup,rtt,warmup,parallel").split(",").map((s) => s.trim()),
+  (flags.sections ?? "startup,rtt,ready,warmup,parallel").split(",").map((s) => s.trim()),
 );
 if (flags.gpu) sections.add("gpu");
 
@@ -245,6 +250,47 @@ async function rttSection(
   }
 }
 
+async function readySection(server: { url: string; token: string }): Promise<void> {
+  const client = new JupyterClient(server);
+  const rounds = 8;
+  const variants = [
+    { name: "REST start + connectKernel as shipped (first window 500 ms)", windows: undefined },
+    {
+      name: "REST start + connectKernel with windowsMs [150, 500, 1000, 2000, 4000]",
+      windows: [150, 500, 1000, 2000, 4000],
+    },
+  ];
+  const times = variants.map(() => [] as number[]);
+  const boot: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    log(`kernel ready round ${i + 1}/${rounds}`);
+    for (const [j, v] of variants.entries()) {
+      const started = performance.now();
+      const kernel = await client.startKernel({ kernelName: "python3" });
+      const ch = await client.connectKernel(kernel, { windowsMs: v.windows });
+      times[j].push(performance.now() - started);
+      ch.close();
+      await client.shutdownKernel(kernel.id);
+    }
+    boot.push(...JSON.parse((await python(["boot", "1"])).stdout));
+  }
+  const bar = median(boot) + 300;
+  for (const [j, v] of variants.entries()) {
+    const stalls = times[j].filter((t) => t > bar).length;
+    rows.push({
+      ...compare(
+        "kernel ready (embedded server)",
+        v.name,
+        times[j],
+        "ms",
+        "jupyter_client: start until kernel_info answers",
+        boot,
+      ),
+      note: `max ${fmt(Math.max(...times[j]))} ms; ${stalls} of ${rounds} over boot + 300 ms`,
+    });
+  }
+}
+
 async function warmupSection(
   bundle: string,
   config: string,
@@ -341,6 +387,7 @@ async function warmupSection(
     } ms, kernel ready ${p("kernel_ready")} ms (floor: boot ${
       fmt(median(kernelStart))
     } ms), warm-up ${p("warmup")} ms (floor: in the kernel ${fmt(median(inside))} ms)`,
+    detail: { ...phases, floor_kernel_start: kernelStart, floor_setup_in_kernel: inside },
   });
   if (cliRss.length && refRss.length) {
     rows.push(
@@ -372,7 +419,31 @@ async function parallelSection(
       times.get(n)!.push((await cliWarmup(bundle, config, n, client)).ms);
     }
   }
+  // The machine's own scaling: the same setup code in 8 kernels at once with
+  // no server and no client (8 floors in parallel) against one.
+  const floors = new Map<number, number[]>([[1, []], [8, []]]);
+  const codeFile = join(work, "setup_code_parallel.py");
+  await Deno.writeTextFile(codeFile, await setupCode(config));
+  for (let i = 0; i < preps; i++) {
+    for (const n of floors.keys()) {
+      log(`parallel: ${n} floor(s), round ${i + 1}/${preps}`);
+      const started = performance.now();
+      await Promise.all(Array.from({ length: n }, () => pythonFloor(codeFile)));
+      floors.get(n)!.push(performance.now() - started);
+    }
+  }
   const one = times.get(1)!;
+  rows.push({
+    ...compare(
+      "parallel warm-ups",
+      "8 floors at once (jupyter_client kernels, no server, no client)",
+      floors.get(8)!,
+      "ms",
+      "1 floor",
+      floors.get(1)!,
+    ),
+    note: "how far this machine itself scales",
+  });
   for (const n of counts.slice(1)) {
     const xs = times.get(n)!;
     const bound = 1.2 * Math.max(1, n / cores);
@@ -383,6 +454,16 @@ async function parallelSection(
     }
     rows.push(row);
   }
+  rows.push(
+    compare(
+      "parallel warm-ups",
+      "--sessions 8",
+      times.get(8)!,
+      "ms",
+      "8 floors at once",
+      floors.get(8)!,
+    ),
+  );
 }
 
 async function gpuSection(
@@ -413,50 +494,78 @@ async function gpuSection(
   );
   if (built.built) log(`gpu: built ${built.n_params} parameters in ${fmt(built.seconds)} s`);
   const client = new JupyterClient(server);
-  const configs = {
-    "device: cuda": await writeConfig(
+  const configs: Record<string, string> = {
+    [`device: ${device}`]: await writeConfig(
       "gpu",
       `    - name: bench-llama\n      path: ${dir}\n      device: ${device}\n      dtype: bfloat16\n`,
     ),
-    "device_map: cuda": await writeConfig(
+    [`device_map: ${device}`]: await writeConfig(
       "gpu-map",
       `    - name: bench-llama\n      path: ${dir}\n      device: ${device}\n      device_map: ${device}\n      dtype: bfloat16\n`,
     ),
   };
+  // The tiny model on the same device: the load's fixed costs (imports, tokenizer, CUDA context).
+  const fixedConfig = await writeConfig(
+    "gpu-fixed",
+    `    - name: tiny-llama\n      path: ${tinyLlama}\n      device: ${device}\n      dtype: bfloat16\n`,
+  );
+  const fixed: number[] = [];
   const baseline: number[] = [];
+  const baselineNoContext: number[] = [];
   let bytes = 0;
   const load = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
   const wall = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
   // The first round reads the files into the page cache for everyone.
-  for (let i = 0; i < reps + 1; i++) {
-    log(`gpu round ${i + 1}/${reps + 1}`);
+  const rounds = Math.min(reps, 3);
+  for (let i = 0; i < rounds + 1; i++) {
+    log(`gpu round ${i + 1}/${rounds + 1}`);
     const b = JSON.parse((await python(["gpu-load", dir, device])).stdout);
     bytes = b.bytes;
     for (const [name, cfg] of Object.entries(configs)) {
-      const r = await cliWarmup(bundle, cfg, 1, client, true);
+      const r = await cliWarmup(bundle, cfg, 1, client);
+      const seconds = r.handles[0].namespace.models[0].load_seconds;
+      log(`gpu: ${name}: model loaded in ${fmt(seconds)} s, ready in ${fmt(r.ms)} ms`);
       if (i === 0) continue;
-      load.get(name)!.push(r.handles[0].namespace.models[0].load_seconds * 1000);
+      load.get(name)!.push(seconds * 1000);
       wall.get(name)!.push(r.ms);
     }
-    if (i > 0) baseline.push(b.seconds * 1000);
+    const f = await cliWarmup(bundle, fixedConfig, 1, client);
+    if (i > 0) fixed.push(f.handles[0].namespace.models[0].load_seconds * 1000);
+    if (i > 0) {
+      baseline.push(b.seconds * 1000);
+      baselineNoContext.push((b.seconds - b.context_seconds) * 1000);
+    }
   }
   const gb = bytes / 1e9;
+  const rate = (ms: number) => `${(gb / (ms / 1000)).toFixed(2)} GB/s`;
+  const section = `gpu (${device}, ${gb < 1 ? gb.toFixed(3) : gb.toFixed(1)} GB in bfloat16)`;
   for (const name of Object.keys(configs)) {
     const xs = load.get(name)!;
+    const net = median(xs) - median(fixed);
     rows.push({
       ...compare(
-        `gpu (${device}, ${gb.toFixed(1)} GB bf16)`,
-        `interp-exec model load, ${name}`,
+        section,
+        `interp-exec model load in the kernel, ${name}`,
         xs,
         "ms",
         "safetensors load_file straight to the device",
         baseline,
       ),
-      note: `${(gb / (median(xs) / 1000)).toFixed(2)} GB/s vs ${
-        (gb / (median(baseline) / 1000)).toFixed(2)
-      } GB/s; time to ready ${fmt(median(wall.get(name)!))} ms`,
+      note: `${rate(median(xs))} vs ${rate(median(baseline))}; without fixed costs ${
+        fmt(net)
+      } ms (${rate(net)}) vs ${fmt(median(baselineNoContext))} ms without the CUDA context (${
+        rate(median(baselineNoContext))
+      }); time to ready ${fmt(median(wall.get(name)!))} ms`,
+      detail: { time_to_ready: wall.get(name)! },
     });
   }
+  rows.push({
+    section,
+    name: "fixed costs of a model load (the tiny model, same device)",
+    value: median(fixed),
+    unit: "ms",
+    samples: fixed,
+  });
 }
 
 // ------------------------------------------------------------------ runners
@@ -474,20 +583,29 @@ let gnuTime: boolean | undefined;
 /** Runs a command to completion; wall time, output and (with GNU time) peak RSS. */
 async function timed(
   cmd: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
+  opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<Timed> {
   gnuTime ??= await Deno.stat(GNU_TIME).then(() => true, () => false);
   const rssFile = gnuTime ? await Deno.makeTempFile({ dir: work }) : undefined;
   const argv = rssFile ? [GNU_TIME, "-f", "%M", "-o", rssFile, ...cmd] : cmd;
   const started = performance.now();
-  const out = await new Deno.Command(argv[0], {
+  const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: opts.cwd ?? work,
     env: opts.env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const stdout = collect(child.stdout);
+  const stderr = collect(child.stderr);
+  const limit = setTimeout(() => {
+    log(`${cmd.slice(0, 3).join(" ")}... ran past ${(opts.timeoutMs ?? 900_000) / 1000} s: killed`);
+    child.kill("SIGKILL");
+  }, opts.timeoutMs ?? 900_000);
+  const status = await child.status;
+  clearTimeout(limit);
+  // The time is the process's own: a grandchild left holding a pipe must not add to it.
   const ms = performance.now() - started;
   let rssKB: number | null = null;
   if (rssFile) {
@@ -496,8 +614,31 @@ async function timed(
     rssKB = /^\d+$/.test(last) ? Number(last) : null;
     await Deno.remove(rssFile).catch(() => {});
   }
-  const d = new TextDecoder();
-  return { ms, code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr), rssKB };
+  return { ms, code: status.code, stdout: await stdout.text(), stderr: await stderr.text(), rssKB };
+}
+
+/** Reads a pipe to the end, or for 2 s more once asked, whichever comes first. */
+function collect(stream: ReadableStream<Uint8Array>): { text: () => Promise<string> } {
+  let data = "";
+  const decoder = new TextDecoder();
+  const reader = stream.getReader();
+  const done = (async () => {
+    while (true) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      data += decoder.decode(value, { stream: true });
+    }
+  })().catch(() => {});
+  return {
+    text: async () => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((r) => timer = setTimeout(r, 2000));
+      await Promise.race([done, grace]);
+      clearTimeout(timer);
+      await reader.cancel().catch(() => {});
+      return data;
+    },
+  };
 }
 
 // deno-lint-ignore no-explicit-any
@@ -509,7 +650,6 @@ async function cliWarmup(
   config: string,
   sessions: number,
   client: JupyterClient,
-  showErrors = false,
 ): Promise<Timed & { handles: AnyHandle[] }> {
   const args = ["notebook", "--config", config, "--quiet"];
   if (sessions > 1) args.push("--sessions", String(sessions));
@@ -517,7 +657,6 @@ async function cliWarmup(
   if (r.code !== 0) {
     throw new Error(`interp-exec notebook exited ${r.code}: ${r.stderr.slice(-3000)}`);
   }
-  if (showErrors) log(r.stderr.trim().split("\n").slice(-2).join(" | "));
   const parsed = JSON.parse(r.stdout);
   const handles: AnyHandle[] = Array.isArray(parsed) ? parsed : [parsed];
   for (const h of handles) {
@@ -807,6 +946,8 @@ function renderTable(rs: Row[]): string {
     "result",
   ];
   const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  // Notes go under the table, numbered, so the table stays narrow.
+  const notes: string[] = [];
   for (const r of rs) {
     const value = r.value === null ? "-" : `${fmt(r.value)} ${r.unit}`;
     const ref = r.reference === undefined
@@ -817,13 +958,18 @@ function renderTable(rs: Row[]): string {
       ? "-"
       : `${r.delta >= 0 ? "+" : ""}${fmt(r.delta)} ${r.unit}`;
     const result = r.pass === undefined || r.pass === null ? "info" : r.pass ? "PASS" : "FAIL";
-    const name = r.note ? `${r.name} (${r.note})` : r.name;
+    let name = r.name;
+    if (r.note) {
+      notes.push(r.note);
+      name += ` [${notes.length}]`;
+    }
     lines.push(
       `| ${r.section} | ${name} | ${value} | ${ref} | ${ratio} | ${delta} | ${
         r.target ?? "-"
       } | ${result} |`,
     );
   }
+  if (notes.length) lines.push("", ...notes.map((n, i) => `${i + 1}. ${n}`));
   return lines.join("\n");
 }
 
@@ -834,6 +980,8 @@ interface Machine {
   os: string;
   deno: string;
   python: Record<string, string>;
+  /** /proc/loadavg when the run started: how busy the shared machine was. */
+  load_average: string;
 }
 
 async function machineInfo(): Promise<Machine> {
@@ -855,42 +1003,65 @@ async function machineInfo(): Promise<Machine> {
     os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
     deno: Deno.version.deno,
     python: versions.code === 0 ? JSON.parse(versions.stdout) : {},
+    load_average: (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")
+      .slice(0, 3).join(" "),
   };
 }
 
 function renderMachine(m: Machine): string {
   const py = Object.entries(m.python).map(([k, v]) => `${k} ${v}`).join(", ");
-  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB memory, ${m.os}; Deno ${m.deno}; ${py}`;
+  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB memory, ${m.os}; Deno ${m.deno}; ${py}; load average at start ${m.load_average}`;
 }
 
+/**
+ * bench/RESULTS.md: the generated part sits between two markers, so notes
+ * written around it survive a rerun.
+ */
 function renderResultsMd(
   report: { started_at: string; machine: Machine; reps: number; errors: string[] },
   table: string,
+  previous: string,
 ): string {
-  return `# Benchmark results
+  const begin = "<!-- bench:begin (generated by deno task bench --update-results) -->";
+  const end = "<!-- bench:end -->";
+  const failed = report.errors.length
+    ? `\nSections that failed:\n\n${report.errors.map((e) => `- ${e.split("\n")[0]}`).join("\n")}\n`
+    : "";
+  const generated = `${begin}
 
-Written by \`deno task bench --update-results\` (bench/bench.ts); the raw
-samples of the latest run are in bench/results/latest.json (not committed).
-Medians of runs taken side by side in one run; the ratio and delta columns
-compare with the reference in the same row (delta: median of paired
-differences). Targets are ratios or differences, never absolute times.
+Run ${report.started_at}, ${report.reps} rounds of warm-ups.
 
-Run: ${report.started_at}, ${report.reps} repetitions per warm-up.
 ${renderMachine(report.machine)}
 
 ${table}
-${
-    report.errors.length
-      ? `\nSections that failed:\n\n${
-        report.errors.map((e) => `- ${e.split("\n")[0]}`).join("\n")
-      }\n`
-      : ""
-  }`;
+${failed}
+${end}`;
+  const i = previous.indexOf(begin);
+  const j = previous.indexOf(end);
+  if (i >= 0 && j > i) return previous.slice(0, i) + generated + previous.slice(j + end.length);
+  return `# Benchmark results
+
+\`deno task bench\` (bench/bench.ts) runs everything side by side in one run; the raw samples of
+the latest run are in bench/results/latest.json (not committed). Medians; the ratio and delta
+columns compare with the reference in the same row (delta: median of the paired differences of
+rounds run back to back). Targets are ratios or differences, never absolute times.
+
+${generated}
+`;
 }
 
 // ------------------------------------------------------------------ main
 
 async function main(): Promise<void> {
+  // Ctrl-C must not leave the servers this run started behind.
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    Deno.addSignalListener(signal, async () => {
+      log(`${signal}: stopping the servers this run started`);
+      for (const c of cleanups.reverse()) await c().catch(() => {});
+      await Deno.remove(work, { recursive: true }).catch(() => {});
+      Deno.exit(code);
+    });
+  }
   try {
     const machine = await machineInfo();
     log(`machine: ${machine.cpu} x${machine.cores}, ${machine.memory_gb} GB; work dir ${work}`);
@@ -900,7 +1071,7 @@ async function main(): Promise<void> {
 
     let embedded: { url: string; token: string } | undefined;
     let stock: { url: string; token: string } | undefined;
-    const needEmbedded = ["rtt", "warmup", "parallel", "gpu"].some((s) => sections.has(s));
+    const needEmbedded = ["rtt", "ready", "warmup", "parallel", "gpu"].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
       embedded = { url: server.url, token: server.token };
@@ -930,6 +1101,7 @@ async function main(): Promise<void> {
       await rttSection("embedded server (Nagle off)", embedded!, 1.3, false);
       await rttSection("stock server", stock!, 2, true);
     });
+    await run("ready", () => readySection(embedded!));
     await run("warmup", () => warmupSection(bundle, config, embedded!));
     await run("parallel", () => parallelSection(bundle, config, embedded!, machine.cores));
     await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
@@ -952,7 +1124,11 @@ async function main(): Promise<void> {
     );
     log(`wrote ${join(resultsDir, "latest.json")}`);
     if (flags["update-results"]) {
-      await Deno.writeTextFile(join(ROOT, "bench", "RESULTS.md"), renderResultsMd(report, table));
+      const path = join(ROOT, "bench", "RESULTS.md");
+      const old = await Deno.readTextFile(path).catch(() => "");
+      await Deno.writeTextFile(path, renderResultsMd(report, table, old));
+      // Committed and checked by `deno fmt --check`: write it formatted.
+      await new Deno.Command(DENO, { args: ["fmt", "--quiet", path], cwd: ROOT }).output();
       log(`wrote ${join(ROOT, "bench", "RESULTS.md")}`);
     }
   } finally {
