@@ -5,7 +5,6 @@
  */
 
 import assert from "node:assert/strict";
-import { ServerConnection } from "@jupyterlab/services";
 import { JupyterClient, type KernelChannel } from "../lib/jupyter.ts";
 import { NoDelayWebSocket } from "../lib/ws_transport.ts";
 import { sharedServer } from "./helpers.ts";
@@ -204,12 +203,8 @@ async function sample(ch: KernelChannel, n: number): Promise<number[]> {
 Deno.test("ws_transport: removes Nagle's delay on a stock Jupyter Server", async () => {
   const server = await sharedServer();
   const ours = new JupyterClient(server);
-  const builtin = new JupyterClient(server);
   // The reference: Deno's own WebSocket, as the client used before this remedy.
-  (builtin as { settings: ServerConnection.ISettings }).settings = ServerConnection.makeSettings({
-    ...builtin.settings,
-    WebSocket,
-  });
+  const builtin = new JupyterClient(server, { webSocket: WebSocket });
   const kernel = await ours.startKernel({ kernelName: "python3" });
   const a = await ours.connectKernel(kernel);
   const b = await builtin.connectKernel(kernel);
