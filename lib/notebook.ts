@@ -201,6 +201,7 @@ export async function warmNotebookSession(
     progress(`warming up: ${spec.models.length} model(s), ${spec.skills.length} skill(s)`);
     const warm = await warmUp(channel, spec, {
       hidden,
+      label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       abortReason: opts.abortReason,

@@ -146,6 +146,8 @@ export interface WarmupOptions {
   timeoutMs: number;
   signal?: AbortSignal;
   abortReason?: () => "SIGINT" | "SIGTERM";
+  /** Prefix for each line of kernel output (tells parallel warm-ups apart). */
+  label?: string;
 }
 
 /**
@@ -178,6 +180,7 @@ async function runSetup(
   opts: WarmupOptions,
 ): Promise<WarmupResult> {
   const started = performance.now();
+  const write = opts.label ? linePrefixer(opts.label, writeStderr) : writeStderr;
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
   const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
   const stash = await kernel.execute(stashCode(spec), {
@@ -196,11 +199,11 @@ async function runSetup(
     signal: opts.signal,
     abortReason: opts.abortReason,
     onOutput: (out) => {
-      if (out.output_type === "stream") writeStderr(out.text);
+      if (out.output_type === "stream") write(out.text);
       else if (out.output_type === "display_data" && SUMMARY_MIME in out.data) {
         summary = out.data[SUMMARY_MIME];
       } else if (out.output_type === "error") {
-        writeStderr(stripAnsi(out.traceback.join("\n")) + "\n");
+        write(stripAnsi(out.traceback.join("\n")) + "\n");
       }
     },
   });
@@ -248,4 +251,15 @@ export function mergeStreams(outputs: Output[]): Output[] {
     } else merged.push(o);
   }
   return merged;
+}
+
+/** Wraps a text sink so every line it writes starts with `label`. */
+export function linePrefixer(label: string, sink: (text: string) => void): (text: string) => void {
+  let atLineStart = true;
+  return (text) => {
+    if (!text) return;
+    const body = text.replace(/\n(?=.)/gs, `\n${label}`);
+    sink((atLineStart ? label : "") + body);
+    atLineStart = text.endsWith("\n");
+  };
 }

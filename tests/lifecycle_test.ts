@@ -333,6 +333,13 @@ execution:
       "2",
     ]);
     assert.match(warm.stderr, /warming 3 sessions in parallel/);
+    // Kernel output of parallel warm-ups says which session it came from.
+    for (const i of [0, 1, 2]) {
+      assert.match(
+        warm.stderr,
+        new RegExp(`^\\[session ${i}\\] \\[interp-exec\\] loading model`, "m"),
+      );
+    }
 
     // In parallel: the three kernels were all loading at one moment.
     const windows = await Promise.all(handles.map(async (h) => {
