@@ -232,9 +232,14 @@ def _hiding(fix):
                 err.write(text)
 
 
-def _require_dir(path: str, where: str, key: str) -> None:
+def _source(entry: dict, path_key: str, name_key: str, where: str) -> str | None:
+    """Where to load from: the local folder under path_key (checked), else the name."""
+    path = entry.get(path_key)
+    if not path:
+        return entry.get(name_key)
     if not os.path.isdir(os.path.expanduser(path)):
-        raise SetupError(f"{where}: {key} {path!r} is not a folder (not found, or not a directory)")
+        raise SetupError(f"{where}: {path_key} {path!r} is not a folder (not found, or not a directory)")
+    return os.path.expanduser(path)
 
 
 _TOKENIZER_FILES = (
@@ -257,13 +262,9 @@ def _has_tokenizer_files(folder: str) -> bool:
 def _load_pretrained(entry: dict, where: str, device: str, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path, name = entry.get("path"), entry.get("name")
-    src = path or name
+    src = _source(entry, "path", "name", where)
     if not src:
         raise SetupError(f"{where}: needs a name or a path")
-    if path:
-        _require_dir(path, where, "path")
-        src = os.path.expanduser(path)
     trust = bool(entry.get("trust_remote_code"))
     device_map = entry.get("device_map")
     revision = entry.get("revision")
@@ -277,13 +278,9 @@ def _load_pretrained(entry: dict, where: str, device: str, dtype):
     kwargs.update(extra)
 
     if entry.get("is_peft"):
-        base_path, base_name = entry.get("base_model_path"), entry.get("base_model")
-        base_src = base_path or base_name
+        base_src = _source(entry, "base_model_path", "base_model", where)
         if not base_src:
             raise SetupError(f"{where}: is_peft is set but base_model (or base_model_path) is missing")
-        if base_path:
-            _require_dir(base_path, where, "base_model_path")
-            base_src = os.path.expanduser(base_path)
         import peft
 
         base = AutoModelForCausalLM.from_pretrained(base_src, **kwargs)

@@ -276,6 +276,18 @@ export async function serverKernels(server: TestServer): Promise<string[]> {
   return (await api<{ id: string }[]>(server, "api/kernels")).map((k) => k.id);
 }
 
+/** DELETEs a session or kernel (`api/sessions/ID`, `api/kernels/ID`) on a test server. */
+export async function deleteOnServer(
+  server: Pick<TestServer, "url" | "token">,
+  path: string,
+): Promise<void> {
+  const res = await fetch(server.url + path, {
+    method: "DELETE",
+    headers: { Authorization: `token ${server.token}` },
+  });
+  await res.body?.cancel();
+}
+
 /** Whether the server still has a kernel (GET works on gateways that forbid listing). */
 export async function hasKernel(server: TestServer, id: string): Promise<boolean> {
   const res = await fetch(server.url + `api/kernels/${id}`, {

@@ -17,6 +17,7 @@ import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
 import { htmlToText, truncate } from "../lib/mcp/render.ts";
 import {
   api,
+  deleteOnServer,
   DENO,
   PYTHON,
   ROOT,
@@ -631,10 +632,7 @@ print(json.dumps([[c.cell_type, c.source, c.get("execution_count")] for c in nb.
       });
     } finally {
       await client.close();
-      await fetch(server.url + `api/sessions/${SID}`, {
-        method: "DELETE",
-        headers: { Authorization: `token ${server.token}` },
-      }).then((r) => r.body?.cancel());
+      await deleteOnServer(server, `api/sessions/${SID}`);
     }
   },
 });

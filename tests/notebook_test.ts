@@ -8,9 +8,11 @@ import assert from "node:assert/strict";
 import { NotebookHandleSchema } from "../lib/handle.ts";
 import {
   api,
+  deleteOnServer,
   kernelEval,
   runCli,
   serverFlags,
+  serverKernels,
   sharedServer,
   tempHome,
   type TestServer,
@@ -25,15 +27,11 @@ interface SessionModel {
   kernel: { id: string };
 }
 
-async function ourKernels(server: TestServer): Promise<string[]> {
-  return (await api<{ id: string }[]>(server, "api/kernels")).map((k) => k.id);
-}
-
 async function warm(yaml: string, extra: string[] = [], files: Record<string, string> = {}) {
   const server = await sharedServer();
   const config = await writeConfig(yaml, files);
   const home = await tempHome();
-  const before = await ourKernels(server);
+  const before = await serverKernels(server);
   const res = await runCli([
     "notebook",
     "--config",
@@ -46,11 +44,8 @@ async function warm(yaml: string, extra: string[] = [], files: Record<string, st
   return { server, config, home, res, before };
 }
 
-async function shutdown(server: TestServer, sessionId: string) {
-  await fetch(server.url + `api/sessions/${sessionId}`, {
-    method: "DELETE",
-    headers: { Authorization: `token ${server.token}` },
-  }).then((r) => r.body?.cancel());
+function shutdown(server: TestServer, sessionId: string) {
+  return deleteOnServer(server, `api/sessions/${sessionId}`);
 }
 
 Deno.test("notebook: one model, skills, a notebook and a ready handle", async () => {
@@ -228,7 +223,7 @@ environment:
   assert.match(res.stderr, /ValueError: weights are corrupt/);
   assert.match(res.stderr, /raise ValueError/);
   assert.equal(res.stderr.match(/^error: /gm)?.length, 1);
-  assert.deepEqual(await ourKernels(server), before);
+  assert.deepEqual(await serverKernels(server), before);
   const files = await api<{ content: { name: string }[] }>(server, "api/contents/");
   assert.ok(!files.content.some((f) => f.name.startsWith("broken-")));
 });
@@ -246,7 +241,7 @@ environment:
   assert.equal(res.code, 5, res.stderr);
   assert.match(res.stderr, /error: .*kernel died/);
   assert.equal(res.stdout, "");
-  assert.deepEqual(await ourKernels(server), before);
+  assert.deepEqual(await serverKernels(server), before);
 });
 
 Deno.test("notebook: --timeout interrupts the warm-up and cleans up (exit 6)", async () => {
@@ -264,7 +259,7 @@ environment:
   );
   assert.equal(res.code, 6, res.stderr);
   assert.match(res.stderr, /error: the warm-up did not finish within 8 s \(--timeout\)/);
-  assert.deepEqual(await ourKernels(server), before);
+  assert.deepEqual(await serverKernels(server), before);
 });
 
 Deno.test("notebook: --keep-on-error leaves the failed session for inspection", async () => {
@@ -280,13 +275,10 @@ environment:
   );
   assert.equal(res.code, 4);
   assert.match(res.stderr, /kept kernel/);
-  const after = await ourKernels(server);
+  const after = await serverKernels(server);
   const extra = after.filter((k) => !before.includes(k));
   assert.equal(extra.length, 1);
-  await fetch(server.url + `api/kernels/${extra[0]}`, {
-    method: "DELETE",
-    headers: { Authorization: `token ${server.token}` },
-  }).then((r) => r.body?.cancel());
+  await deleteOnServer(server, `api/kernels/${extra[0]}`);
 });
 
 for (const sig of ["SIGINT", "SIGTERM"] as const) {
@@ -302,7 +294,7 @@ environment:
         print("sleeping now", flush=True)
         time.sleep(120)
 `);
-    const before = await ourKernels(server);
+    const before = await serverKernels(server);
     const res = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
       env: { INTERP_EXEC_HOME: await tempHome() },
       signalAfterMs: { signal: sig, ms: 300, when: /sleeping now/ },
@@ -310,6 +302,6 @@ environment:
     assert.equal(res.code, sig === "SIGINT" ? 130 : 143, res.stderr);
     assert.match(res.stderr, new RegExp(`error: interrupted by ${sig}`));
     assert.equal(res.stdout, "");
-    assert.deepEqual(await ourKernels(server), before);
+    assert.deepEqual(await serverKernels(server), before);
   });
 }

@@ -11,6 +11,7 @@ import { ConfigError } from "../lib/errors.ts";
 import { NotebookHandleSchema } from "../lib/handle.ts";
 import { discoverSkills, parseSkill, resolveSkills } from "../lib/skills.ts";
 import {
+  deleteOnServer,
   kernelEval,
   runCli,
   serverFlags,
@@ -140,10 +141,7 @@ print(inspect.getsource(fit_probe).splitlines()[0])
 print(inspect.getsource(Probe).splitlines()[0])`,
   );
   assert.deepEqual(out.trim().split("\n"), ["6 1 2", "@logged", "class Probe:"]);
-  await fetch(server.url + `api/sessions/${handle.session_id}`, {
-    method: "DELETE",
-    headers: { Authorization: `token ${server.token}` },
-  }).then((r) => r.body?.cancel());
+  await deleteOnServer(server, `api/sessions/${handle.session_id}`);
 });
 
 Deno.test("skills: a skill that fails to parse is an error naming the skill and its line (exit 4)", async () => {
@@ -209,9 +207,6 @@ for (const name of ["tiny-llama", "tiny-gpt2"]) {
     assert.match(handle.agent_prompt, /## Guide: gpu-environment/);
     const out = await kernelEval(server, handle.kernel_id, smoke);
     assert.match(out, /SMOKE OK (LlamaForCausalLM|GPT2LMHeadModel)/);
-    await fetch(server.url + `api/sessions/${handle.session_id}`, {
-      method: "DELETE",
-      headers: { Authorization: `token ${server.token}` },
-    }).then((r) => r.body?.cancel());
+    await deleteOnServer(server, `api/sessions/${handle.session_id}`);
   });
 }
