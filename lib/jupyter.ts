@@ -10,6 +10,7 @@ import type { KernelConnection, KernelMessage, ServerConnection } from "@jupyter
 import { InterruptedError, JupyterError } from "./errors.ts";
 import type { ServerInfo } from "./handle.ts";
 import { kernelWebSocketClass } from "./ws_transport.ts";
+import { runCode } from "./kernel_run.ts";
 
 /** Where a Jupyter server is and how to authenticate. Never logged. */
 export interface ServerTarget {
@@ -72,6 +73,10 @@ export interface ExecuteOptions {
   signal?: AbortSignal;
   /** Which signal to report when `signal` aborts. */
   abortReason?: () => "SIGINT" | "SIGTERM";
+  /** How the timeout reads in messages: the bound the user gave, e.g. "2 s (--timeout)". */
+  timeoutLabel?: string;
+  /** How long to wait for the reply after an interrupt. */
+  graceMs?: number;
 }
 
 // @jupyterlab/services fires some requests without handling their rejection
@@ -305,8 +310,11 @@ export class JupyterClient {
     });
   }
 
-  async getKernel(id: string): Promise<KernelModel | undefined> {
-    const res = await this.api(`api/kernels/${encodeURIComponent(id)}`, { allow: [404] });
+  async getKernel(id: string, opts: { timeoutMs?: number } = {}): Promise<KernelModel | undefined> {
+    const res = await this.api(`api/kernels/${encodeURIComponent(id)}`, {
+      allow: [404],
+      timeoutMs: opts.timeoutMs,
+    });
     if (res.status === 404) {
       await res.body?.cancel();
       return undefined;
@@ -494,108 +502,60 @@ export class KernelChannel {
     for (const l of this.deathListeners) l(reason);
   }
 
+  /** Calls `listener` once if the kernel dies; returns the unsubscribe function. */
+  onDeath(listener: (reason: string) => void): () => void {
+    this.deathListeners.add(listener);
+    return () => this.deathListeners.delete(listener);
+  }
+
   /**
-   * Runs code and collects its outputs. Resolves when both the shell reply
-   * and the kernel's return to idle have arrived (the library's future does
-   * this matching on parent_header.msg_id).
+   * Runs code and raises on anything but the kernel's reply: the policy the
+   * warm-up and `exec` take on top of {@link runCode}. A timeout raises
+   * `timeout` (the kernel was interrupted), a cancel InterruptedError, a dead
+   * kernel `kernel_died`, a server that is gone `unreachable` (exit 3), a lost
+   * connection `websocket`.
    */
   async execute(code: string, opts: ExecuteOptions = {}): Promise<ExecuteResult> {
-    if (this.deadReason) throw new JupyterError("kernel_died", this.deadReason);
-    const started = performance.now();
-    const outputs: Output[] = [];
-    const future = this.conn.requestExecute({
-      code,
-      silent: opts.silent ?? false,
-      store_history: opts.storeHistory ?? !(opts.silent ?? false),
-      allow_stdin: false,
-      stop_on_error: true,
-    }, true);
-    // The race below may settle first; keep a later rejection of `done` handled.
-    future.done.catch(() => {});
-    future.onIOPub = (msg) => {
-      const out = toOutput(msg);
-      if (out) {
-        outputs.push(out);
-        opts.onOutput?.(out);
-      }
-    };
-    const cleanups: (() => void)[] = [];
-    const failure = new Promise<never>((_, reject) => {
-      const onDeath = (reason: string) => reject(new JupyterError("kernel_died", reason));
-      this.deathListeners.add(onDeath);
-      cleanups.push(() => this.deathListeners.delete(onDeath));
-      // The WebSocket alone cannot tell a dead kernel from a quiet one, so
-      // poll the REST model while waiting, as nbclient polls is_alive().
-      const poll = setInterval(async () => {
-        try {
-          const m = await this.client.getKernel(this.id);
-          if (!m) this.markDead("the kernel is gone (shut down or culled by the server)");
-          else if (m.execution_state === "dead") this.markDead("the kernel died");
-        } catch { /* transient; the next poll retries */ }
-      }, 2000);
-      cleanups.push(() => clearInterval(poll));
-      if (opts.timeoutMs && opts.timeoutMs > 0) {
-        const t = setTimeout(async () => {
-          await this.interruptQuietly();
-          reject(
-            new JupyterError(
-              "timeout",
-              `execution did not finish within ${
-                fmtSeconds(opts.timeoutMs!)
-              }; the kernel was interrupted`,
-            ),
-          );
-        }, opts.timeoutMs);
-        cleanups.push(() => clearTimeout(t));
-      }
-      if (opts.signal) {
-        const onAbort = async () => {
-          await this.interruptQuietly();
-          reject(new InterruptedError(opts.abortReason?.() ?? "SIGINT"));
-        };
-        if (opts.signal.aborted) void onAbort();
-        opts.signal.addEventListener("abort", onAbort, { once: true });
-        cleanups.push(() => opts.signal!.removeEventListener("abort", onAbort));
-      }
+    const r = await runCode(this, code, {
+      silent: opts.silent,
+      storeHistory: opts.storeHistory,
+      timeoutMs: opts.timeoutMs,
+      timeoutLabel: opts.timeoutLabel,
+      signal: opts.signal,
+      onOutput: opts.onOutput,
+      graceMs: opts.graceMs,
     });
-    try {
-      const reply = await Promise.race([future.done, failure]) as KernelMessage.IExecuteReplyMsg;
-      const content = reply.content;
-      const result: ExecuteResult = {
-        status: content.status === "ok" ? "ok" : content.status === "error" ? "error" : "aborted",
-        execution_count: "execution_count" in content ? content.execution_count : null,
-        outputs,
-        elapsed_ms: performance.now() - started,
-      };
-      if (content.status === "error") {
-        result.error = {
-          ename: content.ename,
-          evalue: content.evalue,
-          traceback: content.traceback,
+    switch (r.status) {
+      case "ok":
+      case "error":
+      case "aborted":
+        return {
+          status: r.status,
+          execution_count: r.execution_count,
+          outputs: r.outputs,
+          ...(r.error ? { error: r.error } : {}),
+          elapsed_ms: r.elapsed_ms,
         };
-      }
-      return result;
-    } catch (err) {
-      if (!(err instanceof JupyterError || err instanceof InterruptedError)) {
-        // The future is rejected with a plain Error when the kernel dies mid-flight.
-        if (this.deadReason) throw new JupyterError("kernel_died", this.deadReason);
-      }
-      throw err;
-    } finally {
-      for (const c of cleanups) c();
-      if (!future.isDisposed) future.dispose();
+      case "timeout":
+        throw new JupyterError("timeout", `execution ${r.note}`);
+      case "interrupted":
+        throw new InterruptedError(opts.abortReason?.() ?? "SIGINT");
+      case "died":
+        throw new JupyterError("kernel_died", r.note ?? "the kernel died");
+      case "server_gone":
+        throw new JupyterError(
+          "unreachable",
+          r.note ?? "the Jupyter server is gone",
+          "is the server still running? its kernels went with it",
+        );
+      case "lost":
+        throw new JupyterError("websocket", r.note ?? "the connection to the kernel was lost");
     }
   }
 
   /** Interrupts the kernel through the REST API (works for any kernel). */
   async interrupt(): Promise<void> {
     await this.client.interruptKernel(this.id);
-  }
-
-  private async interruptQuietly(): Promise<void> {
-    try {
-      await this.interrupt();
-    } catch { /* the kernel may be gone */ }
   }
 
   /** Closes the WebSocket (the kernel keeps running). */

@@ -31,6 +31,8 @@ export async function runCli(
     stdin?: string;
     cwd?: string;
     signalAfterMs?: { signal: Deno.Signal; ms: number; when?: RegExp };
+    /** Called with all of stderr so far, each time more arrives. */
+    onStderr?: (stderr: string) => void;
   } = {},
 ): Promise<CliResult> {
   const child = new Deno.Command(DENO, {
@@ -53,6 +55,7 @@ export async function runCli(
     const started = performance.now();
     for await (const chunk of child.stderr) {
       stderr += decoder.decode(chunk, { stream: true });
+      opts.onStderr?.(stderr);
       const s = opts.signalAfterMs;
       if (s && !sent && (!s.when || s.when.test(stderr))) {
         sent = true;
@@ -93,6 +96,8 @@ export interface TestServer {
   token: string;
   rootDir: string;
   stop: () => Promise<void>;
+  /** Sends a signal to the server process (servers started here only). */
+  kill?: (signal: Deno.Signal) => Promise<void>;
 }
 
 /**
@@ -180,6 +185,12 @@ export async function startStockServer(
     stop: async () => {
       try {
         child.kill("SIGTERM");
+      } catch { /* gone */ }
+      await child.status;
+    },
+    kill: async (signal) => {
+      try {
+        child.kill(signal);
       } catch { /* gone */ }
       await child.status;
     },

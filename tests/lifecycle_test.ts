@@ -194,7 +194,10 @@ Deno.test("lifecycle: run -> exec (output, --json, exceptions, timeout) -> noteb
       'import time\nstate = "kept"\nprint("started", flush=True)\ntime.sleep(60)',
     ]);
     assert.equal(slow.code, 6, slow.stderr);
-    assertOneError(slow.stderr, /did not finish within 2 s; the kernel was interrupted/);
+    assertOneError(
+      slow.stderr,
+      /did not finish within 2 s \(--timeout\); the kernel was interrupted/,
+    );
     const timedOut = JSON.parse(slow.stdout) as ExecJson;
     assert.equal(timedOut.status, "timeout");
     assert.equal(stdoutText(timedOut), "started\n");

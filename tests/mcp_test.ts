@@ -12,7 +12,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { NotebookHandleSchema } from "../lib/handle.ts";
-import { applyCarriageReturns } from "../lib/mcp/execute.ts";
+import { applyCarriageReturns } from "../lib/kernel_run.ts";
 import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
 import { htmlToText, truncate } from "../lib/mcp/render.ts";
 import {
@@ -359,7 +359,10 @@ print("changed:", not torch.allclose(base, steered), "restored:", torch.allclose
         assert.match(r.text, /\| timeout \|/);
         assert.match(r.text, /sleeping/);
         assert.match(r.text, /KeyboardInterrupt/);
-        assert.match(r.text, /interrupted after 2 s \(the timeout\)/);
+        assert.match(
+          r.text,
+          /did not finish within 2 s \(timeout_seconds\); the kernel was interrupted/,
+        );
         const after = await exec(client, 'print("still alive, value =", value)');
         assert.match(after.text, /still alive, value = 2/);
       });

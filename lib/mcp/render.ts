@@ -8,7 +8,7 @@
 
 import { Buffer } from "node:buffer";
 import type { Output } from "../jupyter.ts";
-import { applyCarriageReturns } from "./execute.ts";
+import { applyCarriageReturns } from "../kernel_run.ts";
 import { stripAnsi } from "../jupyter.ts";
 import { shrinkPng } from "./png.ts";
 import type { Content } from "./result.ts";

@@ -42,6 +42,9 @@ export async function runWithProgress(
       timeoutMs: opts.timeoutSeconds !== undefined
         ? opts.timeoutSeconds * 1000
         : ctx.settings.timeoutMs,
+      timeoutLabel: opts.timeoutSeconds !== undefined
+        ? `${opts.timeoutSeconds} s (timeout_seconds)`
+        : `${ctx.settings.timeoutMs / 1000} s (the server's --timeout)`,
       signal: opts.extra?.signal,
       onChange: (snapshot) => {
         const list = snapshot();
@@ -80,6 +83,8 @@ export function reportCell(
   const parts = [prefix + statusLine(ran)];
   parts.push(rendered.text || (run.status === "ok" ? "(no output)" : ""));
   if (run.note) parts.push(`[${run.note}]`);
+  const next = nextStep(run);
+  if (next) parts.push(`[${next}]`);
   if (ran.notebookError) parts.push(`[the notebook could not be updated: ${ran.notebookError}]`);
   const where = session.store.path ? "; the notebook keeps all of it" : "";
   const text = truncate(
@@ -88,6 +93,23 @@ export function reportCell(
     where,
   );
   return textResult(ctx, text, rendered.images, run.status !== "ok");
+}
+
+/** What the agent can do about a run that did not end with the kernel's reply. */
+function nextStep(run: RanCell["run"]): string | undefined {
+  switch (run.status) {
+    case "server_gone":
+      return "the kernel went with its server; its variables (the models too) are gone. When the server is back, start_new_session gives a fresh warm session";
+    case "died":
+      return "start_new_session gives a fresh warm session";
+    case "timeout":
+    case "interrupted":
+      return run.note?.includes("may still be busy")
+        ? "call interrupt again, or shutdown_session"
+        : undefined;
+    default:
+      return undefined;
+  }
 }
 
 function fmtSecs(ms: number): string {

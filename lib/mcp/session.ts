@@ -8,7 +8,7 @@ import { JupyterError } from "../errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel, Output } from "../jupyter.ts";
 import { cellId, sleep } from "../jupyter.ts";
 import { progress } from "../log.ts";
-import { type CellRun, runCell } from "./execute.ts";
+import { runCode, type RunResult } from "../kernel_run.ts";
 import { type NotebookStore, upsertCodeCell } from "./store.ts";
 
 /** How often a long-running cell's outputs are written to the notebook. */
@@ -23,7 +23,7 @@ export interface SessionHost {
 
 /** A cell that ran, and where it is in the notebook. */
 export interface RanCell {
-  run: CellRun;
+  run: RunResult;
   /** Its index in the notebook (-1 when the notebook could not be written). */
   index: number;
   cellId: string;
@@ -128,6 +128,7 @@ export class NotebookSession {
     opts: {
       id?: string;
       timeoutMs: number;
+      timeoutLabel?: string;
       signal?: AbortSignal;
       onChange?: (outputs: () => Output[]) => void;
     },
@@ -160,10 +161,11 @@ export class NotebookSession {
         flushed = version;
         flushing = write(latest(), null);
       }, FLUSH_MS);
-      let run: CellRun;
+      let run: RunResult;
       try {
-        run = await runCell(channel, source, {
+        run = await runCode(channel, source, {
           timeoutMs: opts.timeoutMs,
+          timeoutLabel: opts.timeoutLabel,
           signal: opts.signal,
           onChange: (collector) => {
             latest = () => collector.outputs();
@@ -177,7 +179,7 @@ export class NotebookSession {
       await flushing;
       const index = await write(run.outputs, run.execution_count);
       if (run.status === "died") this.die(run.note ?? "the kernel died");
-      if (run.status === "lost") this.dropped = true;
+      if (run.status === "lost" || run.status === "server_gone") this.dropped = true;
       return { run, index, cellId: id, notebookError };
     });
   }

@@ -60,13 +60,15 @@ Server (default: the handle's or the recorded session's, else the running embedd
   --token TOKEN        the token itself (visible in process lists)
 
 With --json, stdout is exactly one object: session_id, kernel_id, status (ok, error,
-aborted, timeout, interrupted, kernel_died), execution_count, outputs (nbformat, streams
-merged, no ANSI codes), error ({ename, evalue, traceback} when the code raised, else null),
-message (why it stopped, for timeout, interrupted and kernel_died), elapsed_ms and
+aborted, timeout, interrupted, kernel_died, server_gone), execution_count, outputs
+(nbformat, streams merged, no ANSI codes), error ({ename, evalue, traceback} when the code
+raised, else null), message (why it stopped, for timeout, interrupted, kernel_died and
+server_gone), elapsed_ms and
 notebook_path (where the cell was recorded, else null).
 
 Exit codes: 0 the code ran; 1 it raised (or was aborted), the error line names the
-exception; 2 bad usage; 3 server unreachable or refused, or no such session; 5 the
+exception; 2 bad usage; 3 server unreachable or refused, no such session, or the server
+went away while the code ran (noticed within seconds); 5 the
 kernel died; 6 --timeout expired (the kernel was interrupted); 130/143 interrupted by
 SIGINT/SIGTERM (the kernel was interrupted too).`;
 
@@ -86,7 +88,7 @@ const options = {
 export interface ExecReport {
   session_id: string;
   kernel_id: string;
-  status: "ok" | "error" | "aborted" | "timeout" | "interrupted" | "kernel_died";
+  status: "ok" | "error" | "aborted" | "timeout" | "interrupted" | "kernel_died" | "server_gone";
   execution_count: number | null;
   outputs: Output[];
   error: { ename: string; evalue: string; traceback: string[] } | null;
@@ -154,6 +156,7 @@ export async function execCommand(args: string[]): Promise<void> {
     try {
       result = await channel.execute(code, {
         timeoutMs: deadline ? Math.max(1, deadline - performance.now()) : 0,
+        timeoutLabel: `${values.timeout} s (--timeout)`,
         signal: signals.signal,
         abortReason: signals.reason,
         onOutput: (out) => {
@@ -266,6 +269,7 @@ function failureStatus(err: unknown): ExecReport["status"] | undefined {
   if (err instanceof InterruptedError) return "interrupted";
   if (err instanceof JupyterError && err.code === "timeout") return "timeout";
   if (err instanceof JupyterError && err.code === "kernel_died") return "kernel_died";
+  if (err instanceof JupyterError && err.code === "unreachable") return "server_gone";
   return undefined;
 }
 

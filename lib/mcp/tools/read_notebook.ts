@@ -3,7 +3,7 @@ import { z } from "zod";
 import { UsageError } from "../../errors.ts";
 import type { NotebookCell, Output } from "../../jupyter.ts";
 import type { NotebookMcpContext } from "../context.ts";
-import { applyCarriageReturns } from "../execute.ts";
+import { applyCarriageReturns } from "../../kernel_run.ts";
 import { renderOutputs, truncate } from "../render.ts";
 import { addTool, textResult } from "../result.ts";
 import { isSetupCell } from "../store.ts";
