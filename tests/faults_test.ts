@@ -126,7 +126,7 @@ execution:
   const handle = NotebookHandleSchema.parse(JSON.parse(warm.stdout));
   const handleFile = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(handleFile, warm.stdout);
-  return { server, home, handle, handleFile };
+  return { server, home, handle, handleFile, config };
 }
 
 const SLOW_CELL =
@@ -216,5 +216,64 @@ Deno.test("faults: a server killed during an MCP execute_code gives an error res
     assert.match(JSON.stringify(again.content), /cannot reach the Jupyter server|is gone/);
   } finally {
     await client.close();
+  }
+});
+
+Deno.test("faults: a server restarted under an attached MCP server: the next call says what happened and what to call", async () => {
+  const { server, home, handle, config } = await warmSession("mcp-restarted");
+  const launch = Object.values(handle.mcp_config.mcpServers)[0];
+  const transport = new StdioClientTransport({
+    command: launch.command,
+    args: launch.args,
+    env: {
+      ...launch.env,
+      NO_COLOR: "1",
+      INTERP_EXEC_HOME: home,
+      PATH: Deno.env.get("PATH") ?? "",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    },
+    stderr: "pipe",
+  });
+  const client = new Client({ name: "interp-exec-faults", version: "0" });
+  await client.connect(transport);
+  let restarted: TestServer | undefined;
+  try {
+    const first = await client.callTool({
+      name: "execute_code",
+      arguments: { session_id: handle.session_id, code: "x = 41\nprint(x + 1)" },
+    });
+    assert.notEqual(first.isError, true, JSON.stringify(first));
+    // The same server again, on the same port with the same token and
+    // folder: the kernel (and the session) did not survive the restart.
+    const port = Number(new URL(server.url).port);
+    await server.kill!("SIGKILL");
+    restarted = await startStockServer({ port, token: server.token, rootDir: server.rootDir });
+    const after = await client.callTool({
+      name: "execute_code",
+      arguments: { session_id: handle.session_id, code: "print(x)" },
+    });
+    const text = JSON.stringify(after.content);
+    assert.equal(after.isError, true, text);
+    assert.match(text, /the kernel is gone/);
+    assert.match(text, /start_new_session with config_path/);
+    assert.doesNotMatch(text, /attach_to_session/);
+    // What it says to call works: a fresh warm session on the restarted server.
+    const fresh = await client.callTool({
+      name: "start_new_session",
+      arguments: { config_path: config },
+    });
+    const freshText = JSON.stringify(fresh.content);
+    assert.notEqual(fresh.isError, true, freshText);
+    const sid = /session_id[^0-9a-f]*([0-9a-f-]{36})/.exec(freshText)?.[1];
+    assert.ok(sid, freshText);
+    const ran = await client.callTool({
+      name: "execute_code",
+      arguments: { session_id: sid, code: "print(type(model).__name__)" },
+    });
+    assert.notEqual(ran.isError, true, JSON.stringify(ran.content));
+    assert.match(JSON.stringify(ran.content), /GPT2LMHeadModel/);
+  } finally {
+    await client.close();
+    await restarted?.stop();
   }
 });

@@ -112,11 +112,14 @@ export async function startStockServer(
     module?: string;
     /** Extra environment for the server (JUPYTER_PATH for test kernelspecs, say). */
     env?: Record<string, string>;
+    /** A fixed port and token (to restart a server where it was). */
+    port?: number;
+    token?: string;
   } = {},
 ): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
-  const token = crypto.randomUUID().replaceAll("-", "");
-  const port = freePort();
+  const token = opts.token ?? crypto.randomUUID().replaceAll("-", "");
+  const port = opts.port ?? freePort();
   const prefix = opts.prefix ?? "/user/tester/";
   const module = opts.module ?? "jupyter_server";
   const args = module === "jupyter_server"

@@ -76,7 +76,9 @@ export class NotebookSession {
       throw new JupyterError(
         "kernel_died",
         `${this.deadReason}; its variables (the models too) are gone`,
-        "start_new_session gives a fresh warm session (notebook_path with fork=true re-runs this notebook's cells); attach_to_session reconnects to the restarted, empty kernel",
+        this.deadReason.includes("restarted it")
+          ? "start_new_session with config_path gives a fresh warm session (notebook_path with fork=true re-runs this notebook's cells); attach_to_session reconnects to the restarted, empty kernel"
+          : "start_new_session with config_path (the experiment config) gives a fresh warm session; add notebook_path with fork=true to re-run this notebook's cells in it",
       );
     }
     const ch = this.channel;
