@@ -259,6 +259,11 @@ def _has_tokenizer_files(folder: str) -> bool:
     )
 
 
+def _looks_local(source: str) -> bool:
+    """A folder path rather than a hub id (`org/name`): absolute, ~, ./ or ../, or existing."""
+    return source.startswith(("/", "~", "./", "../", ".\\", "..\\")) or os.path.isabs(source) or os.path.isdir(source)
+
+
 def _load_pretrained(entry: dict, where: str, device: str, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -295,7 +300,16 @@ def _load_pretrained(entry: dict, where: str, device: str, dtype):
     tok_kwargs = {"trust_remote_code": trust}
     if revision and tok_src == src:
         tok_kwargs["revision"] = revision
-    tokenizer = AutoTokenizer.from_pretrained(tok_src, **tok_kwargs)
+    explicit = bool(entry.get("tokenizer"))
+    if explicit and _looks_local(tok_src):
+        if not os.path.isdir(os.path.expanduser(tok_src)):
+            raise SetupError(f"{where}: tokenizer {tok_src!r} is not a folder (not found, or not a directory)")
+        tok_src = os.path.expanduser(tok_src)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tok_src, **tok_kwargs)
+    except Exception as exc:
+        origin = f"tokenizer {tok_src!r}" if explicit else f"{tok_src!r} (set tokenizer: to where it lives)"
+        raise SetupError(f"{where}: could not load the tokenizer from {origin}: {_one_line(exc)}") from exc
     if device_map is None:
         model.to(device)
     return model, tokenizer

@@ -35,10 +35,14 @@ export function secondsFlag(
   zero = true,
 ): number {
   if (value === undefined) return fallback * 1000;
-  const n = Number(value);
+  const text = value.trim();
+  const n = /^(\d+(\.\d*)?|\.\d+)$/.test(text) ? Number(text) : NaN;
   if (!Number.isFinite(n) || n < 0 || (!zero && n === 0)) {
     throw new UsageError(
-      `--${name}: expected a number of seconds${zero ? " (0 for none)" : ""}, got '${value}'`,
+      `--${name}: expected a number of seconds${
+        zero ? " (0 for none)" : " above 0"
+      }, got '${value}'`,
+      `e.g. --${name} ${fallback}`,
     );
   }
   return n * 1000;
@@ -52,9 +56,13 @@ export function intFlag(
   min = 1,
 ): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) {
-    throw new UsageError(`--${name}: expected an integer >= ${min}, got '${value}'`);
+  const text = value.trim();
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new UsageError(
+      `--${name}: expected an integer >= ${min}, got '${value}'`,
+      `e.g. --${name} ${Math.max(fallback, min)}`,
+    );
   }
   return n;
 }

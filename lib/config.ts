@@ -26,8 +26,9 @@ export const ModelSchema = z.strictObject({
     "one of auto, cpu, cuda, cuda:N, mps",
   ).default("auto"),
   /** transformers/accelerate device_map ("auto", "balanced", or a module map). */
-  device_map: z.union([z.string(), z.record(z.string(), z.union([z.string(), z.number()]))])
-    .optional(),
+  device_map: z.union([z.string(), z.record(z.string(), z.union([z.string(), z.number()]))], {
+    error: "a string (auto, balanced, ...) or a map of module names to devices",
+  }).optional(),
   dtype: z.enum(["auto", "float32", "float16", "bfloat16"]).default("auto"),
   trust_remote_code: z.boolean().default(false),
   is_peft: z.boolean().default(false),
@@ -72,18 +73,26 @@ export const ExecutionSchema = z.strictObject({
   /** The agent's working folder inside the kernel's machine. */
   workspace: z.string().min(1).optional(),
   /** Folder (server-relative) for the session's notebook. */
-  notebook_dir: z.string().default(""),
+  notebook_dir: z.string().refine(
+    (d) => !isAbsolute(d) && !/^[A-Za-z]:|^~/.test(d) && !d.split(/[\\/]/).includes(".."),
+    "a folder relative to the server's root (no leading '/', no '..' segments)",
+  ).default(""),
   /** Kernel spec name to start. */
   kernel_name: z.string().min(1).default("python3"),
   /** Shut interp-exec's sessions down after this many idle seconds (0: never). */
   idle_timeout: z.number().int().nonnegative().default(0),
 });
 
+/** The longest experiment name (it becomes part of file and notebook names). */
+export const MAX_NAME_LENGTH = 100;
+
 export const ConfigSchema = z.strictObject({
-  name: z.string().regex(
-    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
-    "letters, digits, '.', '_' and '-', starting with a letter or digit",
-  ),
+  name: z.string()
+    .max(MAX_NAME_LENGTH, `at most ${MAX_NAME_LENGTH} characters`)
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+      "1 to 100 letters, digits, '.', '_' and '-', starting with a letter or digit",
+    ),
   description: z.string().optional(),
   /** The task text, or a path to a .md file relative to the config. */
   task: z.string().optional(),
@@ -119,7 +128,48 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
     }
     throw new ConfigError(`cannot read config ${path}: ${(err as Error).message}`);
   }
-  return await parseConfig(text, abs);
+  const loaded = await parseConfig(text, abs);
+  await checkLocalPaths(loaded, text);
+  await checkNames(loaded, text);
+  return loaded;
+}
+
+/**
+ * The kernel variable names (warmup.ts assignNames) are checked here too, so
+ * a clash is found before any server is contacted; errors gain the file and line.
+ */
+async function checkNames(loaded: LoadedConfig, text: string): Promise<void> {
+  const { assignNames } = await import("./warmup.ts");
+  try {
+    assignNames(loaded.config.environment.models, loaded.config.execution.obfuscate);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    const m = /^environment\.models\[(\d+)\]\.(\w+)/.exec(err.message);
+    let where = "";
+    if (m) {
+      const lc = new LineCounter();
+      where = locate(parseDocument(text, { lineCounter: lc }), lc, [
+        "environment",
+        "models",
+        Number(m[1]),
+        m[2],
+      ]);
+    }
+    throw new ConfigError(`${loaded.path}${where}: ${err.message}`, err.hint);
+  }
+}
+
+const sources = new WeakMap<object, { file: string; text: string }>();
+
+/**
+ * `FILE:LINE:COL` of an element of a list in a loaded config (e.g.
+ * execution.skills[i]), for messages of code that only holds the list.
+ */
+export function whereInConfig(list: readonly unknown[], path: PropertyKey[]): string | undefined {
+  const src = sources.get(list);
+  if (!src) return undefined;
+  const lc = new LineCounter();
+  return src.file + locate(parseDocument(src.text, { lineCounter: lc }), lc, path);
 }
 
 /** Parses and validates config text; `file` is used in messages and for relative paths. */
@@ -133,7 +183,19 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
       `${file}:${pos.line}:${pos.col}: invalid YAML: ${e.message.split("\n")[0]}`,
     );
   }
-  const data = doc.toJS();
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml throws a ReferenceError for alias bombs ("billion laughs").
+    const msg = (err as Error).message ?? String(err);
+    throw new ConfigError(
+      /alias/i.test(msg)
+        ? `${file}: invalid YAML: aliases expand too many times (more than ${MAX_ALIAS_COUNT} nodes): ${msg}`
+        : `${file}: invalid YAML: ${msg.split("\n")[0]}`,
+      /alias/i.test(msg) ? "write the values out instead of nesting aliases of aliases" : undefined,
+    );
+  }
   if (data === null || typeof data !== "object" || Array.isArray(data)) {
     throw new ConfigError(
       `${file}: expected a YAML mapping with at least 'name', got ${kind(data)}`,
@@ -141,7 +203,7 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
   }
   const result = ConfigSchema.safeParse(data);
   if (!result.success) {
-    const issue = result.error.issues[0];
+    const issue = firstIssue(result.error.issues);
     const where = locate(
       doc,
       lineCounter,
@@ -166,7 +228,62 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
       );
     }
   }
+  sources.set(config.execution.skills, { file, text });
   return { config, path: file, dir, taskText };
+}
+
+/** Aliases the YAML may expand before it counts as an alias bomb (yaml's default). */
+const MAX_ALIAS_COUNT = 100;
+
+/**
+ * The issue to report: an unknown key before anything else, since a misspelt
+ * key also makes the key it was meant to be look missing.
+ */
+export function firstIssue(issues: z.core.$ZodIssue[]): z.core.$ZodIssue {
+  return issues.find((i) => i.code === "unrecognized_keys") ?? issues[0];
+}
+
+/**
+ * Checks the paths in a loaded config that must exist on this machine: a
+ * model's `tokenizer` written relative to the config (./ or ../). Absolute
+ * paths may name a volume of the kernel's machine and are checked there.
+ */
+export async function checkLocalPaths(loaded: LoadedConfig, text?: string): Promise<void> {
+  const where = (path: PropertyKey[]) => {
+    if (text === undefined) return "";
+    const lc = new LineCounter();
+    return locate(parseDocument(text, { lineCounter: lc }), lc, path);
+  };
+  for (const [i, m] of loaded.config.environment.models.entries()) {
+    const tok = m.tokenizer;
+    if (!tok || !/^\.\.?[\\/]/.test(tok)) continue;
+    const abs = resolve(loaded.dir, tok);
+    if (!(await isFolder(abs))) {
+      const path = ["environment", "models", i, "tokenizer"];
+      throw new ConfigError(
+        `${loaded.path}${where(path)}: ${formatPath(path)}: tokenizer folder not found: ${abs}`,
+        "tokenizer is a hub id, or a folder (relative paths resolve against the config's folder)",
+      );
+    }
+  }
+  for (const [i, d] of loaded.config.execution.skills_dirs.entries()) {
+    const abs = resolve(loaded.dir, d);
+    if (!(await isFolder(abs))) {
+      const path = ["execution", "skills_dirs", i];
+      throw new ConfigError(
+        `${loaded.path}${where(path)}: ${formatPath(path)}: skill folder not found: ${abs}`,
+        "skills_dirs entries are folders of skill .md files, relative to the config's folder",
+      );
+    }
+  }
+}
+
+async function isFolder(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
 }
 
 /** `a.b[0].c` for a zod/YAML path. */
@@ -191,9 +308,15 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
     case "invalid_type":
       if (value === undefined) return `required (${issue.expected}) but missing`;
       return `expected ${issue.expected}, got ${show(value)}`;
-    case "invalid_format":
-    case "too_small":
     case "too_big":
+      if (typeof value === "string" && issue.origin === "string") {
+        return `${issue.message}; got ${value.length} characters (${show(value)})`;
+      }
+      return value === undefined ? issue.message : `${issue.message}; got ${show(value)}`;
+    case "too_small":
+      if (issue.origin === "string" && Number(issue.minimum) === 1) return "must not be empty";
+      return value === undefined ? issue.message : `${issue.message}; got ${show(value)}`;
+    case "invalid_format":
     case "custom":
       return value === undefined ? issue.message : `${issue.message}; got ${show(value)}`;
     default:

@@ -5,6 +5,7 @@
  */
 
 import { z } from "zod";
+import { ConfigError } from "./errors.ts";
 import { HANDLE_SCHEMA_VERSION, VERSION } from "./version.ts";
 
 /** A model as the kernel reports it (already obfuscated where asked). */
@@ -143,25 +144,85 @@ export function handleJsonSchema(): unknown {
   };
 }
 
-/** Parses a handle from JSON text (a file or stdin), one or several. */
+/**
+ * Parses a handle from JSON text (a file or stdin), one or several; errors
+ * (ConfigError, exit 2) name `source`, the JSON path and what was expected.
+ */
 export function parseHandles(text: string, source: string): Handle[] {
+  const expected = "a handle printed by 'interp-exec notebook' (a JSON object with mode, " +
+    "session_id, kernel_id, ...) or a non-empty array of them";
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new Error(`${source}: not JSON: ${(err as Error).message}`);
+    throw new ConfigError(
+      `${source}: not JSON: ${(err as Error).message.split("\n")[0]}`,
+      `expected ${expected}`,
+    );
   }
-  const list = Array.isArray(data) ? data : [data];
+  if (Array.isArray(data) && data.length === 0) {
+    throw new ConfigError(`${source}: an empty array holds no handle`, `expected ${expected}`);
+  }
+  const list: unknown[] = Array.isArray(data) ? data : [data];
   return list.map((item, i) => {
+    const at = Array.isArray(data) ? `[${i}]` : "";
+    if (item === null || typeof item !== "object" || Array.isArray(item)) {
+      throw new ConfigError(
+        `${source}${at}: expected a handle (a JSON object), got ${jsonKind(item)}`,
+        `expected ${expected}`,
+      );
+    }
+    const obj = item as Record<string, unknown>;
+    if (obj.schema_version !== HANDLE_SCHEMA_VERSION) {
+      throw new ConfigError(
+        `${source}${at}: schema_version: ${
+          obj.schema_version === undefined ? "missing" : `got ${JSON.stringify(obj.schema_version)}`
+        }; this interp-exec (${VERSION}) reads handle schema_version ${HANDLE_SCHEMA_VERSION}`,
+        `expected ${expected}`,
+      );
+    }
+    const modes = HandleSchema.options.map((o) => o.shape.mode.value);
+    if (!modes.includes(obj.mode as never)) {
+      throw new ConfigError(
+        `${source}${at}: mode: ${
+          obj.mode === undefined ? "missing" : `got ${JSON.stringify(obj.mode)}`
+        }; expected one of ${modes.join(", ")}`,
+        `expected ${expected}`,
+      );
+    }
     const r = HandleSchema.safeParse(item);
     if (!r.success) {
       const issue = r.error.issues[0];
-      throw new Error(
-        `${source}${Array.isArray(data) ? `[${i}]` : ""}: not an interp-exec handle: ${
-          issue.path.join(".")
-        }: ${issue.message}`,
+      const value = issue.path.reduce<unknown>(
+        (
+          v,
+          k,
+        ) => (v !== null && typeof v === "object"
+          ? (v as Record<PropertyKey, unknown>)[k]
+          : undefined),
+        item,
+      );
+      const path = issue.path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`)
+        .join("").replace(/^\./, "");
+      throw new ConfigError(
+        `${source}${at}: not an interp-exec handle: ${path || "(top level)"}: ${
+          issue.code === "invalid_type"
+            ? value === undefined
+              ? `required (${issue.expected}) but missing`
+              : `expected ${issue.expected}, got ${jsonKind(value)}`
+            : `${issue.message}; got ${jsonKind(value)}`
+        }`,
+        `expected ${expected}`,
       );
     }
     return r.data;
   });
+}
+
+function jsonKind(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  const s = JSON.stringify(value);
+  return `${typeof value} ${s.length > 40 ? s.slice(0, 37) + "..." : s}`;
 }

@@ -7,11 +7,11 @@
  */
 
 import { z } from "zod";
-import { parse as parseYaml } from "yaml";
+import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { basename, join, resolve } from "node:path";
 import { BUILTIN_SKILLS } from "../skills/builtin.ts";
 import { ConfigError } from "./errors.ts";
-import { formatPath, nearest } from "./config.ts";
+import { firstIssue, formatPath, nearest, whereInConfig } from "./config.ts";
 
 export const SkillFrontMatterSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, "lowercase letters, digits and '-'"),
@@ -47,47 +47,94 @@ export function parseSkill(text: string, origin: string): Skill {
       "give at least name: and description:",
     );
   }
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(m[1], { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Front matter starts on the file's line 2.
+  const line = (offset: number) => lineCounter.linePos(offset).line + 1;
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0];
+    throw new ConfigError(
+      `${origin}:${line(e.pos[0])}: invalid front matter: ${e.message.split("\n")[0]}`,
+    );
+  }
   let data: unknown;
   try {
-    data = parseYaml(m[1]);
+    data = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
     throw new ConfigError(
       `${origin}: invalid front matter: ${(err as Error).message.split("\n")[0]}`,
     );
   }
+  if (data !== null && data !== undefined && (typeof data !== "object" || Array.isArray(data))) {
+    throw new ConfigError(
+      `${origin}:2: front matter: expected a YAML mapping with name and description, got ${
+        Array.isArray(data) ? "a list" : `a ${typeof data}`
+      }`,
+    );
+  }
   const r = SkillFrontMatterSchema.safeParse(data ?? {});
   if (!r.success) {
-    const issue = r.error.issues[0];
-    const what = issue.code === "unrecognized_keys"
-      ? `unknown key '${issue.keys[0]}'` +
-        ((k) => k ? ` (did you mean '${k}'?)` : "")(
-          nearest(issue.keys[0], Object.keys(SkillFrontMatterSchema.shape)),
-        )
+    const issue = firstIssue(r.error.issues);
+    if (issue.code === "unrecognized_keys") {
+      const key = issue.keys[0];
+      const allowed = Object.keys(SkillFrontMatterSchema.shape);
+      const near = nearest(key, allowed);
+      const pair = isMap(doc.contents)
+        ? doc.contents.items.find((it) => isScalar(it.key) && it.key.value === key)
+        : undefined;
+      const range = (pair?.key as { range?: [number, number, number] } | undefined)?.range;
+      throw new ConfigError(
+        `${origin}${range ? `:${line(range[0])}` : ""}: front matter: unknown key '${key}'` +
+          (near ? ` (did you mean '${near}'?)` : "") + `; allowed: ${allowed.join(", ")}`,
+      );
+    }
+    const value = issue.path.length === 1 && data && typeof data === "object"
+      ? (data as Record<PropertyKey, unknown>)[issue.path[0]]
+      : undefined;
+    const what = issue.code === "invalid_type"
+      ? value === undefined
+        ? `required (${issue.expected}) but missing`
+        : `expected ${issue.expected}, got ${JSON.stringify(value)}`
       : issue.message;
     throw new ConfigError(`${origin}: front matter ${formatPath(issue.path)}: ${what}`);
   }
   return { ...r.data, origin, text, body: text.slice(m[0].length).trim() };
 }
 
-/** All skills on the search path, by name (later folders replace earlier ones). */
-export async function discoverSkills(dirs: string[]): Promise<Map<string, Skill>> {
+/** A folder on the skill search path; `label` (a flag or YAML path) makes it required. */
+export interface SkillDir {
+  path: string;
+  /** Where it was given, e.g. `--skills-dir` or `execution.skills_dirs[0]`; unset: optional. */
+  label?: string;
+  /** The config file that gave it, for messages. */
+  file?: string;
+}
+
+/**
+ * All skills on the search path, by name (later folders replace earlier ones).
+ * Skill files are the folder's `*.md` files (README.md aside) and those of its
+ * subfolders, symlinks followed. A folder given by a flag or the config must
+ * exist; `skills/` beside the config may be absent.
+ */
+export async function discoverSkills(
+  dirs: (string | SkillDir)[],
+): Promise<Map<string, Skill>> {
   const found = new Map<string, Skill>();
   for (const [name, text] of Object.entries(BUILTIN_SKILLS)) {
     found.set(name, parseSkill(text, `builtin:${name}`));
   }
-  for (const dir of dirs) {
-    let entries: Deno.DirEntry[];
-    try {
-      entries = [...Deno.readDirSync(dir)].sort((a, b) => a.name.localeCompare(b.name));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) continue;
-      throw new ConfigError(`cannot read skill folder ${dir}: ${(err as Error).message}`);
-    }
-    for (const e of entries) {
-      if (!e.isFile || !e.name.endsWith(".md") || e.name.toLowerCase() === "readme.md") continue;
-      const path = join(dir, e.name);
-      const skill = parseSkill(await Deno.readTextFile(path), path);
-      if (skill.name !== basename(e.name, ".md")) {
+  for (const d of dirs) {
+    const dir: SkillDir = typeof d === "string" ? { path: d } : d;
+    const files = await skillFiles(dir);
+    for (const path of files) {
+      let text: string;
+      try {
+        text = await Deno.readTextFile(path);
+      } catch (err) {
+        throw new ConfigError(`cannot read skill file ${path}: ${(err as Error).message}`);
+      }
+      const skill = parseSkill(text, path);
+      if (skill.name !== basename(path, ".md")) {
         throw new ConfigError(
           `${path}: front matter name '${skill.name}' differs from the file name`,
         );
@@ -98,14 +145,102 @@ export async function discoverSkills(dirs: string[]): Promise<Map<string, Skill>
   return found;
 }
 
-/** The skill folders for a config: flags, then execution.skills_dirs, then skills/ beside it. */
+// The skill files of one search folder: its .md files, then its subfolders' (one level).
+async function skillFiles(dir: SkillDir): Promise<string[]> {
+  const where = dir.label
+    ? `${dir.file ? `${dir.file}: ` : ""}${dir.label} ${dir.path}`
+    : `skill folder ${dir.path}`;
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(dir.path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      if (!dir.label) return [];
+      throw new ConfigError(
+        `${where}: skill folder not found`,
+        dir.label.startsWith("--")
+          ? "pass an existing folder of skill .md files"
+          : "skills_dirs entries are folders relative to the config's folder",
+      );
+    }
+    throw new ConfigError(`${where}: cannot read: ${(err as Error).message}`);
+  }
+  if (!info.isDirectory) {
+    if (!dir.label) return [];
+    throw new ConfigError(`${where}: not a folder`, "give a folder of skill .md files");
+  }
+  const files: string[] = [];
+  const subdirs: string[] = [];
+  for (const e of await listDir(dir.path, where)) {
+    const path = join(dir.path, e.name);
+    if (e.name.startsWith(".")) continue;
+    const kind = await entryKind(e, path);
+    if (kind === "file" && isSkillFile(e.name)) files.push(path);
+    else if (kind === "dir") subdirs.push(path);
+    else if (kind === "broken" && isSkillFile(e.name)) {
+      throw new ConfigError(
+        `${path}: the skill file is a symlink to a missing target (${await Deno.readLink(path)
+          .catch(() => "?")})`,
+      );
+    }
+  }
+  for (const sub of subdirs) {
+    for (const e of await listDir(sub, where)) {
+      const path = join(sub, e.name);
+      if (e.name.startsWith(".") || !isSkillFile(e.name)) continue;
+      if (await entryKind(e, path) === "file") files.push(path);
+    }
+  }
+  return files;
+}
+
+function isSkillFile(name: string): boolean {
+  return name.endsWith(".md") && name.toLowerCase() !== "readme.md";
+}
+
+async function listDir(path: string, where: string): Promise<Deno.DirEntry[]> {
+  try {
+    const entries: Deno.DirEntry[] = [];
+    for await (const e of Deno.readDir(path)) entries.push(e);
+    return entries.sort((a, b) => a.name.localeCompare(b.name));
+  } catch (err) {
+    throw new ConfigError(`${where}: cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
+// What a folder entry is once symlinks are followed.
+async function entryKind(
+  e: Deno.DirEntry,
+  path: string,
+): Promise<"file" | "dir" | "broken" | "other"> {
+  if (e.isFile) return "file";
+  if (e.isDirectory) return "dir";
+  if (!e.isSymlink) return "other";
+  try {
+    const info = await Deno.stat(path);
+    return info.isFile ? "file" : info.isDirectory ? "dir" : "other";
+  } catch {
+    return "broken";
+  }
+}
+
+/**
+ * The skill folders for a config: flags, then execution.skills_dirs, then
+ * skills/ beside it. Flag and config folders must exist; skills/ need not.
+ */
 export function skillDirs(
-  opts: { flagDirs: string[]; configDir?: string; configDirs?: string[] },
-): string[] {
-  const dirs = opts.flagDirs.map((d) => resolve(d));
+  opts: { flagDirs: string[]; configDir?: string; configDirs?: string[]; configFile?: string },
+): SkillDir[] {
+  const dirs: SkillDir[] = opts.flagDirs.map((d) => ({ path: resolve(d), label: "--skills-dir" }));
   if (opts.configDir) {
-    for (const d of opts.configDirs ?? []) dirs.push(resolve(opts.configDir, d));
-    dirs.push(resolve(opts.configDir, "skills"));
+    (opts.configDirs ?? []).forEach((d, i) =>
+      dirs.push({
+        path: resolve(opts.configDir!, d),
+        label: `execution.skills_dirs[${i}]`,
+        file: opts.configFile,
+      })
+    );
+    dirs.push({ path: resolve(opts.configDir, "skills") });
   }
   return dirs;
 }
@@ -140,7 +275,13 @@ export function resolveSkills(
     seen.add(name);
     ordered.push(skill);
   };
-  names.forEach((n, i) => visit(n, `${where}[${i}]`, []));
+  names.forEach((n, i) => {
+    // A config's execution.skills knows its file and line.
+    const file = where === "execution.skills"
+      ? whereInConfig(names, ["execution", "skills", i])
+      : undefined;
+    visit(n, `${file ? `${file}: ` : ""}${where}[${i}]`, []);
+  });
   return ordered;
 }
 

@@ -1,8 +1,8 @@
 import { parseFlags } from "../args.ts";
-import { loadConfig } from "../config.ts";
+import { loadConfig, nearest } from "../config.ts";
 import { UsageError } from "../errors.ts";
 import { printJson, printText } from "../log.ts";
-import { discoverSkills, resolveSkills, skillDirs } from "../skills.ts";
+import { discoverSkills, skillDirs } from "../skills.ts";
 
 export const help = `interp-exec skills: list the skills on the search path, or show one
 
@@ -28,6 +28,7 @@ export async function skillsCommand(args: string[]): Promise<void> {
     flagDirs: values["skills-dir"] ?? [],
     configDir: loaded?.dir,
     configDirs: loaded?.config.execution.skills_dirs,
+    configFile: loaded?.path,
   }));
   if (action === "list" && !name) {
     const rows = [...available.values()].sort((a, b) => a.name.localeCompare(b.name));
@@ -49,7 +50,14 @@ export async function skillsCommand(args: string[]): Promise<void> {
     );
   }
   if (action === "show" && name && extra.length === 0) {
-    const skill = resolveSkills([name], available, "skills show").at(-1)!;
+    const skill = available.get(name);
+    if (!skill) {
+      const near = nearest(name, [...available.keys()]);
+      throw new UsageError(
+        `skills show: no skill named '${name}'${near ? ` (did you mean '${near}'?)` : ""}`,
+        `available: ${[...available.keys()].sort().join(", ")}`,
+      );
+    }
     return printText(skill.text);
   }
   throw new UsageError(`skills: expected 'list' or 'show NAME', got '${positionals.join(" ")}'`);

@@ -1,15 +1,23 @@
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseFlags } from "../args.ts";
+import { ConfigError } from "../errors.ts";
 import { loadExperiment } from "../modes.ts";
-import { printJson, printText } from "../log.ts";
+import { printJson, printText, warn } from "../log.ts";
+import type { Skill } from "../skills.ts";
 import { assignNames } from "../warmup.ts";
+import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server
 
 Usage: interp-exec validate --config experiment.yaml [--skills-dir DIR]
 
 Validates the YAML, resolves the task file and the skills, and assigns the
-kernel variable names. Prints a JSON summary on stdout; exits 2 with one line
-naming the file, line and YAML path on the first problem.`;
+kernel variable names. Compiles each preloaded skill's Python blocks as the
+warm-up would (with the project's Python: INTERP_EXEC_PYTHON, the .venv, or
+python3): syntax errors, two skills defining the same name, and skills that
+would replace a model variable. Prints a JSON summary on stdout; exits 2 with
+one line naming the file, line and YAML path on the first problem.`;
 
 /** `interp-exec validate` */
 export async function validateCommand(args: string[]): Promise<void> {
@@ -21,6 +29,11 @@ export async function validateCommand(args: string[]): Promise<void> {
   const { loaded, skills } = await loadExperiment(values, "validate");
   const { config } = loaded;
   const models = assignNames(config.environment.models, config.execution.obfuscate);
+  const checked = await checkSkillCode(skills, [
+    "workspace",
+    "experiment_name",
+    ...models.flatMap((m) => [m.var_name, m.tokenizer_var_name]),
+  ]);
   printJson({
     valid: true,
     config: loaded.path,
@@ -34,5 +47,150 @@ export async function validateCommand(args: string[]): Promise<void> {
       hidden: m.hidden,
     })),
     skills: skills.map((s) => ({ name: s.name, origin: s.origin, preload: s.preload })),
+    skill_code_checked: checked,
   });
+}
+
+// Runs in a plain Python (no torch needed): kernel_setup.py's own block
+// extraction and rules decide what the warm-up would compile and define.
+const CHECK_SCRIPT = `
+import ast, json, sys, types
+req = json.load(sys.stdin)
+class Stub(types.ModuleType):
+    def __getattr__(self, attr):
+        return Stub(attr)
+for stub in ("torch", "transformers"):
+    sys.modules.setdefault(stub, Stub(stub))
+ks = types.ModuleType("interp_exec_setup")
+sys.modules[ks.__name__] = ks
+exec(compile(req["source"], "kernel_setup.py", "exec"), ks.__dict__)
+protected = set(req["protected"])
+defined = {}
+def check():
+    for skill in req["skills"]:
+        if not skill["preload"]:
+            continue
+        name, origin = skill["name"], skill["origin"]
+        for line, code in ks.extract_blocks(skill["text"]):
+            try:
+                tree = ast.parse(code)
+            except SyntaxError as exc:
+                return {"origin": origin, "line": line + (exc.lineno or 1) - 1,
+                        "message": f"skill {name!r}: SyntaxError: {exc.msg}"}
+            if not ks._block_runs(tree.body):
+                continue
+            ast.increment_lineno(tree, line - 1)
+            for stmt in tree.body:
+                if not ks._kept(stmt):
+                    continue
+                at = ks._first_line(stmt)
+                clash = sorted(ks._bound_names(stmt) & protected)
+                if clash:
+                    return {"origin": origin, "line": at,
+                            "message": f"skill {name!r} would replace the kernel variable {clash[0]!r}"}
+                if isinstance(stmt, ks._DEFS):
+                    prev = defined.get(stmt.name)
+                    if prev and prev[0] != name:
+                        return {"origin": origin, "line": at,
+                                "message": f"skill {name!r} defines {stmt.name!r}, which skill {prev[0]!r} "
+                                           f"({prev[1]}:{prev[2]}) also defines; the later one would replace it"}
+                    defined[stmt.name] = (name, origin, at)
+    return None
+print(json.dumps({"ok": True, "problem": check()}))
+`;
+
+/**
+ * Compiles the skills' Python as the warm-up would. Returns false (with a
+ * warning) when no Python is available; throws a ConfigError on a problem.
+ */
+async function checkSkillCode(skills: Skill[], protectedNames: string[]): Promise<boolean> {
+  const preloaded = skills.filter((s) => s.preload);
+  if (preloaded.length === 0) return true;
+  const input = JSON.stringify({
+    source: kernelSetupSource,
+    protected: protectedNames,
+    skills: preloaded.map((s) => ({
+      name: s.name,
+      origin: s.origin,
+      preload: s.preload,
+      text: s.text,
+    })),
+  });
+  for (const python of pythonCandidates()) {
+    const result = await runCheck(python, input);
+    if (result === "not found") continue;
+    if (typeof result === "string") {
+      warn(`skill code not compiled: ${python}: ${result}`);
+      return false;
+    }
+    if (result.problem) {
+      const p = result.problem;
+      throw new ConfigError(
+        `${p.origin}:${p.line}: ${p.message}`,
+        "validate compiles each preloaded skill's Python blocks as the warm-up would",
+      );
+    }
+    return true;
+  }
+  warn("skill code not compiled: no Python found (set INTERP_EXEC_PYTHON)");
+  return false;
+}
+
+interface CheckResult {
+  ok: true;
+  problem: { origin: string; line: number; message: string } | null;
+}
+
+async function runCheck(python: string, input: string): Promise<CheckResult | string> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command(python, {
+      args: ["-I", "-S", "-c", CHECK_SCRIPT],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+      env: { PYTHONDONTWRITEBYTECODE: "1", PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin" },
+      clearEnv: true,
+    }).spawn();
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return "not found";
+    return (err as Error).message;
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, 15_000);
+  try {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(input));
+    await w.close();
+    const out = await child.output();
+    if (!out.success) {
+      const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
+      return `exited ${out.code}${err ? `: ${err}` : ""}`;
+    }
+    const parsed = JSON.parse(new TextDecoder().decode(out.stdout)) as CheckResult;
+    return parsed.ok ? parsed : "unexpected output";
+  } catch (err) {
+    return (err as Error).message;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// The embedded server's order (lib/local_server.ts findPython), minus its
+// module probe: any Python 3 can parse.
+function pythonCandidates(): string[] {
+  const out: string[] = [];
+  const env = Deno.env.get("INTERP_EXEC_PYTHON");
+  if (env) out.push(env);
+  const roots = new Set<string>();
+  if (import.meta.url.startsWith("file:")) {
+    roots.add(resolve(dirname(fileURLToPath(import.meta.url)), "..", ".."));
+  }
+  roots.add(Deno.cwd());
+  for (const r of roots) out.push(join(r, ".venv", "bin", "python"));
+  out.push("python3");
+  return [...new Set(out)];
 }
