@@ -66,16 +66,58 @@ export interface Connection {
   startedEmbedded: boolean;
 }
 
-/** Reads the server target from flags, the env handle and the environment; undefined means embedded. */
+/**
+ * Checks a Jupyter base URL given by the user and normalises it; `source`
+ * names where it came from (--jupyter-url, INTERP_EXEC_JUPYTER_URL, the env
+ * handle's jupyter_url). Bad ones are usage errors (exit 2).
+ */
+export function checkJupyterUrl(raw: string, source: string): string {
+  const allowed =
+    "expected http://HOST:PORT/ or https://HOST/, with any base path (such as /user/NAME/)";
+  if (/\s/.test(raw)) throw new UsageError(`${source}: '${raw}' contains whitespace`, allowed);
+  let u: URL | undefined;
+  try {
+    u = new URL(raw);
+  } catch { /* below */ }
+  if (!u || !/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
+    throw new UsageError(`${source}: '${raw}' is not a URL with a scheme`, allowed);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new UsageError(`${source}: unsupported scheme '${u.protocol}' in '${raw}'`, allowed);
+  }
+  if (!u.hostname) throw new UsageError(`${source}: '${raw}' has no host`, allowed);
+  if (u.searchParams.has("token")) {
+    throw new UsageError(
+      `${source}: the URL carries a token (?token=...)`,
+      "put the token in a file and pass it with --token-file FILE (or JUPYTER_TOKEN, or " +
+        "jupyter_token in --env), and give the URL without it",
+    );
+  }
+  if (u.username || u.password) {
+    throw new UsageError(
+      `${source}: the URL carries credentials (user:password@)`,
+      "pass the token with --token-file FILE, not inside the URL",
+    );
+  }
+  return normalizeBaseUrl(raw);
+}
+
+/**
+ * Reads the server target from flags, the env handle and the environment;
+ * undefined means embedded. A token goes only to the server it was given
+ * for: --token/--token-file pair with the URL given with them (--jupyter-url,
+ * the env handle's jupyter_url or INTERP_EXEC_JUPYTER_URL), the env handle's
+ * jupyter_token only with its own jupyter_url; else the token interp-exec
+ * remembers for that URL.
+ */
 export async function resolveTarget(
   flags: ServerFlags,
   stdinText?: () => Promise<string>,
 ): Promise<{ url: string; token: string } | undefined> {
-  let url = flags["jupyter-url"];
-  let token: string | undefined;
+  let flagToken: string | undefined;
   if (flags["token-file"]) {
     try {
-      token = (await Deno.readTextFile(flags["token-file"])).trim();
+      flagToken = (await Deno.readTextFile(flags["token-file"])).trim();
     } catch (err) {
       throw new UsageError(`--token-file ${flags["token-file"]}: ${(err as Error).message}`);
     }
@@ -83,8 +125,10 @@ export async function resolveTarget(
     warn(
       "--token is visible to other users in the process list; prefer --token-file or JUPYTER_TOKEN",
     );
-    token = flags.token;
+    flagToken = flags.token;
   }
+  let envUrl: string | undefined;
+  let envToken: string | undefined;
   if (flags.env) {
     const source = flags.env === "-" ? "stdin" : flags.env;
     let text: string;
@@ -109,15 +153,31 @@ export async function resolveTarget(
         "the environment handle is a JSON object with at least jupyter_url",
       );
     }
-    url ??= r.data.jupyter_url;
-    token ??= r.data.jupyter_token;
+    envUrl = checkJupyterUrl(r.data.jupyter_url, `--env ${source}: jupyter_url`);
+    envToken = r.data.jupyter_token;
   }
-  url ??= Deno.env.get("INTERP_EXEC_JUPYTER_URL");
-  if (!url) return undefined;
-  const norm = normalizeBaseUrl(url);
-  token ??= Deno.env.get("INTERP_EXEC_JUPYTER_TOKEN") ?? Deno.env.get("JUPYTER_TOKEN") ??
-    (await findServer(norm))?.token ?? "";
-  return { url: norm, token };
+  let url: string | undefined;
+  if (flags["jupyter-url"] !== undefined) {
+    url = checkJupyterUrl(flags["jupyter-url"], "--jupyter-url");
+  } else if (envUrl !== undefined) {
+    url = envUrl;
+  } else {
+    const fromEnv = Deno.env.get("INTERP_EXEC_JUPYTER_URL");
+    if (fromEnv) url = checkJupyterUrl(fromEnv, "INTERP_EXEC_JUPYTER_URL");
+  }
+  if (!url) {
+    if (flagToken !== undefined) {
+      throw new UsageError(
+        `${flags["token-file"] ? "--token-file" : "--token"} needs the server it is for`,
+        "a token goes only to the URL given with it: add --jupyter-url URL (or --env FILE)",
+      );
+    }
+    return undefined;
+  }
+  const token = flagToken ?? (envToken !== undefined && url === envUrl ? envToken : undefined) ??
+    Deno.env.get("INTERP_EXEC_JUPYTER_TOKEN") ?? Deno.env.get("JUPYTER_TOKEN") ??
+    (await findServer(url))?.token ?? "";
+  return { url, token };
 }
 
 /** Connects to the given server, or to the embedded default when none is given. */

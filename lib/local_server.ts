@@ -10,7 +10,15 @@ import { fileURLToPath as fromFileUrl } from "node:url";
 import { EnvironmentError, JupyterError } from "./errors.ts";
 import { JupyterClient, sleep } from "./jupyter.ts";
 import { progress, warn } from "./log.ts";
-import { forgetServer, rememberServer, stateDir } from "./state.ts";
+import { childEnv } from "./redact.ts";
+import {
+  ensureStateDir,
+  forgetServer,
+  rememberServer,
+  stateDir,
+  withFileLock,
+  writeFileAtomic,
+} from "./state.ts";
 import serverConfig from "./python/jupyter_server_config.py" with { type: "text" };
 
 /** The record of a running embedded server (server.json, mode 0600). */
@@ -102,6 +110,8 @@ async function probePython(
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
+      clearEnv: true,
+      env: childEnv(),
     }).output();
     if (!out.success) {
       const err = new TextDecoder().decode(out.stderr).trim().split("\n").at(-1) ?? "";
@@ -122,58 +132,96 @@ async function probePython(
   }
 }
 
-/** The embedded server's record, if one is recorded and still answering. */
-export async function runningEmbeddedServer(): Promise<EmbeddedServer | undefined> {
-  let rec: EmbeddedServer;
+async function readRecord(): Promise<EmbeddedServer | undefined> {
   try {
-    rec = JSON.parse(await Deno.readTextFile(serverFile()));
-  } catch {
-    return undefined;
-  }
-  if (!pidAlive(rec.pid)) {
-    await Deno.remove(serverFile()).catch(() => {});
-    await forgetServer(rec.url);
-    return undefined;
-  }
-  try {
-    await new JupyterClient({ url: rec.url, token: rec.token }).json("api/status", {
-      timeoutMs: 5000,
-    });
-    return rec;
+    return JSON.parse(await Deno.readTextFile(serverFile()));
   } catch {
     return undefined;
   }
 }
 
+async function answers(rec: EmbeddedServer, timeoutMs = 5000): Promise<boolean> {
+  try {
+    await new JupyterClient({ url: rec.url, token: rec.token }).json("api/status", { timeoutMs });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The embedded server's record, if one is recorded and still answering. */
+export async function runningEmbeddedServer(): Promise<EmbeddedServer | undefined> {
+  const rec = await readRecord();
+  if (!rec) return undefined;
+  if (!pidAlive(rec.pid)) {
+    await withFileLock("embedded", async () => {
+      // Someone may have started a new one meanwhile: drop only this record.
+      const now = await readRecord();
+      if (now && now.pid === rec.pid) await Deno.remove(serverFile()).catch(() => {});
+      await forgetServer(rec.url);
+    });
+    return undefined;
+  }
+  return await answers(rec) ? rec : undefined;
+}
+
 /**
  * Returns the running embedded server or starts one. `started` says whether
- * this call started it (so a failure can stop it again).
+ * this call started it (so a failure can stop it again). Start-or-reuse runs
+ * under a lock in the state folder, so commands started at once share one
+ * server instead of each starting their own.
  */
 export async function ensureEmbeddedServer(opts: {
   python?: string;
   rootDir?: string;
   idleTimeout?: number;
 }): Promise<{ server: EmbeddedServer; started: boolean }> {
-  const existing = await runningEmbeddedServer();
-  if (existing) {
-    progress(`using the embedded Jupyter server at ${existing.url} (pid ${existing.pid})`);
-    const wanted = opts.idleTimeout ?? 0;
-    const culls = existing.idle_timeout ?? 0;
-    // Culling is server-wide and fixed at start: restarting would kill other
-    // sessions, so say what will happen instead.
-    if (wanted !== culls) {
-      warn(
-        culls === 0
-          ? `the embedded server was started without idle culling, so this session's idle_timeout (${wanted} s) ` +
-            "is only recorded: 'interp-exec shutdown --idle' ends it once idle that long " +
-            "('interp-exec server stop' and run again to have the server cull)"
-          : `the embedded server culls kernels idle for ${culls} s (the idle_timeout it was started with), ` +
-            `this one too (idle_timeout ${wanted} s here); 'interp-exec server stop' and run again to change it`,
-      );
+  return await withFileLock("embedded", async () => {
+    const existing = await reusable();
+    if (existing) {
+      progress(`using the embedded Jupyter server at ${existing.url} (pid ${existing.pid})`);
+      warnCulling(existing, opts.idleTimeout ?? 0);
+      return { server: existing, started: false };
     }
-    return { server: existing, started: false };
+    return { server: await startEmbeddedServer(opts), started: true };
+  }, (holder) => progress(`waiting for interp-exec (pid ${holder}) to start the embedded server`));
+}
+
+// Under the lock: the recorded server if it answers. One whose process lives
+// but does not answer (for several tries) is stopped, so starting a new one
+// never leaves an unrecorded server running.
+async function reusable(): Promise<EmbeddedServer | undefined> {
+  const rec = await readRecord();
+  if (!rec) return undefined;
+  if (pidAlive(rec.pid)) {
+    for (let i = 0; i < 3; i++) {
+      if (await answers(rec)) return rec;
+      if (!pidAlive(rec.pid)) break;
+    }
+    if (pidAlive(rec.pid)) {
+      warn(`the embedded server (pid ${rec.pid}) runs but does not answer; stopping it`);
+      await stopProcess(rec.pid);
+    }
   }
-  return { server: await startEmbeddedServer(opts), started: true };
+  await Deno.remove(serverFile()).catch(() => {});
+  await forgetServer(rec.url);
+  return undefined;
+}
+
+function warnCulling(existing: EmbeddedServer, wanted: number): void {
+  const culls = existing.idle_timeout ?? 0;
+  // Culling is server-wide and fixed at start: restarting would kill other
+  // sessions, so say what will happen instead.
+  if (wanted !== culls) {
+    warn(
+      culls === 0
+        ? `the embedded server was started without idle culling, so this session's idle_timeout (${wanted} s) ` +
+          "is only recorded: 'interp-exec shutdown --idle' ends it once idle that long " +
+          "('interp-exec server stop' and run again to have the server cull)"
+        : `the embedded server culls kernels idle for ${culls} s (the idle_timeout it was started with), ` +
+          `this one too (idle_timeout ${wanted} s here); 'interp-exec server stop' and run again to change it`,
+    );
+  }
 }
 
 async function startEmbeddedServer(opts: {
@@ -182,23 +230,23 @@ async function startEmbeddedServer(opts: {
   idleTimeout?: number;
 }): Promise<EmbeddedServer> {
   const python = await findPython(opts.python);
-  const dir = stateDir();
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const dir = await ensureStateDir();
   const rootDir = resolve(opts.rootDir ?? join(dir, "notebooks"));
   await Deno.mkdir(rootDir, { recursive: true });
   const configPath = join(dir, "jupyter_server_config.py");
   const token = randomToken();
-  await Deno.remove(configPath).catch(() => {});
   // The token goes into this 0600 file, not the environment: kernels inherit
   // the server's environment, and the agent can read os.environ.
-  await Deno.writeTextFile(
+  await writeFileAtomic(
     configPath,
     `${serverConfig}\n# Written by interp-exec for this run only.\nc.IdentityProvider.token = ${
       JSON.stringify(token)
     }\n`,
-    { mode: 0o600 },
   );
   const logPath = join(dir, "server.log");
+  // Created 0600 before the shell appends to it (its umask would make it 0644).
+  (await Deno.open(logPath, { append: true, create: true, mode: 0o600 })).close();
+  await Deno.chmod(logPath, 0o600).catch(() => {});
   const port = freePort();
   const url = `http://127.0.0.1:${port}/`;
   const idle = opts.idleTimeout ?? 0;
@@ -225,9 +273,12 @@ async function startEmbeddedServer(opts: {
     );
   }
   // sh redirects the server's output to its log; exec keeps the pid the server's.
+  // The server (and so every kernel it starts) gets none of interp-exec's
+  // variables: INTERP_EXEC_HOME would lead code in a kernel to the tokens.
   const child = new Deno.Command("/bin/sh", {
-    args: ["-c", 'exec "$0" "$@" >>"$INTERP_EXEC_SERVER_LOG" 2>&1', python.path, ...args],
-    env: { INTERP_EXEC_SERVER_LOG: logPath, PYTHONUNBUFFERED: "1" },
+    args: ["-c", 'log=$1; shift; exec "$@" >>"$log" 2>&1', "sh", logPath, python.path, ...args],
+    clearEnv: true,
+    env: childEnv({ PYTHONUNBUFFERED: "1" }),
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -261,7 +312,11 @@ async function startEmbeddedServer(opts: {
       await client.json("api/status", { timeoutMs: 2000 });
       break;
     } catch (err) {
-      if (err instanceof JupyterError && err.code === "auth") throw err;
+      if (err instanceof JupyterError && err.code === "auth") {
+        // Never leave a server running that nobody recorded.
+        killGroup(child.pid, "SIGKILL");
+        throw err;
+      }
     }
     if (performance.now() > deadline) {
       killGroup(child.pid, "SIGKILL");
@@ -272,7 +327,7 @@ async function startEmbeddedServer(opts: {
     }
     await sleep(100);
   }
-  await Deno.writeTextFile(serverFile(), JSON.stringify(rec, null, 2), { mode: 0o600 });
+  await writeFileAtomic(serverFile(), JSON.stringify(rec, null, 2));
   await rememberServer({ url, token, kind: "jupyter_server", embedded: true });
   progress(`embedded Jupyter server ready at ${url} (pid ${child.pid}, root ${rootDir})`);
   return rec;
@@ -287,15 +342,23 @@ export async function stopEmbeddedServer(rec?: EmbeddedServer): Promise<boolean>
       return false;
     }
   }
-  if (pidAlive(rec.pid)) {
-    killGroup(rec.pid, "SIGTERM");
-    const deadline = performance.now() + 10_000;
-    while (pidAlive(rec.pid) && performance.now() < deadline) await sleep(50);
-    if (pidAlive(rec.pid)) killGroup(rec.pid, "SIGKILL");
-  }
-  await Deno.remove(serverFile()).catch(() => {});
-  await forgetServer(rec.url);
+  const target = rec;
+  await withFileLock("embedded", async () => {
+    await stopProcess(target.pid);
+    // Drop the record only if it is still this server's.
+    const now = await readRecord();
+    if (!now || now.pid === target.pid) await Deno.remove(serverFile()).catch(() => {});
+    await forgetServer(target.url);
+  });
   return true;
+}
+
+async function stopProcess(pid: number): Promise<void> {
+  if (!pidAlive(pid)) return;
+  killGroup(pid, "SIGTERM");
+  const deadline = performance.now() + 10_000;
+  while (pidAlive(pid) && performance.now() < deadline) await sleep(50);
+  if (pidAlive(pid)) killGroup(pid, "SIGKILL");
 }
 
 function killGroup(pid: number, signal: Deno.Signal): void {

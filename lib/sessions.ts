@@ -134,21 +134,28 @@ function flagsNameServer(flags: ServerFlags): boolean {
 /**
  * A client for the server the flags name, else for `url` (from a record or
  * handle), else for the running embedded server. Never starts a server.
- * Flags win over `url` (a tunnel to the same server, say). For a URL from a
- * record or handle, the token interp-exec remembers for that URL comes
- * before JUPYTER_TOKEN, which may belong to another server.
+ * Flags win over `url` (a tunnel to the same server, say). A token goes only
+ * to the server it was given for: for a URL from a record or handle, only
+ * the token interp-exec remembers for that server (origin and base path) is
+ * sent, never --token-file, JUPYTER_TOKEN or the like, which belong to the
+ * URL given with them.
  */
 export async function clientFor(flags: ServerFlags, url?: string): Promise<JupyterClient> {
   if (flagsNameServer(flags)) {
     const target = await resolveTarget(flags);
     if (target) return new JupyterClient(target);
   }
+  if (flags["token-file"] !== undefined || flags.token !== undefined) {
+    throw new UsageError(
+      `${
+        flags["token-file"] !== undefined ? "--token-file" : "--token"
+      } needs the server it is for`,
+      "a token goes only to the URL given with it: add --jupyter-url URL (or --env FILE); " +
+        "for the handle's or recorded server, interp-exec uses the token it remembers",
+    );
+  }
   if (url) {
     const norm = normalizeBaseUrl(url);
-    if (flags["token-file"] !== undefined || flags.token !== undefined) {
-      const target = await resolveTarget({ ...flags, "jupyter-url": norm });
-      if (target) return new JupyterClient(target);
-    }
     return new JupyterClient({ url: norm, token: await tokenFor(norm) });
   }
   const embedded = await runningEmbeddedServer();
@@ -159,9 +166,19 @@ export async function clientFor(flags: ServerFlags, url?: string): Promise<Jupyt
   );
 }
 
+/** The token interp-exec remembers for this server (origin and base path); else none. */
 async function tokenFor(url: string): Promise<string> {
-  return (await findServer(url))?.token ?? Deno.env.get("INTERP_EXEC_JUPYTER_TOKEN") ??
-    Deno.env.get("JUPYTER_TOKEN") ?? "";
+  return (await findServer(url))?.token ?? "";
+}
+
+/** Whether `client` talks to the server a session was recorded on (same origin and base path). */
+export function isOwnServer(client: JupyterClient, ref: SessionRef): boolean {
+  if (!ref.server_url) return false;
+  try {
+    return normalizeBaseUrl(ref.server_url) === client.url;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -284,8 +301,11 @@ export async function checkSessions(
       statuses[i] = statusOf(r, located, why, memory, now);
     }));
   }));
-  const gone = statuses.filter((s) => s.status === "gone").map((s) => s.id);
-  if (opts.prune && gone.length > 0) await forgetSessions(gone);
+  // Each record is dropped only because its own server said it is gone.
+  const gone = Map.groupBy(statuses.filter((s) => s.status === "gone"), (s) => s.server_url);
+  if (opts.prune) {
+    for (const [url, list] of gone) await forgetSessions(list.map((s) => s.id), url);
+  }
   return statuses;
 }
 

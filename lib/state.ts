@@ -4,7 +4,8 @@
  * sessions it created. Files holding tokens are written with mode 0600.
  */
 
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
+import { EnvironmentError } from "./errors.ts";
 
 /** The state folder: $INTERP_EXEC_HOME, else $XDG_STATE_HOME/interp-exec, else ~/.local/state/interp-exec. */
 export function stateDir(): string {
@@ -46,48 +47,167 @@ function statePath(): string {
   return join(stateDir(), "state.json");
 }
 
-async function readState(): Promise<StateFile> {
+/**
+ * Creates the state folder (mode 0700) and tightens it when it exists with
+ * wider permissions: it holds tokens.
+ */
+export async function ensureStateDir(): Promise<string> {
+  const dir = stateDir();
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   try {
-    const data = JSON.parse(await Deno.readTextFile(statePath()));
-    return { servers: data.servers ?? {}, sessions: data.sessions ?? [] };
-  } catch {
-    return { servers: {}, sessions: [] };
+    const mode = (await Deno.stat(dir)).mode;
+    if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(dir, 0o700);
+  } catch { /* not ours to change (or no modes on this platform) */ }
+  return dir;
+}
+
+/**
+ * Writes a file atomically with mode 0600: a temporary file in the same
+ * folder, fsynced, then renamed over the target, so readers see the old or
+ * the new content and never a torn one.
+ */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.tmp`);
+  const file = await Deno.open(tmp, { write: true, createNew: true, mode: 0o600 });
+  try {
+    const bytes = new TextEncoder().encode(text);
+    let written = 0;
+    while (written < bytes.length) written += await file.write(bytes.subarray(written));
+    await file.sync();
+  } catch (err) {
+    file.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
   }
+  file.close();
+  try {
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** Why `state.json` could not be used: it is not the JSON interp-exec writes. */
+function damaged(text: string): string | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) return "not a JSON object";
+  const d = data as Record<string, unknown>;
+  if (
+    d.servers !== undefined &&
+    (!d.servers || typeof d.servers !== "object" || Array.isArray(d.servers))
+  ) {
+    return "'servers' is not an object";
+  }
+  if (d.sessions !== undefined && !Array.isArray(d.sessions)) return "'sessions' is not an array";
+  if (
+    Array.isArray(d.sessions) &&
+    d.sessions.some((x) =>
+      !x || typeof x !== "object" || typeof x.id !== "string" || typeof x.server_url !== "string"
+    )
+  ) {
+    return "a session record lacks 'id' or 'server_url'";
+  }
+  return undefined;
+}
+
+/**
+ * Reads the state. A missing file is an empty state; a damaged one is moved
+ * aside (state.json.corrupt-<time>) and reported, never silently replaced.
+ */
+async function readState(): Promise<StateFile> {
+  const path = statePath();
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return { servers: {}, sessions: [] };
+    throw new EnvironmentError(
+      `cannot read interp-exec's state file ${path}: ${(err as Error).message}`,
+      "check the state folder's permissions ($INTERP_EXEC_HOME)",
+    );
+  }
+  const why = damaged(text);
+  if (why === undefined) {
+    const data = JSON.parse(text);
+    return { servers: data.servers ?? {}, sessions: data.sessions ?? [] };
+  }
+  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+  let where: string;
+  try {
+    await Deno.rename(path, aside);
+    where = `it was moved to ${aside}`;
+  } catch (err) {
+    where = err instanceof Deno.errors.NotFound
+      ? "another interp-exec process has moved it aside (see state.json.corrupt-* beside it)"
+      : `moving it aside to ${aside} failed: ${(err as Error).message}`;
+  }
+  throw new EnvironmentError(
+    `interp-exec's state file ${path} is damaged: ${why}; ${where}`,
+    "the next command starts with an empty state: sessions and servers recorded there are " +
+      "forgotten (their ids and URLs are still in the moved file; 'server stop' and shutdown " +
+      "by --jupyter-url/--session still work)",
+  );
 }
 
 async function writeState(state: StateFile): Promise<void> {
-  const dir = stateDir();
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = join(dir, `.state.${crypto.randomUUID()}.tmp`);
-  await Deno.writeTextFile(tmp, JSON.stringify(state, null, 2), { mode: 0o600 });
-  await Deno.rename(tmp, statePath());
+  await ensureStateDir();
+  await writeFileAtomic(statePath(), JSON.stringify(state, null, 2));
 }
 
-// Parallel warm-ups update the same file: serialise read-modify-write with a
-// lock folder (mkdir is atomic), breaking a lock left by a crashed process.
-async function withLock<T>(fn: () => Promise<T>): Promise<T> {
-  const dir = stateDir();
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const lock = join(dir, ".lock");
-  const deadline = performance.now() + 10_000;
-  while (true) {
-    try {
-      await Deno.mkdir(lock);
-      break;
-    } catch (err) {
-      if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
-      if (performance.now() > deadline) {
-        await Deno.remove(lock, { recursive: true }).catch(() => {});
-        continue;
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
+/**
+ * Runs `fn` holding an exclusive lock on `<state folder>/<name>.lock`
+ * (flock: released by the kernel when the holder dies, so a crashed process
+ * never leaves a stale lock). The file holds the holder's pid, for people.
+ * Locks are per open file, so concurrent callers in one process exclude each
+ * other too. `onWait` is called once if another holder makes us wait.
+ */
+export async function withFileLock<T>(
+  name: string,
+  fn: () => Promise<T>,
+  onWait?: (holder: string) => void,
+): Promise<T> {
+  const dir = await ensureStateDir();
+  const path = join(dir, `${name}.lock`);
+  const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
   try {
-    return await fn();
+    if (onWait) {
+      let locked = false;
+      const timer = setTimeout(async () => {
+        if (locked) return;
+        const holder = (await Deno.readTextFile(path).catch(() => "")).trim();
+        if (!locked) onWait(holder || "unknown");
+      }, 200);
+      try {
+        await file.lock(true);
+      } finally {
+        locked = true;
+        clearTimeout(timer);
+      }
+    } else {
+      await file.lock(true);
+    }
+    await file.truncate(0);
+    await file.write(new TextEncoder().encode(`${Deno.pid}\n`));
+    try {
+      return await fn();
+    } finally {
+      await file.truncate(0).catch(() => {});
+      await file.unlock().catch(() => {});
+    }
   } finally {
-    await Deno.remove(lock).catch(() => {});
+    file.close();
   }
+}
+
+// Parallel warm-ups update the same file: serialise read-modify-write.
+function withLock<T>(fn: () => Promise<T>): Promise<T> {
+  return withFileLock("state", fn);
 }
 
 /** Applies a change to the state file under the lock. */
@@ -132,11 +252,24 @@ export async function recordSession(rec: SessionRecord): Promise<void> {
   });
 }
 
-export async function forgetSessions(ids: string[]): Promise<void> {
+/**
+ * Drops session records. A record belongs to (server, id): with `serverUrl`
+ * only that server's records go, which is what a command must do once that
+ * server said the session is gone. Without it, records with these ids on any
+ * server go (for sessions a run just created and failed to warm).
+ */
+export async function forgetSessions(ids: string[], serverUrl?: string): Promise<void> {
   const set = new Set(ids);
+  const server = serverUrl === undefined ? undefined : withSlash(serverUrl);
   await updateState((s) => {
-    s.sessions = s.sessions.filter((x) => !set.has(x.id));
+    s.sessions = s.sessions.filter((x) =>
+      !(set.has(x.id) && (server === undefined || withSlash(x.server_url) === server))
+    );
   });
+}
+
+function withSlash(url: string): string {
+  return url.endsWith("/") ? url : url + "/";
 }
 
 /** Every session interp-exec recorded. */

@@ -341,3 +341,16 @@ export async function slowKernelspecs(delays: Record<string, number>): Promise<s
   }
   return dir;
 }
+
+/** Pids of processes whose command line contains `needle` (from /proc; Linux only). */
+export async function pidsWith(needle: string): Promise<number[]> {
+  const pids: number[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
+    try {
+      const cmdline = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).replaceAll("\0", " ");
+      if (cmdline.includes(needle)) pids.push(Number(e.name));
+    } catch { /* ended, or not ours */ }
+  }
+  return pids;
+}

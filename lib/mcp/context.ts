@@ -10,6 +10,7 @@ import { resolveTarget } from "../connect.ts";
 import { JupyterError, UsageError } from "../errors.ts";
 import type { ServerInfo } from "../handle.ts";
 import { JupyterClient } from "../jupyter.ts";
+import { redactor } from "../redact.ts";
 import { type EmbeddedServer, runningEmbeddedServer } from "../local_server.ts";
 import type { RenderLimits } from "./render.ts";
 import { NotebookSession } from "./session.ts";
@@ -69,10 +70,11 @@ export class NotebookMcpContext {
 
   /** Replaces the token wherever it appears, so no tool result can show it. */
   redact(text: string): string {
-    const token = this.client.target.token;
-    // A very short token would match ordinary text; such a token protects little anyway.
-    return token.length >= 8 && text.includes(token) ? text.replaceAll(token, "[redacted]") : text;
+    // Plain, URL-encoded, base64 and in token= query strings (lib/redact.ts).
+    return (this.redactText ??= redactor(this.client.target.token))(text);
   }
+
+  private redactText: ((text: string) => string) | undefined;
 
   /** The server's kind and APIs (probed once; a failed probe is retried next time). */
   info(): Promise<ServerInfo> {

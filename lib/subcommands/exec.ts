@@ -11,8 +11,10 @@ import {
   stripAnsi,
 } from "../jupyter.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
+import { redactor, redactOutputs } from "../redact.ts";
 import {
   clientFor,
+  isOwnServer,
   locate,
   readHandles,
   refFromHandle,
@@ -125,13 +127,20 @@ export async function execCommand(args: string[]): Promise<void> {
   if (code.trim() === "") throw new UsageError("exec: no code to run");
   const client = await clientFor(values, ref.server_url);
   const located = await locate(client, ref);
+  redactText = redactor(client.target.token);
   if (!located) {
-    if (ref.ours) await forgetSessions([ref.id]);
+    // A record belongs to (server, id): only its own server can say it is gone.
+    const own = !ref.server_url || isOwnServer(client, ref);
+    if (ref.ours && own && ref.server_url) await forgetSessions([ref.id], client.url);
     throw new JupyterError(
       "http",
       `session ${ref.id} is not on ${client.url.replace(/\/$/, "")} ` +
-        "(shut down, culled when idle, or its server restarted)",
-      "'interp-exec sessions' lists the live ones",
+        (own
+          ? "(shut down, culled when idle, or its server restarted)"
+          : `(it was created on ${ref.server_url}; its record is kept)`),
+      own
+        ? "'interp-exec sessions' lists the live ones"
+        : "drop --jupyter-url/--env to use its own server",
       404,
     );
   }
@@ -178,8 +187,8 @@ export async function execCommand(args: string[]): Promise<void> {
       error: result?.error
         ? {
           ename: result.error.ename,
-          evalue: stripAnsi(result.error.evalue),
-          traceback: result.error.traceback.map(stripAnsi),
+          evalue: redactText(stripAnsi(result.error.evalue)),
+          traceback: result.error.traceback.map((t) => redactText(stripAnsi(t))),
         }
         : null,
       message: failure ? (failure as Error).message : null,
@@ -281,8 +290,12 @@ function writeStdout(text: string): void {
   while (bytes.length > 0) bytes = bytes.subarray(Deno.stdout.writeSync(bytes));
 }
 
+// Applied wherever exec writes kernel output (terminal, --json, notebook): the token in any form.
+let redactText: (text: string) => string = (text) => text;
+
 /** Streams one output as it arrives: stdout to stdout, everything else readable to stderr. */
-function show(out: Output, colour: boolean): void {
+function show(raw: Output, colour: boolean): void {
+  const [out] = redactOutputs([raw], redactText);
   switch (out.output_type) {
     case "stream":
       if (out.name === "stdout") writeStdout(out.text);
@@ -314,7 +327,8 @@ function plainText(data: Record<string, unknown>): string | undefined {
   return undefined;
 }
 
-function cleanOutput(out: Output): Output {
+function cleanOutput(raw: Output): Output {
+  const [out] = redactOutputs([raw], redactText);
   if (out.output_type !== "error") return out;
   return { ...out, evalue: stripAnsi(out.evalue), traceback: out.traceback.map(stripAnsi) };
 }
@@ -336,10 +350,10 @@ async function appendCell(
     nb.cells.push({
       cell_type: "code",
       id: cellId(),
-      source: code,
+      source: redactText(code),
       metadata: { tags: ["interp-exec-exec"] },
       execution_count: result?.execution_count ?? null,
-      outputs: mergeStreams(outputs),
+      outputs: redactOutputs(mergeStreams(outputs), redactText),
     });
     await client.saveNotebook(path, nb);
     return true;

@@ -8,6 +8,7 @@ import {
   checkSessions,
   clientFor,
   endSession,
+  isOwnServer,
   locate,
   readHandles,
   refFromHandle,
@@ -154,6 +155,16 @@ async function end(
     result.server_url = client.url;
     const located = await locate(client, ref);
     if (!located) {
+      if (ref.ours && ref.server_url && !isOwnServer(client, ref)) {
+        // A record belongs to (server, id): another server lacking it says nothing.
+        throw new JupyterError(
+          "http",
+          `${client.url.replace(/\/$/, "")} has no session ${ref.id} ` +
+            `(it was created on ${ref.server_url}; its record is kept)`,
+          "drop --jupyter-url/--env to shut it down on its own server",
+          404,
+        );
+      }
       if (!ref.ours) {
         throw new JupyterError(
           "http",
@@ -162,14 +173,15 @@ async function end(
           404,
         );
       }
-      await forgetSessions([ref.id]);
+      await forgetSessions([ref.id], client.url);
       progress(`session ${ref.id} was already gone`);
       result.result = "gone";
       return { result };
     }
     result.kernel_id = located.kernel.id;
     await endSession(client, { sessionId: located.sessionId, kernelId: located.kernel.id });
-    await forgetSessions([ref.id]);
+    // Shut down (on its own server, or one that reaches it under another URL).
+    await forgetSessions([ref.id], ref.server_url ?? client.url);
     progress(`shut down session ${ref.id}${ref.experiment ? ` (${ref.experiment})` : ""}`);
     result.result = "shut_down";
     return { result };

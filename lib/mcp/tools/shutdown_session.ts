@@ -22,7 +22,7 @@ export function registerShutdownSession(server: McpServer, ctx: NotebookMcpConte
       kernelId: session.kernel.id,
     });
     ctx.forget(session_id);
-    await forgetSessions([session.id]);
+    await forgetSessions([session.id], ctx.client.url);
     return textResult(
       ctx,
       `shut down session ${session.id} (kernel ${session.kernel.id})${

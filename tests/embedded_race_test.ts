@@ -1,0 +1,54 @@
+/**
+ * Commands started at once with no embedded server yet share one: start-or-
+ * reuse runs under a lock in the state folder, so exactly one server starts,
+ * every command succeeds, and `server stop` leaves no server behind.
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { NotebookHandleSchema } from "../lib/handle.ts";
+import { pidsWith, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
+
+const models = await tinyModels();
+
+Deno.test("embedded race: three notebook runs at once share one embedded server", async () => {
+  const home = await tempHome();
+  const env = { INTERP_EXEC_HOME: home, INTERP_EXEC_PYTHON: PYTHON };
+  const config = await writeConfig(
+    `name: race\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${
+      models["tiny-llama"]
+    }\n      device: cpu\n      dtype: float32\n`,
+  );
+  // Every server this state folder starts has its config file in argv.
+  const marker = join(home, "jupyter_server_config.py");
+  try {
+    const runs = await Promise.all(
+      [0, 1, 2].map(() => runCli(["notebook", "--config", config], { env })),
+    );
+    for (const r of runs) assert.equal(r.code, 0, r.stderr);
+    const handles = runs.map((r) => NotebookHandleSchema.parse(JSON.parse(r.stdout)));
+    assert.equal(new Set(handles.map((h) => h.jupyter_url)).size, 1);
+    assert.equal(new Set(handles.map((h) => h.session_id)).size, 3);
+    assert.equal(
+      runs.filter((r) => /starting the embedded Jupyter server/.test(r.stderr)).length,
+      1,
+    );
+    const rec = JSON.parse(await Deno.readTextFile(join(home, "server.json")));
+    // Exactly one server process: the recorded one (its kernels have other argv).
+    const servers = await pidsWith(marker);
+    assert.deepEqual(servers, [rec.pid], `servers: ${servers.join(", ")}`);
+    const listed = await runCli(["sessions", "--json"], { env });
+    assert.equal(listed.code, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout) as { id: string; status: string }[];
+    assert.deepEqual(rows.map((r) => r.status), ["alive", "alive", "alive"]);
+  } finally {
+    const stop = await runCli(["server", "stop"], { env });
+    assert.equal(stop.code, 0, stop.stderr);
+  }
+  const deadline = Date.now() + 10_000;
+  while ((await pidsWith(marker)).length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(await pidsWith(marker), [], "a server outlived 'server stop'");
+  await assert.rejects(Deno.stat(join(home, "server.json")));
+});
