@@ -267,9 +267,16 @@ export class JupyterClient {
     };
   }
 
-  /** Creates a session bound to a notebook path, starting its kernel. */
+  /** Creates a session bound to a notebook path, starting its kernel (or binding `kernelId`). */
   async startSession(
-    opts: { path: string; name: string; kernelName: string; env?: Record<string, string> },
+    opts: {
+      path: string;
+      name: string;
+      kernelName: string;
+      env?: Record<string, string>;
+      /** Bind this running kernel instead of starting one. */
+      kernelId?: string;
+    },
   ): Promise<SessionModel> {
     const body: Record<string, unknown> = {
       path: opts.path,
@@ -278,6 +285,7 @@ export class JupyterClient {
       kernel: { name: opts.kernelName },
     };
     if (opts.env) body.kernel = { name: opts.kernelName, env: opts.env };
+    if (opts.kernelId) body.kernel = { name: opts.kernelName, id: opts.kernelId };
     return await this.json<SessionModel>("api/sessions", {
       method: "POST",
       body: JSON.stringify(body),

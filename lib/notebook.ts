@@ -24,7 +24,7 @@ import type { Skill } from "./skills.ts";
 import { skillSpec } from "./skills.ts";
 import { endSession } from "./sessions.ts";
 import { recordSession } from "./state.ts";
-import { buildSpec, SETUP_CELL_SOURCE, warmUp } from "./warmup.ts";
+import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "./warmup.ts";
 import { VERSION } from "./version.ts";
 
 /** Everything a warm-up needs besides the server. */
@@ -75,20 +75,7 @@ export async function startKernel(
   const kernelName = config.execution.kernel_name;
   const env = kernelEnv(opts.loaded);
   if (info.sessions_api && info.contents_api && opts.notebook) {
-    const path = notebookPathFor(opts.loaded, new Date(), opts.index);
-    const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
-    if (dir) await client.ensureDirectory(dir);
-    await client.saveNotebook(
-      path,
-      emptyNotebook(kernelName, { interp_exec: { version: VERSION } }),
-    );
-    try {
-      const session = await client.startSession({ path, name: config.name, kernelName, env });
-      return { sessionId: session.id, kernel: session.kernel, notebookPath: path };
-    } catch (err) {
-      await client.deleteFile(path).catch(() => {});
-      throw err;
-    }
+    return await notebookSession(conn, opts.loaded, { index: opts.index, env });
   }
   if (opts.notebook) {
     progress(
@@ -162,13 +149,32 @@ export async function discardKernel(client: JupyterClient, started: StartedKerne
   }
 }
 
-/** Creates one warm notebook session and returns its handle. */
-export async function warmNotebookSession(
+/**
+ * A kernel with the models and skills loaded that belongs to no mode yet:
+ * what provisioning gives and binding takes (a warm pool is provisioning
+ * done ahead of time). Its channel is open; whoever holds it closes it.
+ */
+export interface WarmKernel {
+  started: StartedKernel;
+  channel: KernelChannel;
+  warm: WarmupResult;
+  workspace: string;
+  /** performance.now() when provisioning began, the session existed, the kernel answered. */
+  times: { t0: number; session: number; ready: number };
+}
+
+/**
+ * Provisioning: starts a kernel (in a Jupyter session bound to a fresh
+ * notebook when `notebook` is set and the server has sessions), connects,
+ * and runs the warm-up. On failure the kernel is shut down again (unless
+ * `keepOnError`) and the error is raised.
+ */
+export async function provisionKernel(
   conn: Connection,
-  opts: WarmOptions,
-): Promise<NotebookHandle> {
+  opts: WarmOptions & { notebook: boolean },
+): Promise<WarmKernel> {
   const t0 = performance.now();
-  const { client, info } = conn;
+  const { client } = conn;
   const { loaded } = opts;
   const check = () => {
     if (opts.signal.aborted) throw new InterruptedError(opts.abortReason());
@@ -178,11 +184,10 @@ export async function warmNotebookSession(
     loaded,
     index: opts.index,
     kernelStartTimeoutMs: opts.kernelStartTimeoutMs,
-    notebook: true,
+    notebook: opts.notebook,
   });
   const tSession = performance.now();
   let channel: KernelChannel | undefined;
-  let ok = false;
   try {
     check();
     progress(
@@ -197,16 +202,46 @@ export async function warmNotebookSession(
     check();
     const workspace = defaultWorkspace(conn, loaded);
     const spec = buildSpec(loaded, opts.skills.map(skillSpec), workspace);
-    const hidden = loaded.config.execution.hide_setup;
     progress(`warming up: ${spec.models.length} model(s), ${spec.skills.length} skill(s)`);
     const warm = await warmUp(channel, spec, {
-      hidden,
+      hidden: loaded.config.execution.hide_setup,
       label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       abortReason: opts.abortReason,
     });
-    if (started.notebookPath && !hidden) {
+    return { started, channel, warm, workspace, times: { t0, session: tSession, ready: tReady } };
+  } catch (err) {
+    channel?.close();
+    if (err instanceof JupyterError && err.code === "kernel_died") {
+      err.message = `${err.message} while loading the models`;
+    }
+    await release(client, started, opts.keepOnError);
+    throw err;
+  }
+}
+
+/**
+ * Binding a warm kernel to notebook mode: the setup cell written into the
+ * session's notebook, the session recorded, the handle built. Closes the
+ * kernel's channel; on failure shuts the kernel down (unless `keepOnError`).
+ */
+export async function bindNotebook(
+  conn: Connection,
+  wk: WarmKernel,
+  opts: Pick<WarmOptions, "loaded" | "skills" | "keepOnError" | "index">,
+): Promise<NotebookHandle> {
+  const { client, info } = conn;
+  const { loaded } = opts;
+  const { warm, workspace, times } = wk;
+  let started = wk.started;
+  let ok = false;
+  try {
+    if (!started.sessionId && info.sessions_api && info.contents_api) {
+      // Provisioned without a notebook (ahead of time): give it one now.
+      started = await notebookSession(conn, loaded, { index: opts.index, kernel: started.kernel });
+    }
+    if (started.notebookPath && !loaded.config.execution.hide_setup) {
       const nb = emptyNotebook(loaded.config.execution.kernel_name, {
         interp_exec: { version: VERSION },
       });
@@ -245,10 +280,10 @@ export async function warmNotebookSession(
       workspace,
       namespace,
       timings: {
-        total_ms: round(performance.now() - t0),
+        total_ms: round(performance.now() - times.t0),
         connect_ms: 0,
-        session_ms: round(tSession - t0),
-        kernel_ready_ms: round(tReady - tSession),
+        session_ms: round(times.session - times.t0),
+        kernel_ready_ms: round(times.ready - times.session),
         warmup_ms: round(warm.elapsed_ms),
         kernel_load_s: warm.summary.load_seconds,
       },
@@ -265,25 +300,63 @@ export async function warmNotebookSession(
     };
     ok = true;
     return handle;
-  } catch (err) {
-    if (err instanceof JupyterError && err.code === "kernel_died") {
-      err.message = `${err.message} while loading the models`;
-    }
-    throw err;
   } finally {
-    channel?.close();
-    if (!ok) {
-      if (opts.keepOnError) {
-        warn(
-          `kept kernel ${started.kernel.id}${
-            started.sessionId ? ` (session ${started.sessionId})` : ""
-          } for inspection (--keep-on-error)`,
-        );
-      } else {
-        await discardKernel(client, started);
-      }
-    }
+    wk.channel.close();
+    if (!ok) await release(client, started, opts.keepOnError);
   }
+}
+
+/** Creates one warm notebook session and returns its handle: provisioning, then binding. */
+export async function warmNotebookSession(
+  conn: Connection,
+  opts: WarmOptions,
+): Promise<NotebookHandle> {
+  const wk = await provisionKernel(conn, { ...opts, notebook: true });
+  return await bindNotebook(conn, wk, opts);
+}
+
+/**
+ * A Jupyter session bound to a fresh notebook: starting its kernel, or
+ * binding `kernel`, one that runs already (provisioned ahead of time).
+ */
+async function notebookSession(
+  conn: Connection,
+  loaded: LoadedConfig,
+  opts: { index?: number; env?: Record<string, string>; kernel?: KernelModel },
+): Promise<StartedKernel> {
+  const { client } = conn;
+  const kernelName = loaded.config.execution.kernel_name;
+  const path = notebookPathFor(loaded, new Date(), opts.index);
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
+  if (dir) await client.ensureDirectory(dir);
+  await client.saveNotebook(path, emptyNotebook(kernelName, { interp_exec: { version: VERSION } }));
+  try {
+    const session = await client.startSession({
+      path,
+      name: loaded.config.name,
+      kernelName,
+      env: opts.env,
+      kernelId: opts.kernel?.id,
+    });
+    return { sessionId: session.id, kernel: session.kernel, notebookPath: path };
+  } catch (err) {
+    await client.deleteFile(path).catch(() => {});
+    throw err;
+  }
+}
+
+/** After a failure: shut the kernel down, or keep it for inspection and say so. */
+async function release(
+  client: JupyterClient,
+  started: StartedKernel,
+  keep: boolean,
+): Promise<void> {
+  if (!keep) return await discardKernel(client, started);
+  warn(
+    `kept kernel ${started.kernel.id}${
+      started.sessionId ? ` (session ${started.sessionId})` : ""
+    } for inspection (--keep-on-error)`,
+  );
 }
 
 function round(ms: number): number {
