@@ -57,11 +57,19 @@ export function defaultWorkspace(conn: Connection, loaded: LoadedConfig): string
     : `workspace/${loaded.config.name}`;
 }
 
-/** `<notebook_dir>/<name>-<YYYYMMDD-HHMMSS>[-i].ipynb` */
+/**
+ * `<notebook_dir>/<name>-<YYYYMMDD-HHMMSS>-<random>[-i].ipynb`. The random
+ * part keeps runs started in the same second apart: Jupyter answers a new
+ * session on an existing path with the session already there, so two runs
+ * would share (and both warm) one kernel.
+ */
 export function notebookPathFor(loaded: LoadedConfig, now: Date, index?: number): string {
   const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
   const dir = loaded.config.execution.notebook_dir.replace(/^\/+|\/+$/g, "");
-  const file = `${loaded.config.name}-${stamp}${index === undefined ? "" : `-${index}`}.ipynb`;
+  const unique = crypto.randomUUID().slice(0, 6);
+  const file = `${loaded.config.name}-${stamp}-${unique}${
+    index === undefined ? "" : `-${index}`
+  }.ipynb`;
   return dir ? `${dir}/${file}` : file;
 }
 

@@ -97,6 +97,7 @@ export async function readHandles(file: string): Promise<Handle[]> {
   try {
     return parseHandles(text, `--handle ${source}`);
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(
       (err as Error).message,
       "pass the JSON that 'interp-exec notebook' printed",

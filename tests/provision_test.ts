@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
 import { JupyterClient } from "../lib/jupyter.ts";
-import { bindNotebook, provisionKernel } from "../lib/notebook.ts";
+import { bindNotebook, notebookPathFor, provisionKernel } from "../lib/notebook.ts";
 import { setQuiet } from "../lib/log.ts";
 import { recordedSessions } from "../lib/state.ts";
 import { api, kernelEval, sharedServer, tempHome, tinyModels } from "./helpers.ts";
@@ -59,7 +59,7 @@ execution:
     const handle = await bindNotebook(conn, wk, opts);
     kernelId = handle.kernel_id;
     assert.equal(handle.kernel_id, wk.started.kernel.id, "binding keeps the warm kernel");
-    assert.match(handle.notebook_path ?? "", /^provisioned-\d{8}-\d{6}\.ipynb$/);
+    assert.match(handle.notebook_path ?? "", /^provisioned-\d{8}-\d{6}-[0-9a-f]{6}\.ipynb$/);
     const session = await api<{ kernel: { id: string }; path: string }>(
       server,
       `api/sessions/${handle.session_id}`,
@@ -81,4 +81,14 @@ execution:
   } finally {
     await client.shutdownKernel(kernelId).catch(() => {});
   }
+});
+
+Deno.test("notebook paths of runs started in the same second differ", async () => {
+  const loaded = await parseConfig("name: same\n", "/tmp/same.yaml");
+  const now = new Date("2026-12-02T13:00:46Z");
+  const a = notebookPathFor(loaded, now);
+  const b = notebookPathFor(loaded, now);
+  assert.match(a, /^same-20261202-130046-[0-9a-f]{6}\.ipynb$/);
+  assert.notEqual(a, b);
+  assert.match(notebookPathFor(loaded, now, 2), /^same-20261202-130046-[0-9a-f]{6}-2\.ipynb$/);
 });

@@ -69,7 +69,7 @@ Deno.test("skills: list and show on the search path", async () => {
   assert.match(show.stdout, /^---\nname: steering/);
   const unknown = await runCli(["skills", "show", "nope"]);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /unknown skill 'nope'/);
+  assert.match(unknown.stderr, /skills show: no skill named 'nope'/);
   assert.match(unknown.stderr, /hint: available: .*activations/);
 });
 
