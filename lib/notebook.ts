@@ -23,6 +23,7 @@ import { agentPrompt } from "./agent_prompt.ts";
 import type { Skill } from "./skills.ts";
 import { skillSpec } from "./skills.ts";
 import { endSession } from "./sessions.ts";
+import { redactor, redactOutputs } from "./redact.ts";
 import { recordSession } from "./state.ts";
 import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "./warmup.ts";
 import { VERSION } from "./version.ts";
@@ -214,6 +215,7 @@ export async function provisionKernel(
     const warm = await warmUp(channel, spec, {
       hidden: loaded.config.execution.hide_setup,
       label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
+      redact: redactor(client.target.token),
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       abortReason: opts.abortReason,
@@ -259,7 +261,8 @@ export async function bindNotebook(
         source: SETUP_CELL_SOURCE,
         metadata: { tags: ["interp-exec-setup"] },
         execution_count: warm.execution_count,
-        outputs: warm.outputs,
+        // The setup's log is the user's code too (custom_load_code may print anything).
+        outputs: redactOutputs(warm.outputs, redactor(client.target.token)),
       });
       await client.saveNotebook(started.notebookPath, nb);
     }

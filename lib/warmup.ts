@@ -148,6 +148,8 @@ export interface WarmupOptions {
   abortReason?: () => "SIGINT" | "SIGTERM";
   /** Prefix for each line of kernel output (tells parallel warm-ups apart). */
   label?: string;
+  /** Applied to kernel output before it reaches stderr (the server's token). */
+  redact?: (text: string) => string;
 }
 
 /**
@@ -180,7 +182,9 @@ async function runSetup(
   opts: WarmupOptions,
 ): Promise<WarmupResult> {
   const started = performance.now();
-  const write = opts.label ? linePrefixer(opts.label, writeStderr) : writeStderr;
+  const redact = opts.redact ?? ((t: string) => t);
+  const sink = (text: string) => writeStderr(redact(text));
+  const write = opts.label ? linePrefixer(opts.label, sink) : sink;
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
   const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
   const stash = await kernel.execute(stashCode(spec), {

@@ -12,7 +12,16 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { NotebookHandleSchema } from "../lib/handle.ts";
 import { secretForms } from "../lib/redact.ts";
-import { pidsWith, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
+import {
+  pidsWith,
+  PYTHON,
+  runCli,
+  serverFlags,
+  startStockServer,
+  tempHome,
+  tinyModels,
+  writeConfig,
+} from "./helpers.ts";
 
 const models = await tinyModels();
 
@@ -243,5 +252,44 @@ Deno.test("secrets: a token goes only to the server it was given for", async () 
     assert.ok(trap.heads.some((h) => h.includes(secret)));
   } finally {
     trap.close();
+  }
+});
+
+Deno.test("secrets: a warm-up that prints the token has it redacted on stderr and in the notebook", async () => {
+  const server = await startStockServer();
+  try {
+    const home = await tempHome();
+    const tokenFile = await Deno.makeTempFile();
+    await Deno.writeTextFile(tokenFile, server.token);
+    const config = await writeConfig(`
+name: leaky
+environment:
+  models:
+    - name: tiny-gpt2
+      custom_load_code: |
+        import base64
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        t = open(${JSON.stringify(tokenFile)}).read()
+        print("plain", t, "b64", base64.b64encode(t.encode()).decode(), flush=True)
+        model = AutoModelForCausalLM.from_pretrained(${JSON.stringify(models["tiny-gpt2"])})
+        tokenizer = AutoTokenizer.from_pretrained(${JSON.stringify(models["tiny-gpt2"])})
+`);
+    const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
+      env: { INTERP_EXEC_HOME: home },
+    });
+    assert.equal(warm.code, 0, warm.stderr);
+    assert.match(warm.stderr, /plain \[redacted\] b64 \[redacted\]/);
+    const h = NotebookHandleSchema.parse(JSON.parse(warm.stdout));
+    const nb = await Deno.readTextFile(join(server.rootDir, h.notebook_path!));
+    assert.match(nb, /plain \[redacted\]/);
+    for (const form of secretForms(server.token)) {
+      assert.ok(!warm.stderr.includes(form), "token on stderr");
+      assert.ok(!warm.stdout.includes(form), "token in the handle");
+      assert.ok(!nb.includes(form), "token in the notebook");
+    }
+    const down = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(down.code, 0, down.stderr);
+  } finally {
+    await server.stop();
   }
 });
