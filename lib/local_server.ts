@@ -373,7 +373,8 @@ function killGroup(pid: number, signal: Deno.Signal): void {
   }
 }
 
-function pidAlive(pid: number): boolean {
+/** Whether a process with this pid exists (a harmless signal reaches it). */
+export function pidAlive(pid: number): boolean {
   try {
     Deno.kill(pid, "SIGCONT");
     return true;

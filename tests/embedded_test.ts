@@ -8,18 +8,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { NotebookHandleSchema } from "../lib/handle.ts";
+import { pidAlive } from "../lib/local_server.ts";
 import { kernelEval, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 
 const models = await tinyModels();
 
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = pidAlive;
 
 Deno.test("embedded: starts, records, reuses and stops a local server", async () => {
   const home = await tempHome();

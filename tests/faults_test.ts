@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
+import { pidAlive } from "../lib/local_server.ts";
 import {
   runCli,
   serverFlags,
@@ -29,15 +30,7 @@ function errorLines(stderr: string): string[] {
   return stderr.split("\n").filter((l) => l.startsWith("error:"));
 }
 
-/** Whether a process lives (signal 0). */
-function alive(pid: number): boolean {
-  try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
-  }
-}
+const alive = pidAlive;
 
 /** Waits until the process is gone (ipykernel exits when its server dies). */
 async function gone(pid: number, ms = 20_000): Promise<boolean> {
@@ -129,6 +122,26 @@ execution:
   return { server, home, handle, handleFile, config };
 }
 
+/** The official MCP client on the server the handle's mcp_config launches. */
+async function mcpClient(handle: NotebookHandle, home: string): Promise<Client> {
+  const launch = Object.values(handle.mcp_config.mcpServers)[0];
+  const transport = new StdioClientTransport({
+    command: launch.command,
+    args: launch.args,
+    env: {
+      ...launch.env,
+      NO_COLOR: "1",
+      INTERP_EXEC_HOME: home,
+      PATH: Deno.env.get("PATH") ?? "",
+      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
+    },
+    stderr: "pipe",
+  });
+  const client = new Client({ name: "interp-exec-faults", version: "0" });
+  await client.connect(transport);
+  return client;
+}
+
 const SLOW_CELL =
   'import os, sys, time\nprint(f"kernel pid {os.getpid()}", file=sys.stderr, flush=True)\n' +
   "time.sleep(120)";
@@ -153,21 +166,7 @@ Deno.test("faults: a server killed during exec (no timeout) is reported as gone 
 
 Deno.test("faults: a server killed during an MCP execute_code gives an error result that says so", async () => {
   const { server, home, handle } = await warmSession("mcp-doomed");
-  const launch = Object.values(handle.mcp_config.mcpServers)[0];
-  const transport = new StdioClientTransport({
-    command: launch.command,
-    args: launch.args,
-    env: {
-      ...launch.env,
-      NO_COLOR: "1",
-      INTERP_EXEC_HOME: home,
-      PATH: Deno.env.get("PATH") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-    },
-    stderr: "pipe",
-  });
-  const client = new Client({ name: "interp-exec-faults", version: "0" });
-  await client.connect(transport);
+  const client = await mcpClient(handle, home);
   try {
     const attached = await client.callTool({
       name: "attach_to_session",
@@ -221,21 +220,7 @@ Deno.test("faults: a server killed during an MCP execute_code gives an error res
 
 Deno.test("faults: a server restarted under an attached MCP server: the next call says what happened and what to call", async () => {
   const { server, home, handle, config } = await warmSession("mcp-restarted");
-  const launch = Object.values(handle.mcp_config.mcpServers)[0];
-  const transport = new StdioClientTransport({
-    command: launch.command,
-    args: launch.args,
-    env: {
-      ...launch.env,
-      NO_COLOR: "1",
-      INTERP_EXEC_HOME: home,
-      PATH: Deno.env.get("PATH") ?? "",
-      ...(Deno.env.get("DENO_DIR") ? { DENO_DIR: Deno.env.get("DENO_DIR")! } : {}),
-    },
-    stderr: "pipe",
-  });
-  const client = new Client({ name: "interp-exec-faults", version: "0" });
-  await client.connect(transport);
+  const client = await mcpClient(handle, home);
   let restarted: TestServer | undefined;
   try {
     const first = await client.callTool({
