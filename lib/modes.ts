@@ -121,8 +121,14 @@ export async function runMode(
     printJson(n === 1 ? handles[0] : handles);
   } catch (err) {
     if (conn?.startedEmbedded && conn.embedded && !values["keep-on-error"]) {
-      progress("stopping the embedded server this run started");
-      await stopEmbeddedServer(conn.embedded);
+      // Commands started beside this one share the server: keep it for their kernels.
+      const others = await conn.client.listKernels().then((k) => k.length, () => 0);
+      if (others > 0) {
+        progress(`leaving the embedded server running: it holds ${others} other kernel(s)`);
+      } else {
+        progress("stopping the embedded server this run started");
+        await stopEmbeddedServer(conn.embedded);
+      }
     }
     throw err;
   } finally {

@@ -52,3 +52,58 @@ Deno.test("embedded race: three notebook runs at once share one embedded server"
   assert.deepEqual(await pidsWith(marker), [], "a server outlived 'server stop'");
   await assert.rejects(Deno.stat(join(home, "server.json")));
 });
+
+Deno.test("embedded race: a failed run keeps the server it started while another run's session lives on it", async () => {
+  const home = await tempHome();
+  const env = { INTERP_EXEC_HOME: home, INTERP_EXEC_PYTHON: PYTHON };
+  // The first run fails only once the second is ready (the test says so through a file).
+  const go = join(await Deno.makeTempDir(), "fail-now");
+  const failing = await writeConfig(`
+name: starter
+environment:
+  models:
+    - name: doomed
+      custom_load_code: |
+        import os, sys, time
+        print("loading slowly", file=sys.stderr, flush=True)
+        for _ in range(1200):
+            if os.path.exists(${JSON.stringify(go)}):
+                break
+            time.sleep(0.1)
+        raise RuntimeError("simulated failure after the other run is ready")
+`);
+  const good = await writeConfig(
+    `name: bystander\nenvironment:\n  models:\n    - name: tiny-gpt2\n      path: ${
+      models["tiny-gpt2"]
+    }\n      device: cpu\n`,
+  );
+  try {
+    let startBystander!: () => void;
+    const serverUp = new Promise<void>((r) => startBystander = r);
+    const first = runCli(["notebook", "--config", failing], {
+      env,
+      onStderr: (t) => {
+        if (/loading slowly/.test(t)) startBystander();
+      },
+    });
+    await serverUp;
+    const second = await runCli(["notebook", "--config", good], { env });
+    assert.equal(second.code, 0, second.stderr);
+    const handle = NotebookHandleSchema.parse(JSON.parse(second.stdout));
+    await Deno.writeTextFile(go, "");
+    const failed = await first;
+    assert.equal(failed.code, 4, failed.stderr);
+    assert.match(failed.stderr, /starting the embedded Jupyter server/);
+    assert.match(failed.stderr, /leaving the embedded server running: it holds 1 other kernel/);
+    // The bystander's session still answers.
+    const ran = await runCli(
+      ["exec", "--session", handle.session_id, "--code", "print(type(model).__name__)"],
+      { env },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.equal(ran.stdout, "GPT2LMHeadModel\n");
+  } finally {
+    const stop = await runCli(["server", "stop"], { env });
+    assert.equal(stop.code, 0, stop.stderr);
+  }
+});
