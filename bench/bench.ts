@@ -11,6 +11,9 @@
  * - the round trip of a trivial execute: interp-exec's KernelChannel against
  *   jupyter_client over ZMQ on the same kernel, on the embedded server (Nagle
  *   off) and on a stock Jupyter Server interp-exec did not start;
+ * - Nagle on the stock server: the round trip's distribution over many fresh
+ *   connections for interp-exec's client, Deno's built-in WebSocket, ZMQ and
+ *   the variants of the remedy, with the ACKs that did not ride on data;
  * - a kernel's start until it answers, through the server and connectKernel
  *   (as shipped, and with a shorter first window), against jupyter_client
  *   starting a kernel directly;
@@ -76,6 +79,7 @@ const { values: flags } = parseArgs({
     "gpu-model-dir": { type: "string" },
     reps: { type: "string", default: "5" },
     sections: { type: "string" },
+    "nagle-connections": { type: "string", default: "20" },
     "update-results": { type: "boolean" },
     help: { type: "boolean", short: "h" },
   },
@@ -85,7 +89,8 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,ready,warmup,parallel,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,gpu
+  --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
   --gpu-device DEV      cuda (default); cpu runs the GPU section's plumbing without a GPU
@@ -96,7 +101,7 @@ if (flags.help) {
 
 const reps = Math.max(1, Number(flags.reps));
 const sections = new Set(
-  (flags.sections ?? "startup,rtt,ready,warmup,parallel").split(",").map((s) => s.trim()),
+  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel").split(",").map((s) => s.trim()),
 );
 if (flags.gpu) sections.add("gpu");
 
@@ -180,7 +185,6 @@ async function rttSection(
   label: string,
   server: { url: string; token: string },
   target: number,
-  variants: boolean,
 ): Promise<void> {
   const client = new JupyterClient(server);
   const kernel = await client.startKernel({ kernelName: "python3" });
@@ -209,39 +213,119 @@ async function rttSection(
       target: `<= ${target}x ZMQ`,
       pass: median(ws) / median(floor) <= target,
     });
-    channel.close();
-    channel = undefined;
-    if (!variants) return;
-    // The Nagle investigation, side by side on the same kernel and server.
-    const kinds: { name: string; ws: unknown }[] = [
-      { name: "Deno's built-in WebSocket (no remedy)", ws: WebSocket },
-      { name: "raw socket, TCP_NODELAY, no ACK frame", ws: variant({ ack: "none" }) },
-      { name: "raw socket, Nagle on, pong per read", ws: variant({ noDelay: false }) },
-      { name: "raw socket, TCP_NODELAY, ping per read", ws: variant({ ack: "ping" }) },
-      { name: "raw socket, TCP_NODELAY, pong per read (default)", ws: NoDelayWebSocket },
-    ];
-    for (const k of kinds) {
-      const c = new JupyterClient(server, { webSocket: k.ws as typeof WebSocket });
-      const ch = await c.connectKernel(kernel);
-      try {
-        await sampleExecutes(ch, 3);
-        const acks0 = delayedAcks();
-        const xs = await sampleExecutes(ch, 15);
-        const acks = acks0 === null ? null : (delayedAcks()! - acks0) / xs.length;
-        const zs = await zmq.run(15);
-        rows.push({
-          ...compare("nagle (stock server)", k.name, xs, "ms", "ZMQ", zs),
-          note: acks === null ? undefined : `${acks.toFixed(2)} delayed ACKs per execute`,
-        });
-      } finally {
-        ch.close();
-      }
-    }
   } finally {
     channel?.close();
     await zmq.stop();
     await client.shutdownKernel(kernel.id).catch(() => {});
   }
+}
+
+/**
+ * The Nagle remedy on a stock server, over many fresh connections: each
+ * client in turn opens a connection, warms it with 3 executes, times 30, and
+ * closes it, round after round on one kernel, so that load drift on the shared
+ * machine spreads over all of them. Reports the distribution (p50 in the
+ * table; p90, p99, the share over 20 ms and the spread of the per-connection
+ * medians in the note) and, per execute, the ACKs the client's socket sent
+ * without data (from `ss -ti`): each is an ACK the server, with Nagle on, may
+ * have waited ~40 ms for.
+ */
+async function nagleSection(server: { url: string; token: string }, connections: number) {
+  const section = "nagle (stock server, distribution)";
+  const perConnection = 30;
+  const client = new JupyterClient(server);
+  const kernel = await client.startKernel({ kernelName: "python3" });
+  const port = Number(new URL(server.url).port);
+  const connectionFile = join(runtimeDir, `kernel-${kernel.id}.json`);
+  // The variants only explain the remedy: a quarter of the connections.
+  const few = Math.max(1, Math.round(connections / 4));
+  const kinds: { name: string; ws: unknown; connections: number }[] = [
+    {
+      name: "interp-exec (raw socket, TCP_NODELAY, pong per read)",
+      ws: NoDelayWebSocket,
+      connections,
+    },
+    { name: "Deno's built-in WebSocket (no remedy)", ws: WebSocket, connections },
+    {
+      name: "raw socket, TCP_NODELAY, no ACK frame",
+      ws: variant({ ack: "none" }),
+      connections: few,
+    },
+    {
+      name: "raw socket, Nagle on, pong per read",
+      ws: variant({ noDelay: false }),
+      connections: few,
+    },
+    {
+      name: "raw socket, TCP_NODELAY, ping per read",
+      ws: variant({ ack: "ping" }),
+      connections: few,
+    },
+  ];
+  const got = kinds.map(() => ({ xs: [] as number[], p50s: [] as number[], pure: 0, delayed: 0 }));
+  const zmq = { xs: [] as number[], p50s: [] as number[] };
+  try {
+    for (let round = 0; round < connections; round++) {
+      log(`nagle: connection ${round + 1} of ${connections}`);
+      for (const [k, kind] of kinds.entries()) {
+        if (round >= kind.connections) continue;
+        const c = new JupyterClient(server, { webSocket: kind.ws as typeof WebSocket });
+        const ch = await c.connectKernel(kernel);
+        try {
+          await sampleExecutes(ch, 3);
+          const acks0 = delayedAcks();
+          const segs0 = segmentsTo(port);
+          const xs = await sampleExecutes(ch, perConnection);
+          got[k].pure += pureAcksSince(segs0, segmentsTo(port)) ?? NaN;
+          got[k].delayed += acks0 === null ? NaN : delayedAcks()! - acks0;
+          got[k].xs.push(...xs);
+          got[k].p50s.push(median(xs));
+        } finally {
+          ch.close();
+        }
+      }
+      const ref = await ZmqReference.start(connectionFile);
+      try {
+        await ref.run(3);
+        const zs = await ref.run(perConnection);
+        zmq.xs.push(...zs);
+        zmq.p50s.push(median(zs));
+      } finally {
+        await ref.stop();
+      }
+    }
+  } finally {
+    await client.shutdownKernel(kernel.id).catch(() => {});
+  }
+  const spread = (xs: number[], p50s: number[]) =>
+    `p90 ${fmt(quantile(xs, 0.9))} ms, p99 ${fmt(quantile(xs, 0.99))} ms, ${
+      (100 * xs.filter((x) => x > 20).length / xs.length).toFixed(1)
+    }% over 20 ms; per-connection p50 ${fmt(Math.min(...p50s))}-${fmt(Math.max(...p50s))} ms`;
+  for (const [k, kind] of kinds.entries()) {
+    const { xs, p50s, pure, delayed } = got[k];
+    const n = xs.length;
+    const counts = [
+      Number.isNaN(pure) ? "" : `; ${(pure / n).toFixed(2)} ACKs without data per execute`,
+      Number.isNaN(delayed)
+        ? ""
+        : `, ${(delayed / n).toFixed(2)} TcpExt DelayedACKs (machine-wide)`,
+    ].join("");
+    rows.push({
+      ...compare(section, `${kind.name}, ${p50s.length}x${perConnection}`, xs, "ms", "ZMQ", zmq.xs),
+      delta: median(xs) - median(zmq.xs),
+      note: `${spread(xs, p50s)}${counts}`,
+      detail: { per_connection_p50: p50s },
+    });
+  }
+  rows.push({
+    section,
+    name: `jupyter_client over ZMQ, same kernel, ${zmq.p50s.length}x${perConnection}`,
+    value: median(zmq.xs),
+    unit: "ms",
+    note: spread(zmq.xs, zmq.p50s),
+    samples: zmq.xs,
+    detail: { per_connection_p50: zmq.p50s },
+  });
 }
 
 async function readySection(server: { url: string; token: string }): Promise<void> {
@@ -783,6 +867,42 @@ function delayedAcks(): number | null {
   return null;
 }
 
+/** Segments sent by this machine's TCP sockets to `port`, by local address (`ss -ti`), or null. */
+function segmentsTo(port: number): Map<string, { segs: number; data: number }> | null {
+  try {
+    const out = new Deno.Command("ss", {
+      args: ["-tinH", "state", "established", `( dport = :${port} )`],
+      stderr: "null",
+    }).outputSync();
+    const lines = new TextDecoder().decode(out.stdout).split("\n");
+    const sockets = new Map<string, { segs: number; data: number }>();
+    for (let i = 0; i + 1 < lines.length; i++) {
+      if (!/^\S/.test(lines[i])) continue;
+      const segs = /\bsegs_out:(\d+)/.exec(lines[i + 1]);
+      const data = /\bdata_segs_out:(\d+)/.exec(lines[i + 1]);
+      const local = lines[i].trim().split(/\s+/)[2];
+      if (segs) sockets.set(local, { segs: Number(segs[1]), data: Number(data?.[1] ?? 0) });
+    }
+    return out.success ? sockets : null;
+  } catch {
+    return null; // no iproute2
+  }
+}
+
+/** ACKs sent without data between two {@link segmentsTo} snapshots (sockets in both). */
+function pureAcksSince(
+  before: ReturnType<typeof segmentsTo>,
+  after: ReturnType<typeof segmentsTo>,
+): number | null {
+  if (!before || !after) return null;
+  let n = 0;
+  for (const [local, a] of after) {
+    const b = before.get(local);
+    if (b) n += (a.segs - b.segs) - (a.data - b.data);
+  }
+  return n;
+}
+
 // ------------------------------------------------------------------ fixtures
 
 async function buildBundle(): Promise<string> {
@@ -890,6 +1010,13 @@ function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The q-quantile (nearest rank). */
+function quantile(xs: number[], q: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
 }
 
 /** Median of value[i] - reference[i] over rounds run back to back (robust to drift). */
@@ -1071,7 +1198,7 @@ async function main(): Promise<void> {
       embedded = { url: server.url, token: server.token };
       cleanups.push(async () => void await stopEmbeddedServer(server));
     }
-    if (sections.has("rtt")) {
+    if (sections.has("rtt") || sections.has("nagle")) {
       const s = await startStockServer();
       stock = s;
       cleanups.push(s.stop);
@@ -1092,9 +1219,10 @@ async function main(): Promise<void> {
     };
     await run("startup", () => startupSection(bundle, emptyScript));
     await run("rtt", async () => {
-      await rttSection("embedded server (Nagle off)", embedded!, 1.3, false);
-      await rttSection("stock server", stock!, 2, true);
+      await rttSection("embedded server (Nagle off)", embedded!, 1.3);
+      await rttSection("stock server", stock!, 2);
     });
+    await run("nagle", () => nagleSection(stock!, Math.max(1, Number(flags["nagle-connections"]))));
     await run("ready", () => readySection(embedded!));
     await run("warmup", () => warmupSection(bundle, config, embedded!));
     await run("parallel", () => parallelSection(bundle, config, embedded!, machine.cores));

@@ -12,7 +12,11 @@
  * it can make its ACKs immediate by sending something: after every read that
  * brought data, this client writes an unsolicited pong (6 bytes; RFC 6455 5.5.3
  * allows it and servers answer nothing), with Nagle off on its own socket,
- * and the ACK rides on that segment.
+ * and the ACK rides on that segment. The ACK frame goes to the socket before
+ * the read's messages are dispatched, so slow handlers do not hold it back.
+ * (Round trips of ~25 ms seen with this client on a loaded 2-core machine
+ * were CPU contention: ZMQ on the same kernel was as slow, and the client's
+ * socket sent no ACK without data; see bench/RESULTS.md.)
  *
  * Implements what @jupyterlab/services uses of the browser WebSocket API
  * (constructor with subprotocols, binaryType, send, close, protocol,
@@ -64,6 +68,8 @@ export class NoDelayWebSocket extends EventTarget {
   private readonly origin: string;
   private conn: Deno.Conn | undefined;
   private writing: Promise<void> = Promise.resolve();
+  /** Writes queued or under way; none: the next one starts at once. */
+  private inFlight = 0;
   private readonly ackFrame: (() => Uint8Array) | undefined;
   private readonly noDelay: boolean;
   private closeSent = false;
@@ -310,24 +316,35 @@ export class NoDelayWebSocket extends EventTarget {
   }
 
   private enqueue(bytes: Uint8Array): void {
-    this.bufferedAmount += bytes.length;
-    this.enqueueAsync(Promise.resolve(bytes), bytes.length);
+    this.enqueueAsync(bytes, bytes.length);
   }
 
-  private enqueueAsync(bytes: Promise<Uint8Array>, counted = 0): void {
+  /**
+   * Writes go out in order, one at a time. With none in flight, the write
+   * starts before this returns: the ACK frame of a read reaches the socket
+   * before that read's messages are dispatched (a handler that runs long, or
+   * the promise continuations it queues, must not hold the ACK back).
+   */
+  private enqueueAsync(bytes: Uint8Array | Promise<Uint8Array>, counted = 0): void {
     const conn = this.conn;
     if (!conn) return;
-    // Writes go out in order, one at a time.
-    this.writing = this.writing.then(async () => {
-      const b = await bytes;
+    this.bufferedAmount += counted;
+    const write = async (b: Uint8Array) => {
       this.bufferedAmount += b.length - counted;
       try {
         await writeAll(conn, b);
       } finally {
         this.bufferedAmount -= b.length;
       }
-    }).catch((err) => {
+    };
+    const job = this.inFlight === 0 && bytes instanceof Uint8Array
+      ? write(bytes)
+      : this.writing.then(() => bytes).then(write);
+    this.inFlight++;
+    this.writing = job.catch((err) => {
       if (this.readyState !== this.CLOSED) this.fail(err);
+    }).finally(() => {
+      this.inFlight--;
     });
   }
 
