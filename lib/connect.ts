@@ -67,42 +67,6 @@ export interface Connection {
 }
 
 /**
- * Checks a Jupyter base URL given by the user and normalises it; `source`
- * names where it came from (--jupyter-url, INTERP_EXEC_JUPYTER_URL, the env
- * handle's jupyter_url). Bad ones are usage errors (exit 2).
- */
-export function checkJupyterUrl(raw: string, source: string): string {
-  const allowed =
-    "expected http://HOST:PORT/ or https://HOST/, with any base path (such as /user/NAME/)";
-  if (/\s/.test(raw)) throw new UsageError(`${source}: '${raw}' contains whitespace`, allowed);
-  let u: URL | undefined;
-  try {
-    u = new URL(raw);
-  } catch { /* below */ }
-  if (!u || !/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
-    throw new UsageError(`${source}: '${raw}' is not a URL with a scheme`, allowed);
-  }
-  if (u.protocol !== "http:" && u.protocol !== "https:") {
-    throw new UsageError(`${source}: unsupported scheme '${u.protocol}' in '${raw}'`, allowed);
-  }
-  if (!u.hostname) throw new UsageError(`${source}: '${raw}' has no host`, allowed);
-  if (u.searchParams.has("token")) {
-    throw new UsageError(
-      `${source}: the URL carries a token (?token=...)`,
-      "put the token in a file and pass it with --token-file FILE (or JUPYTER_TOKEN, or " +
-        "jupyter_token in --env), and give the URL without it",
-    );
-  }
-  if (u.username || u.password) {
-    throw new UsageError(
-      `${source}: the URL carries credentials (user:password@)`,
-      "pass the token with --token-file FILE, not inside the URL",
-    );
-  }
-  return normalizeBaseUrl(raw);
-}
-
-/**
  * Reads the server target from flags, the env handle and the environment;
  * undefined means embedded. A token goes only to the server it was given
  * for: --token/--token-file pair with the URL given with them (--jupyter-url,
@@ -153,17 +117,17 @@ export async function resolveTarget(
         "the environment handle is a JSON object with at least jupyter_url",
       );
     }
-    envUrl = checkJupyterUrl(r.data.jupyter_url, `--env ${source}: jupyter_url`);
+    envUrl = normalizeBaseUrl(r.data.jupyter_url, `--env ${source}: jupyter_url`);
     envToken = r.data.jupyter_token;
   }
   let url: string | undefined;
   if (flags["jupyter-url"] !== undefined) {
-    url = checkJupyterUrl(flags["jupyter-url"], "--jupyter-url");
+    url = normalizeBaseUrl(flags["jupyter-url"], "--jupyter-url");
   } else if (envUrl !== undefined) {
     url = envUrl;
   } else {
     const fromEnv = Deno.env.get("INTERP_EXEC_JUPYTER_URL");
-    if (fromEnv) url = checkJupyterUrl(fromEnv, "INTERP_EXEC_JUPYTER_URL");
+    if (fromEnv) url = normalizeBaseUrl(fromEnv, "INTERP_EXEC_JUPYTER_URL");
   }
   if (!url) {
     if (flagToken !== undefined) {

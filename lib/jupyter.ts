@@ -7,7 +7,7 @@
  */
 
 import type { KernelConnection, KernelMessage, ServerConnection } from "@jupyterlab/services";
-import { InterruptedError, JupyterError } from "./errors.ts";
+import { InterruptedError, JupyterError, UsageError } from "./errors.ts";
 import type { ServerInfo } from "./handle.ts";
 import { kernelWebSocketClass } from "./ws_transport.ts";
 import { runCode } from "./kernel_run.ts";
@@ -90,26 +90,38 @@ globalThis.addEventListener("unhandledrejection", (e) => {
   if (libraryNoise.test(message)) e.preventDefault();
 });
 
-/** Normalises a base URL: a trailing slash, no query. */
-export function normalizeBaseUrl(raw: string): string {
-  let u: URL;
+/**
+ * Checks a Jupyter base URL and normalises it (a trailing slash, no query).
+ * `source` names where it came from (--jupyter-url, INTERP_EXEC_JUPYTER_URL,
+ * the env handle's jupyter_url, a handle); a bad one is a usage error
+ * (exit 2) naming it.
+ */
+export function normalizeBaseUrl(raw: string, source = "the Jupyter URL"): string {
+  const allowed =
+    "expected http://HOST:PORT/ or https://HOST/, with any base path (such as /user/NAME/)";
+  if (/\s/.test(raw)) throw new UsageError(`${source}: '${raw}' contains whitespace`, allowed);
+  let u: URL | undefined;
   try {
     u = new URL(raw);
-  } catch {
-    throw new JupyterError(
-      "unreachable",
-      `not a URL: '${raw}'`,
-      "expected http(s)://host:port/ with any base path prefix",
-    );
+  } catch { /* below */ }
+  if (!u || !/^[a-z][a-z0-9+.-]*:\/\//i.test(raw)) {
+    throw new UsageError(`${source}: '${raw}' is not a URL with a scheme`, allowed);
   }
   if (u.protocol !== "http:" && u.protocol !== "https:") {
-    throw new JupyterError("unreachable", `unsupported URL scheme '${u.protocol}' in ${raw}`);
+    throw new UsageError(`${source}: unsupported scheme '${u.protocol}' in '${raw}'`, allowed);
   }
-  if (u.username || u.password || u.searchParams.has("token")) {
-    throw new JupyterError(
-      "unreachable",
-      "the Jupyter URL carries credentials",
-      "pass the token with --token-file or JUPYTER_TOKEN, not inside the URL",
+  if (!u.hostname) throw new UsageError(`${source}: '${raw}' has no host`, allowed);
+  if (u.searchParams.has("token")) {
+    throw new UsageError(
+      `${source}: the URL carries a token (?token=...)`,
+      "put the token in a file and pass it with --token-file FILE (or JUPYTER_TOKEN, or " +
+        "jupyter_token in --env), and give the URL without it",
+    );
+  }
+  if (u.username || u.password) {
+    throw new UsageError(
+      `${source}: the URL carries credentials (user:password@)`,
+      "pass the token with --token-file FILE, not inside the URL",
     );
   }
   u.search = "";
