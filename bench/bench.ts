@@ -36,7 +36,7 @@ import { fileURLToPath } from "node:url";
 import { JupyterClient, type KernelChannel } from "../lib/jupyter.ts";
 import { ensureEmbeddedServer, stopEmbeddedServer } from "../lib/local_server.ts";
 import { guardStdout } from "../lib/log.ts";
-import { loadExperiment } from "../lib/modes.ts";
+import { loadExperiment } from "../lib/experiment.ts";
 import { skillSpec } from "../lib/skills.ts";
 import { buildSpec, SETUP_CELL_SOURCE, stashCode } from "../lib/warmup.ts";
 import { type NoDelayOptions, NoDelayWebSocket } from "../lib/ws_transport.ts";

@@ -4,7 +4,7 @@
  * already obfuscated, so a hidden model's identity cannot leak through it.
  */
 
-import type { KernelSummary } from "./handle.ts";
+import type { KernelSummary, ToolSummary } from "./handle.ts";
 import type { Skill } from "./skills.ts";
 
 export interface PromptInput {
@@ -15,6 +15,8 @@ export interface PromptInput {
   skills: Skill[];
   workspace: string;
   sessionId?: string;
+  /** mcp mode: the tools the agent has (instead of a namespace). */
+  tools?: ToolSummary[];
 }
 
 const modeIntro: Record<PromptInput["mode"], string> = {
@@ -45,6 +47,12 @@ export function agentPrompt(p: PromptInput): string {
         m.peft ? " (PEFT adapter)" : ""
       }, ${params} parameters, ${m.device}, ${m.dtype} (${name})`,
     );
+  }
+  if (p.mode === "mcp") {
+    out.push("", "## Tools", "");
+    for (const t of p.tools ?? []) out.push(`- \`${t.name}\`: ${t.description.split("\n")[0]}`);
+    if (p.task?.trim()) out.push("", "## Task", "", p.task.trim());
+    return out.join("\n") + "\n";
   }
   const fnSkills = p.summary.skills.filter((s) =>
     s.preload && (s.functions.length || s.classes.length)

@@ -66,3 +66,12 @@ export function intFlag(
   }
   return n;
 }
+
+/** A TCP port from --http (0: any free port). */
+export function httpPortFlag(value: string): number {
+  const port = intFlag("http", value, 0, 0);
+  if (port > 65535) {
+    throw new UsageError(`--http: not a port: ${value}`, "a port from 1 to 65535, or 0 for any");
+  }
+  return port;
+}

@@ -62,26 +62,98 @@ export const EnvironmentSchema = z.strictObject({
   python_packages: z.array(z.string()).default([]),
 });
 
-export const ExecutionSchema = z.strictObject({
-  type: z.enum(["notebook", "filesystem", "mcp"]).default("notebook"),
+/** `execution` keys every mode takes. */
+const executionCommon = {
   skills: z.array(z.string().min(1)).default([]),
   /** Folders searched for skills after the built-ins (relative to the config). */
   skills_dirs: z.array(z.string().min(1)).default([]),
   obfuscate: z.boolean().default(false),
-  /** Run the warm-up silently instead of as the notebook's first cell. */
-  hide_setup: z.boolean().default(false),
   /** The agent's working folder inside the kernel's machine. */
   workspace: z.string().min(1).optional(),
+  /** Kernel spec name to start. */
+  kernel_name: z.string().min(1).default("python3"),
+  /** Shut interp-exec's sessions down after this many idle seconds (0: never). */
+  idle_timeout: z.number().int().nonnegative().default(0),
+};
+
+/** notebook mode: the agent runs code as cells of a notebook. */
+export const NotebookExecutionSchema = z.strictObject({
+  type: z.literal("notebook"),
+  ...executionCommon,
+  /** Run the warm-up silently instead of as the notebook's first cell. */
+  hide_setup: z.boolean().default(false),
   /** Folder (server-relative) for the session's notebook. */
   notebook_dir: z.string().refine(
     (d) => !isAbsolute(d) && !/^[A-Za-z]:|^~/.test(d) && !d.split(/[\\/]/).includes(".."),
     "a folder relative to the server's root (no leading '/', no '..' segments)",
   ).default(""),
-  /** Kernel spec name to start. */
-  kernel_name: z.string().min(1).default("python3"),
-  /** Shut interp-exec's sessions down after this many idle seconds (0: never). */
-  idle_timeout: z.number().int().nonnegative().default(0),
 });
+
+/** mcp mode: the agent may call only the researcher's functions, as MCP tools. */
+export const McpExecutionSchema = z.strictObject({
+  type: z.literal("mcp"),
+  ...executionCommon,
+  /**
+   * Which functions become tools: names, `SKILL.*`, `*` (the preloaded
+   * skills' public functions, the default) and `!NAME` (leave one out).
+   */
+  functions: z.array(z.string().min(1)).min(1).optional(),
+  /** Bound on one tool call in seconds; past it the kernel is interrupted (0: none). */
+  call_timeout: z.number().nonnegative().default(300),
+});
+
+/** filesystem mode: the agent works on files and runs scripts that load the models. */
+export const FilesystemExecutionSchema = z.strictObject({
+  type: z.literal("filesystem"),
+  ...executionCommon,
+  /** Run every script in a new process that loads the models itself (no warm worker). */
+  fresh_process: z.boolean().default(false),
+  /** Default bound on one script run in seconds (0: none). */
+  run_timeout: z.number().nonnegative().default(600),
+});
+
+/** The execution types, each with the keys it allows. */
+export const EXECUTION_TYPES = {
+  notebook: NotebookExecutionSchema,
+  mcp: McpExecutionSchema,
+  filesystem: FilesystemExecutionSchema,
+} as const;
+
+/**
+ * `execution`: a union on `type` (notebook when absent); a key of one mode
+ * under another type is an error naming where it belongs.
+ */
+export const ExecutionSchema = z.preprocess(
+  (v) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) &&
+      (v as Record<string, unknown>).type === undefined
+      ? { ...v, type: "notebook" }
+      : v,
+  z.discriminatedUnion("type", [
+    NotebookExecutionSchema,
+    McpExecutionSchema,
+    FilesystemExecutionSchema,
+  ]),
+);
+
+/**
+ * The config's `execution` as the given mode reads it: itself when its type
+ * is that mode, else its shared keys with that mode's own keys at their
+ * defaults (a subcommand may run a config written for another mode).
+ */
+export function executionFor<T extends ExecutionType>(
+  config: { execution: ExecutionConfig },
+  type: T,
+): Extract<ExecutionConfig, { type: T }> {
+  const e = config.execution;
+  if (e.type === type) return e as Extract<ExecutionConfig, { type: T }>;
+  const common = Object.fromEntries(
+    Object.keys(executionCommon).flatMap((k) =>
+      k in e ? [[k, (e as Record<string, unknown>)[k]]] : []
+    ),
+  );
+  return EXECUTION_TYPES[type].parse({ ...common, type }) as Extract<ExecutionConfig, { type: T }>;
+}
 
 /** The longest experiment name (it becomes part of file and notebook names). */
 export const MAX_NAME_LENGTH = 100;
@@ -103,6 +175,8 @@ export const ConfigSchema = z.strictObject({
 });
 
 export type ModelConfig = z.infer<typeof ModelSchema>;
+export type ExecutionConfig = z.infer<typeof ExecutionSchema>;
+export type ExecutionType = ExecutionConfig["type"];
 export type ExperimentConfig = z.infer<typeof ConfigSchema>;
 
 /** A validated config with where it came from. */
@@ -297,11 +371,29 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
   const value = valueAt(data, issue.path);
   switch (issue.code) {
     case "unrecognized_keys": {
-      const allowed = allowedKeys(issue.path);
+      const allowed = allowedKeys(issue.path, data);
       const key = issue.keys[0];
       const near = nearest(key, allowed);
+      const owner = formatPath(issue.path) === "execution" ? executionTypeOf(key) : undefined;
+      const type = (value as { type?: unknown } | undefined)?.type ?? "notebook";
+      if (owner && owner !== type) {
+        return `'${key}' belongs to execution.type ${owner}, not ${type}; allowed under ${type}: ${
+          allowed.join(", ")
+        }`;
+      }
       return `unknown key '${key}'` + (near ? ` (did you mean '${near}'?)` : "") +
         (allowed.length ? `; allowed: ${allowed.join(", ")}` : "");
+    }
+    case "invalid_union": {
+      const options = (issue as { options?: unknown[] }).options;
+      if (options && (issue as { discriminator?: string }).discriminator) {
+        const near = typeof value === "string"
+          ? nearest(value, options.map((o) => String(o)))
+          : undefined;
+        return `got ${show(value)}; expected one of ${options.map((o) => String(o)).join(", ")}` +
+          (near ? ` (did you mean '${near}'?)` : "");
+      }
+      return `${issue.message}; got ${show(value)}`;
     }
     case "invalid_value":
       return `got ${show(value)}; expected one of ${issue.values.map((v) => String(v)).join(", ")}`;
@@ -331,25 +423,41 @@ function hintFor(issue: z.core.$ZodIssue): string | undefined {
   return undefined;
 }
 
-// Walks the schema along a data path to find an object's valid keys.
-function allowedKeys(path: readonly PropertyKey[]): string[] {
+// Walks the schema along a data path to find an object's valid keys; a
+// union on `type` takes the option the data names.
+function allowedKeys(path: readonly PropertyKey[], data: unknown): string[] {
   // deno-lint-ignore no-explicit-any
   let schema: any = ConfigSchema;
-  for (const step of path) {
+  for (const [i, step] of [...path, undefined].entries()) {
     schema = unwrap(schema);
+    const options = schema?._zod?.def?.options;
+    if (Array.isArray(options)) {
+      const type = (valueAt(data, path.slice(0, i)) as { type?: unknown } | undefined)?.type ??
+        "notebook";
+      schema = unwrap(options.find((o) => o._zod.def.shape?.type?._zod?.def?.values?.[0] === type));
+    }
+    if (step === undefined) break;
     if (typeof step === "number") schema = schema?._zod?.def?.element;
     else schema = schema?._zod?.def?.shape?.[step as string];
   }
-  schema = unwrap(schema);
   return schema?._zod?.def?.shape ? Object.keys(schema._zod.def.shape) : [];
+}
+
+/** The execution type that allows a key only it has (hide_setup: notebook), if any. */
+function executionTypeOf(key: string): string | undefined {
+  const owners = Object.entries(EXECUTION_TYPES).filter(([, s]) => key in s.shape);
+  return owners.length === 1 ? owners[0][0] : undefined;
 }
 
 // deno-lint-ignore no-explicit-any
 function unwrap(schema: any): any {
-  while (schema?._zod?.def?.innerType || schema?._zod?.def?.in) {
-    schema = schema._zod.def.innerType ?? schema._zod.def.in;
+  for (;;) {
+    const def = schema?._zod?.def;
+    if (def?.innerType) schema = def.innerType;
+    else if (def?.type === "pipe") {
+      schema = def.in?._zod?.def?.type === "transform" ? def.out : def.in;
+    } else return schema;
   }
-  return schema;
 }
 
 /** The candidate closest to `word` by edit distance, if close enough. */

@@ -5,10 +5,15 @@
  */
 
 import { z } from "zod";
-import { ConfigError, UsageError } from "./errors.ts";
+import { ConfigError, JupyterError, UsageError } from "./errors.ts";
 import type { ServerInfo } from "./handle.ts";
 import { JupyterClient, normalizeBaseUrl } from "./jupyter.ts";
-import { type EmbeddedServer, ensureEmbeddedServer, stopEmbeddedServer } from "./local_server.ts";
+import {
+  type EmbeddedServer,
+  ensureEmbeddedServer,
+  runningEmbeddedServer,
+  stopEmbeddedServer,
+} from "./local_server.ts";
 import { progress, warn } from "./log.ts";
 import { findServer, rememberServer } from "./state.ts";
 
@@ -185,4 +190,34 @@ export async function connect(
 /** Reads all of stdin as text. */
 export async function readStdin(): Promise<string> {
   return await new Response(Deno.stdin.readable).text();
+}
+
+/**
+ * The server an MCP server process (notebook-mcp, mcp-serve) works on:
+ * --jupyter-url / --env / INTERP_EXEC_JUPYTER_URL (the token from
+ * --token-file, the environment or interp-exec's state), else the running
+ * embedded server. It never starts one: the sessions it serves live on a
+ * server that runs already. `--env -` is refused (stdin carries MCP).
+ */
+export async function serverForServing(
+  flags: ServerFlags,
+  command: string,
+): Promise<{ client: JupyterClient; embedded?: EmbeddedServer }> {
+  if (flags.env === "-") {
+    throw new UsageError(
+      `${command}: --env - would read stdin, which carries the MCP protocol`,
+      "pass --env FILE",
+    );
+  }
+  const target = await resolveTarget(flags);
+  if (target) return { client: new JupyterClient(target) };
+  const embedded = await runningEmbeddedServer();
+  if (!embedded) {
+    throw new JupyterError(
+      "unreachable",
+      "no Jupyter server given and the embedded server is not running",
+      "pass --jupyter-url (the handle's jupyter_url), or start one with 'interp-exec notebook'",
+    );
+  }
+  return { client: new JupyterClient({ url: embedded.url, token: embedded.token }), embedded };
 }

@@ -6,11 +6,12 @@
  * liveness watch on the kernel, interrupt on timeout.
  */
 
-import type { KernelConnection, KernelMessage, ServerConnection } from "@jupyterlab/services";
+import type { KernelConnection, ServerConnection } from "@jupyterlab/services";
 import { InterruptedError, JupyterError, UsageError } from "./errors.ts";
 import type { ServerInfo } from "./handle.ts";
 import { kernelWebSocketClass } from "./ws_transport.ts";
 import { runCode } from "./kernel_run.ts";
+import type { Notebook, Output } from "./nbformat.ts";
 
 /** Where a Jupyter server is and how to authenticate. Never logged. */
 export interface ServerTarget {
@@ -36,22 +37,6 @@ export interface KernelModel {
   execution_state?: string;
   connections?: number;
 }
-
-/** An nbformat v4 output. */
-export type Output =
-  | { output_type: "stream"; name: "stdout" | "stderr"; text: string }
-  | {
-    output_type: "display_data";
-    data: Record<string, unknown>;
-    metadata: Record<string, unknown>;
-  }
-  | {
-    output_type: "execute_result";
-    data: Record<string, unknown>;
-    metadata: Record<string, unknown>;
-    execution_count: number | null;
-  }
-  | { output_type: "error"; ename: string; evalue: string; traceback: string[] };
 
 /** What one execute request produced. */
 export interface ExecuteResult {
@@ -85,10 +70,17 @@ export interface ExecuteOptions {
 // the process; the death itself is reported through KernelChannel.
 const libraryNoise =
   /^(Kernel connection disconnected|Canceled future for |Kernel is dead|Disposed kernel)/;
-globalThis.addEventListener("unhandledrejection", (e) => {
-  const message = e.reason instanceof Error ? e.reason.message : String(e.reason);
-  if (libraryNoise.test(message)) e.preventDefault();
-});
+let noiseGuarded = false;
+
+/** Installed with the first kernel connection, not on import. */
+function guardLibraryNoise(): void {
+  if (noiseGuarded) return;
+  noiseGuarded = true;
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    const message = e.reason instanceof Error ? e.reason.message : String(e.reason);
+    if (libraryNoise.test(message)) e.preventDefault();
+  });
+}
 
 /**
  * Checks a Jupyter base URL and normalises it (a trailing slash, no query).
@@ -442,6 +434,7 @@ export class JupyterClient {
     kernel: KernelModel,
     opts: { startTimeoutMs?: number; windowsMs?: number[] } = {},
   ): Promise<KernelChannel> {
+    guardLibraryNoise();
     const deadline = performance.now() + (opts.startTimeoutMs ?? 120_000);
     // The first window covers a fresh kernel's boot (~250 ms here). A shorter
     // one was tried to dodge Jupyter Server's occasional ~500 ms late first
@@ -582,81 +575,6 @@ export class KernelChannel {
   close(): void {
     if (!this.conn.isDisposed) this.conn.dispose();
   }
-}
-
-/** Converts an iopub message into an nbformat output, if it is one. */
-export function toOutput(msg: KernelMessage.IIOPubMessage): Output | undefined {
-  const c = msg.content as Record<string, unknown>;
-  switch (msg.header.msg_type) {
-    case "stream":
-      return { output_type: "stream", name: c.name as "stdout" | "stderr", text: String(c.text) };
-    case "display_data":
-      return {
-        output_type: "display_data",
-        data: (c.data ?? {}) as Record<string, unknown>,
-        metadata: (c.metadata ?? {}) as Record<string, unknown>,
-      };
-    case "execute_result":
-      return {
-        output_type: "execute_result",
-        data: (c.data ?? {}) as Record<string, unknown>,
-        metadata: (c.metadata ?? {}) as Record<string, unknown>,
-        execution_count: (c.execution_count as number | null) ?? null,
-      };
-    case "error":
-      return {
-        output_type: "error",
-        ename: String(c.ename),
-        evalue: String(c.evalue),
-        traceback: (c.traceback as string[]) ?? [],
-      };
-    default:
-      return undefined;
-  }
-}
-
-/** A minimal nbformat v4 notebook. */
-export interface Notebook {
-  nbformat: 4;
-  nbformat_minor: number;
-  metadata: Record<string, unknown>;
-  cells: NotebookCell[];
-}
-
-export type NotebookCell =
-  | {
-    cell_type: "code";
-    id: string;
-    source: string;
-    metadata: Record<string, unknown>;
-    execution_count: number | null;
-    outputs: Output[];
-  }
-  | { cell_type: "markdown"; id: string; source: string; metadata: Record<string, unknown> };
-
-/** An empty notebook for a Python kernel. */
-export function emptyNotebook(kernelName: string, extra: Record<string, unknown> = {}): Notebook {
-  return {
-    nbformat: 4,
-    nbformat_minor: 5,
-    metadata: {
-      kernelspec: { name: kernelName, display_name: "Python 3 (ipykernel)", language: "python" },
-      language_info: { name: "python" },
-      ...extra,
-    },
-    cells: [],
-  };
-}
-
-/** A fresh nbformat cell id. */
-export function cellId(): string {
-  return crypto.randomUUID().replaceAll("-", "").slice(0, 16);
-}
-
-/** Removes ANSI escape codes (tracebacks are coloured). */
-export function stripAnsi(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "");
 }
 
 function encodePath(path: string): string {

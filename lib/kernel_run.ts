@@ -15,8 +15,9 @@
  */
 
 import type { KernelMessage } from "@jupyterlab/services";
-import type { KernelChannel, Output } from "./jupyter.ts";
-import { toOutput } from "./jupyter.ts";
+import type { KernelChannel } from "./jupyter.ts";
+import type { Output } from "./nbformat.ts";
+import { toOutput } from "./nbformat.ts";
 import { JupyterError } from "./errors.ts";
 
 /** How a run ended. */
@@ -70,6 +71,8 @@ export interface RunOptions {
   onChange?: (collector: OutputCollector) => void;
   /** How often to ask the REST API whether the kernel and its server still live. */
   pollMs?: number;
+  /** The execute_request's metadata (a call's arguments travel here, as data: lib/kernel_call.ts). */
+  metadata?: Record<string, unknown>;
 }
 
 /**
@@ -247,13 +250,17 @@ export async function runCode(
     };
   }
   const silent = opts.silent ?? false;
-  const future = channel.conn.requestExecute({
-    code,
-    silent,
-    store_history: opts.storeHistory ?? !silent,
-    allow_stdin: false,
-    stop_on_error: true,
-  }, true);
+  const future = channel.conn.requestExecute(
+    {
+      code,
+      silent,
+      store_history: opts.storeHistory ?? !silent,
+      allow_stdin: false,
+      stop_on_error: true,
+    },
+    true,
+    opts.metadata as never,
+  );
   future.onIOPub = (msg) => {
     collector.add(msg);
     if (opts.onOutput) {

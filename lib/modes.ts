@@ -5,17 +5,17 @@
  */
 
 import { intFlag, parseFlags, secondsFlag } from "./args.ts";
-import { loadConfig, type LoadedConfig } from "./config.ts";
+import type { ExecutionType } from "./config.ts";
+import { type Experiment, loadExperiment } from "./experiment.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
-import { CliError, InterruptedError, UsageError } from "./errors.ts";
+import { CliError, InterruptedError } from "./errors.ts";
 import type { Handle } from "./handle.ts";
 import { stopEmbeddedServer } from "./local_server.ts";
 import { printJson, progress, setQuiet, warn } from "./log.ts";
 import { trapSignals } from "./signals.ts";
 import { endSession } from "./sessions.ts";
 import { forgetSessions } from "./state.ts";
-import { discoverSkills, resolveSkills, type Skill, skillDirs } from "./skills.ts";
-import type { WarmOptions } from "./notebook.ts";
+import type { WarmOptions } from "./provision.ts";
 
 /** parseArgs options every mode takes. */
 export const modeFlagOptions = {
@@ -49,36 +49,16 @@ export function parseModeFlags(command: string, args: string[]) {
   return parseFlags(command, args, modeFlagOptions);
 }
 
-/** Loads the config named by --config and the skills it asks for. */
-export async function loadExperiment(
-  values: { config?: string; "skills-dir"?: string[] },
-  command: string,
-): Promise<{ loaded: LoadedConfig; skills: Skill[] }> {
-  if (!values.config) {
-    throw new UsageError(
-      `${command}: --config FILE is required`,
-      `e.g. interp-exec ${command} --config experiment.yaml`,
-    );
-  }
-  const loaded = await loadConfig(values.config);
-  const available = await discoverSkills(skillDirs({
-    flagDirs: values["skills-dir"] ?? [],
-    configDir: loaded.dir,
-    configDirs: loaded.config.execution.skills_dirs,
-  }));
-  const skills = resolveSkills(loaded.config.execution.skills, available);
-  return { loaded, skills };
-}
-
 /**
  * Runs a mode: connect, warm one or N sessions, print the handle(s). Any
  * failure shuts every session of this call down and, if this call started
  * the embedded server, stops it too.
  */
 export async function runMode(
-  command: string,
+  command: ExecutionType,
   values: ModeValues,
   warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
+  experiment?: Experiment,
 ): Promise<void> {
   setQuiet(values.quiet ?? false);
   const n = intFlag("sessions", values.sessions, 1);
@@ -89,7 +69,13 @@ export async function runMode(
     120,
     false,
   );
-  const { loaded, skills } = await loadExperiment(values, command);
+  const { loaded, skills } = experiment ?? await loadExperiment(values, command);
+  if (loaded.config.execution.type !== command) {
+    progress(
+      `${loaded.path}: execution.type is ${loaded.config.execution.type}; running ${command} mode ` +
+        `as asked (its own execution keys take their defaults)`,
+    );
+  }
   const signals = trapSignals();
   const t0 = performance.now();
   let conn: Connection | undefined;

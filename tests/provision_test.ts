@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
 import { JupyterClient } from "../lib/jupyter.ts";
-import { bindNotebook, notebookPathFor, provisionKernel } from "../lib/notebook.ts";
+import { bindNotebook, notebookPathFor } from "../lib/notebook.ts";
+import { provisionKernel } from "../lib/provision.ts";
 import { setQuiet } from "../lib/log.ts";
 import { recordedSessions } from "../lib/state.ts";
 import { api, kernelEval, sharedServer, tempHome, tinyModels } from "./helpers.ts";
@@ -45,7 +46,7 @@ execution:
     signal: new AbortController().signal,
     abortReason: () => "SIGINT" as const,
   };
-  const wk = await provisionKernel(conn, { ...opts, notebook: false });
+  const wk = await provisionKernel(conn, { ...opts, hiddenSetup: false });
   let kernelId = wk.started.kernel.id;
   try {
     // Warm, but of no mode: a bare kernel with the model, no session, nothing recorded.

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
 import { ConfigError } from "../lib/errors.ts";
-import type { Output } from "../lib/jupyter.ts";
+import type { Output } from "../lib/nbformat.ts";
 import { assignNames, buildSpec, linePrefixer, mergeStreams, pyString } from "../lib/warmup.ts";
 
 Deno.test("warmup: variable names for one, several and named models", async () => {

@@ -7,11 +7,11 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Output } from "../jupyter.ts";
+import type { Output } from "../nbformat.ts";
 import { applyCarriageReturns } from "../kernel_run.ts";
-import { stripAnsi } from "../jupyter.ts";
+import { stripAnsi } from "../nbformat.ts";
 import { shrinkPng } from "./png.ts";
-import type { Content } from "./result.ts";
+import type { Content } from "./tool.ts";
 
 /** Limits on one tool result. */
 export interface RenderLimits {

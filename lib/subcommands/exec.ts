@@ -1,15 +1,8 @@
 import { parseFlags, secondsFlag } from "../args.ts";
 import { existingServerFlagOptions, readStdin } from "../connect.ts";
 import { CliError, InterruptedError, JupyterError, UsageError } from "../errors.ts";
-import {
-  cellId,
-  type ExecuteResult,
-  type JupyterClient,
-  type KernelChannel,
-  type Output,
-  sleep,
-  stripAnsi,
-} from "../jupyter.ts";
+import { type ExecuteResult, type JupyterClient, type KernelChannel, sleep } from "../jupyter.ts";
+import { cellId, type Output, stripAnsi } from "../nbformat.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
 import { redactor, redactOutputs } from "../redact.ts";
 import {

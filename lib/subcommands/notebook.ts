@@ -1,3 +1,4 @@
+import type { Experiment } from "../experiment.ts";
 import { printText } from "../log.ts";
 import { modeFlagHelp, parseModeFlags, runMode } from "../modes.ts";
 import { warmNotebookSession } from "../notebook.ts";
@@ -13,9 +14,9 @@ output go to stderr. With no server given it uses the embedded local server.
 
 ${modeFlagHelp}`;
 
-/** `interp-exec notebook` */
-export async function notebookCommand(args: string[]): Promise<void> {
+/** `interp-exec notebook` (from `run`, with the experiment it loaded). */
+export async function notebookCommand(args: string[], experiment?: Experiment): Promise<void> {
   const { values } = parseModeFlags("notebook", args);
   if (values.help) return printText(help);
-  await runMode("notebook", values, warmNotebookSession);
+  await runMode("notebook", values, warmNotebookSession, experiment);
 }

@@ -1,11 +1,8 @@
-import process from "node:process";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
-import { intFlag, parseFlags, secondsFlag } from "../args.ts";
-import { UsageError } from "../errors.ts";
-import { printText, progress, setQuiet } from "../log.ts";
-import { NotebookMcpContext } from "../mcp/context.ts";
-import { serveHttp } from "../mcp/http.ts";
-import { createServer } from "../mcp/server.ts";
+import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../args.ts";
+import { printText, setQuiet } from "../log.ts";
+import { NotebookMcpContext } from "../mcp/notebook/context.ts";
+import { createServer } from "../mcp/notebook/server.ts";
+import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
 
 export const help = `interp-exec notebook-mcp: serve a notebook session's tools to an agent over MCP
 
@@ -80,38 +77,25 @@ export async function notebookMcpCommand(args: string[]): Promise<void> {
       maxImages: intFlag("max-images", values["max-images"], 8, 0),
     },
   });
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  const factory = () => createServer(ctx);
   try {
-    if (values.http !== undefined) {
-      const port = intFlag("http", values.http, 0, 0);
-      if (port > 65535) throw new UsageError(`--http: not a port: ${values.http}`);
-      await serveHttp(ctx, {
-        port,
-        bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
-        signal: stop.signal,
-      });
-    } else {
-      await serveStdio(ctx, stop.signal);
-    }
+    await untilSignal(async (signal) => {
+      if (values.http !== undefined) {
+        await serveHttp(factory, {
+          port: httpPortFlag(values.http),
+          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
+          signal,
+          label: "notebook MCP server",
+          risk: "run code in the kernels",
+        });
+      } else {
+        await serveStdio(factory, {
+          signal,
+          ready: `notebook MCP server ready on stdio (Jupyter at ${ctx.client.url})`,
+        });
+      }
+    });
   } finally {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
     ctx.close();
   }
-}
-
-/** Serves one client on stdin/stdout until it closes stdin or `signal` aborts. */
-async function serveStdio(ctx: NotebookMcpContext, signal: AbortSignal): Promise<void> {
-  const server = createServer(ctx);
-  const closed = new Promise<void>((resolve) => {
-    server.server.onclose = () => resolve();
-    process.stdin.once("end", () => resolve());
-    process.stdin.once("close", () => resolve());
-    signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  await server.connect(new StdioServerTransport());
-  progress(`notebook MCP server ready on stdio (Jupyter at ${ctx.client.url})`);
-  await closed;
-  await server.close().catch(() => {});
 }

@@ -1,5 +1,6 @@
-import { loadConfig } from "../config.ts";
-import { ConfigError, UsageError } from "../errors.ts";
+import type { ExecutionType } from "../config.ts";
+import { ConfigError } from "../errors.ts";
+import { type Experiment, loadExperiment } from "../experiment.ts";
 import { printText } from "../log.ts";
 import { modeFlagHelp, parseModeFlags } from "../modes.ts";
 import { VERSION } from "../version.ts";
@@ -17,8 +18,10 @@ yet: a config naming one exits 2.
 
 ${modeFlagHelp}`;
 
-/** The modes this version has, by execution.type. */
-const modes: Record<string, (args: string[]) => Promise<void>> = {
+/** The modes this version has, by execution.type: one line per mode. */
+const modes: Partial<
+  Record<ExecutionType, (args: string[], experiment: Experiment) => Promise<void>>
+> = {
   notebook: notebookCommand,
 };
 
@@ -26,14 +29,10 @@ const modes: Record<string, (args: string[]) => Promise<void>> = {
 export async function runCommand(args: string[]): Promise<void> {
   const { values } = parseModeFlags("run", args);
   if (values.help) return printText(help);
-  if (!values.config) {
-    throw new UsageError(
-      "run: --config FILE is required",
-      "e.g. interp-exec run --config experiment.yaml",
-    );
-  }
-  const { config } = await loadConfig(values.config);
-  const type = config.execution.type;
+  // Loaded once: the mode takes the experiment as it is.
+  const experiment = await loadExperiment(values, "run");
+  const { loaded } = experiment;
+  const type = loaded.config.execution.type;
   const mode = modes[type];
   if (!mode) {
     throw new ConfigError(
@@ -41,5 +40,5 @@ export async function runCommand(args: string[]): Promise<void> {
       `available: ${Object.keys(modes).join(", ")} (execution.type: notebook, or leave it out)`,
     );
   }
-  await mode(args);
+  await mode(args, experiment);
 }

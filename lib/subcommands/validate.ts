@@ -2,7 +2,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags } from "../args.ts";
 import { ConfigError } from "../errors.ts";
-import { loadExperiment } from "../modes.ts";
+import { loadExperiment } from "../experiment.ts";
 import { printJson, printText, warn } from "../log.ts";
 import type { Skill } from "../skills.ts";
 import { assignNames } from "../warmup.ts";

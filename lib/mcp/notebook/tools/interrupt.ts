@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { NotebookMcpContext } from "../context.ts";
-import { addTool, textResult } from "../result.ts";
+import { addTool, textResult } from "../../tool.ts";
 import { sessionId } from "../schemas.ts";
 
 /** interrupt: sends the kernel an interrupt (KeyboardInterrupt in the running cell). */

@@ -1,11 +1,11 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../errors.ts";
-import type { NotebookCell, Output } from "../../jupyter.ts";
+import { UsageError } from "../../../errors.ts";
+import type { NotebookCell, Output } from "../../../nbformat.ts";
 import type { NotebookMcpContext } from "../context.ts";
-import { applyCarriageReturns } from "../../kernel_run.ts";
-import { renderOutputs, truncate } from "../render.ts";
-import { addTool, textResult } from "../result.ts";
+import { applyCarriageReturns } from "../../../kernel_run.ts";
+import { renderOutputs, truncate } from "../../render.ts";
+import { addTool, textResult } from "../../tool.ts";
 import { isSetupCell } from "../store.ts";
 import { sessionId } from "../schemas.ts";
 

@@ -1,7 +1,8 @@
 /**
- * Tool results and tool registration: text (redacted) plus images, and
- * errors turned into results the agent can read (message and hint) instead
- * of protocol errors.
+ * Tool registration and results for every interp-exec MCP server: text
+ * (redacted) plus images and structured content, and errors turned into
+ * results the agent can read (message and hint) instead of protocol errors.
+ * Nothing here knows a mode.
  */
 
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
@@ -21,12 +22,16 @@ export type Content =
  */
 export interface ToolResult {
   content: Content[];
+  /** A JSON object a program can read (the tool's outputSchema, when it has one). */
+  structuredContent?: Record<string, unknown>;
   isError?: boolean;
 }
 
 /** What building results needs. */
 export interface ResultContext {
   redact(text: string): string;
+  /** Names the server in diagnostics on stderr ("notebook-mcp"). */
+  readonly serverName?: string;
 }
 
 /** A result with one text block and any images after it. */
@@ -50,7 +55,7 @@ export function errorResult(ctx: ResultContext, err: unknown): ToolResult {
   } else {
     const e = err as Error;
     text = `error: ${e?.message ?? String(err)}`;
-    warn(`notebook-mcp: ${ctx.redact(e?.stack ?? String(err))}`);
+    warn(`${ctx.serverName ?? "mcp"}: ${ctx.redact(e?.stack ?? String(err))}`);
   }
   return textResult(ctx, text, [], true);
 }
@@ -71,7 +76,13 @@ export function addTool<S extends z.ZodRawShape>(
   server: McpServer,
   ctx: ResultContext,
   name: string,
-  config: { title: string; description: string; inputSchema: S; annotations?: ToolAnnotations },
+  config: {
+    title: string;
+    description: string;
+    inputSchema: S;
+    outputSchema?: z.ZodRawShape;
+    annotations?: ToolAnnotations;
+  },
   fn: (args: z.output<z.ZodObject<S>>, extra: Extra) => Promise<ToolResult>,
 ): void {
   const wrapped = async (args: z.output<z.ZodObject<S>>, extra: Extra): Promise<ToolResult> => {
@@ -86,7 +97,22 @@ export function addTool<S extends z.ZodRawShape>(
       content: result.content.map((c) =>
         c.type === "text" ? { ...c, text: ctx.redact(c.text) } : c
       ),
+      ...(result.structuredContent
+        ? { structuredContent: redactJson(ctx, result.structuredContent) }
+        : {}),
     };
   };
   server.registerTool(name, config, wrapped as never);
+}
+
+/** Every string in a JSON value redacted. */
+export function redactJson<T>(ctx: ResultContext, value: T): T {
+  if (typeof value === "string") return ctx.redact(value) as T;
+  if (Array.isArray(value)) return value.map((v) => redactJson(ctx, v)) as T;
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [ctx.redact(k), redactJson(ctx, v)]),
+    ) as T;
+  }
+  return value;
 }

@@ -6,14 +6,14 @@
  * tool calls are kept rather than overwritten.
  */
 
+import type { JupyterClient } from "../../jupyter.ts";
 import {
   cellId,
   emptyNotebook,
-  type JupyterClient,
   type Notebook,
   type NotebookCell,
   type Output,
-} from "../jupyter.ts";
+} from "../../nbformat.ts";
 
 /** A notebook that can be read and written whole. */
 export interface NotebookStore {

@@ -4,18 +4,20 @@
  * and a queue so that cells run and land in the notebook one at a time.
  */
 
-import { JupyterError } from "../errors.ts";
-import type { JupyterClient, KernelChannel, KernelModel, Output } from "../jupyter.ts";
-import { cellId, sleep } from "../jupyter.ts";
-import { progress } from "../log.ts";
-import { runCode, type RunResult } from "../kernel_run.ts";
+import { JupyterError } from "../../errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
+import type { Output } from "../../nbformat.ts";
+import { sleep } from "../../jupyter.ts";
+import { cellId } from "../../nbformat.ts";
+import { progress } from "../../log.ts";
+import { runCode, type RunResult } from "../../kernel_run.ts";
 import { type NotebookStore, upsertCodeCell } from "./store.ts";
 
 /** How often a long-running cell's outputs are written to the notebook. */
 const FLUSH_MS = 3000;
 
 /** What a session needs from the server it lives on. */
-export interface SessionHost {
+export interface AttachedSessionHost {
   client: JupyterClient;
   kernelStartTimeoutMs: number;
   redact(text: string): string;
@@ -31,7 +33,7 @@ export interface RanCell {
 }
 
 /** A session (or a bare kernel) the agent works in. */
-export class NotebookSession {
+export class AttachedSession {
   private channel: KernelChannel | undefined;
   private dropped = false;
   private queue: Promise<unknown> = Promise.resolve();
@@ -40,7 +42,7 @@ export class NotebookSession {
   deadReason: string | undefined;
 
   constructor(
-    private readonly host: SessionHost,
+    private readonly host: AttachedSessionHost,
     /** The id the agent uses: the session id, or the kernel id on servers without sessions. */
     readonly id: string,
     public kernel: KernelModel,

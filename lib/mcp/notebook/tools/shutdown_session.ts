@@ -1,8 +1,8 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { NotebookMcpContext } from "../context.ts";
-import { endSession } from "../../sessions.ts";
-import { forgetSessions } from "../../state.ts";
-import { addTool, textResult } from "../result.ts";
+import { endSession } from "../../../sessions.ts";
+import { forgetSessions } from "../../../state.ts";
+import { addTool, textResult } from "../../tool.ts";
 import { sessionId } from "../schemas.ts";
 
 /** shutdown_session: ends the session and its kernel; the notebook file stays. */

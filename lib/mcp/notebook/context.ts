@@ -5,15 +5,15 @@
  * WebSocket open across tool calls.
  */
 
-import type { Connection, ServerFlags } from "../connect.ts";
-import { resolveTarget } from "../connect.ts";
-import { JupyterError, UsageError } from "../errors.ts";
-import type { ServerInfo } from "../handle.ts";
-import { JupyterClient } from "../jupyter.ts";
-import { redactor } from "../redact.ts";
-import { type EmbeddedServer, runningEmbeddedServer } from "../local_server.ts";
-import type { RenderLimits } from "./render.ts";
-import { NotebookSession } from "./session.ts";
+import type { Connection, ServerFlags } from "../../connect.ts";
+import { serverForServing } from "../../connect.ts";
+import { UsageError } from "../../errors.ts";
+import type { ServerInfo } from "../../handle.ts";
+import type { JupyterClient } from "../../jupyter.ts";
+import { redactor } from "../../redact.ts";
+import type { EmbeddedServer } from "../../local_server.ts";
+import type { RenderLimits } from "../render.ts";
+import { AttachedSession } from "./attached_session.ts";
 import { ContentsStore, MemoryStore, type NotebookStore } from "./store.ts";
 
 /** Settings from the command line. */
@@ -29,9 +29,10 @@ export interface McpSettings {
 
 /** Shared state of one notebook MCP server process. */
 export class NotebookMcpContext {
-  private readonly sessions = new Map<string, NotebookSession>();
-  private readonly attaching = new Map<string, Promise<NotebookSession>>();
+  private readonly sessions = new Map<string, AttachedSession>();
+  private readonly attaching = new Map<string, Promise<AttachedSession>>();
   private probed: Promise<ServerInfo> | undefined;
+  readonly serverName = "notebook-mcp";
 
   constructor(
     readonly client: JupyterClient,
@@ -45,27 +46,8 @@ export class NotebookMcpContext {
    * the running embedded server.
    */
   static async create(flags: ServerFlags, settings: McpSettings): Promise<NotebookMcpContext> {
-    if (flags.env === "-") {
-      throw new UsageError(
-        "notebook-mcp: --env - would read stdin, which carries the MCP protocol",
-        "pass --env FILE",
-      );
-    }
-    const target = await resolveTarget(flags);
-    if (target) return new NotebookMcpContext(new JupyterClient(target), settings);
-    const embedded = await runningEmbeddedServer();
-    if (!embedded) {
-      throw new JupyterError(
-        "unreachable",
-        "no Jupyter server given and the embedded server is not running",
-        "pass --jupyter-url (the handle's jupyter_url), or start one with 'interp-exec notebook'",
-      );
-    }
-    return new NotebookMcpContext(
-      new JupyterClient({ url: embedded.url, token: embedded.token }),
-      settings,
-      embedded,
-    );
+    const { client, embedded } = await serverForServing(flags, "notebook-mcp");
+    return new NotebookMcpContext(client, settings, embedded);
   }
 
   /** Replaces the token wherever it appears, so no tool result can show it. */
@@ -102,7 +84,7 @@ export class NotebookMcpContext {
    * The session with this id (a session id, or a kernel id for bare kernels
    * and as a fallback), attached on first use.
    */
-  session(id: string): Promise<NotebookSession> {
+  session(id: string): Promise<AttachedSession> {
     const known = this.sessions.get(id);
     if (known) return Promise.resolve(known);
     // Parallel first calls must share one session (one WebSocket, one queue).
@@ -114,7 +96,7 @@ export class NotebookMcpContext {
     return pending;
   }
 
-  private async lookup(id: string): Promise<NotebookSession> {
+  private async lookup(id: string): Promise<AttachedSession> {
     const info = await this.info();
     let kernel = undefined;
     let path: string | null = null;
@@ -152,8 +134,8 @@ export class NotebookMcpContext {
     id: string,
     kernel: { id: string; name: string },
     store: NotebookStore,
-  ): NotebookSession {
-    const session = new NotebookSession(
+  ): AttachedSession {
+    const session = new AttachedSession(
       {
         client: this.client,
         kernelStartTimeoutMs: this.settings.kernelStartTimeoutMs,

@@ -2,7 +2,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
-import { addTool } from "../result.ts";
+import { addTool } from "../../tool.ts";
 import { sessionId, timeoutSeconds } from "../schemas.ts";
 
 /** execute_code: runs code as a new cell at the end of the notebook. */

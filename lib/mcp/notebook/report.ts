@@ -5,15 +5,15 @@
  */
 
 import type { NotebookMcpContext } from "./context.ts";
-import { type Extra, startProgress } from "./progress.ts";
-import { renderOutputs, truncate } from "./render.ts";
-import { textResult, type ToolResult } from "./result.ts";
-import type { NotebookSession, RanCell } from "./session.ts";
+import { type Extra, startProgress } from "../progress.ts";
+import { renderOutputs, truncate } from "../render.ts";
+import { textResult, type ToolResult } from "../tool.ts";
+import type { AttachedSession, RanCell } from "./attached_session.ts";
 
 /** Runs code as a cell (new, or replacing cell `id`) and reports it to the agent. */
 export async function runAndReport(
   ctx: NotebookMcpContext,
-  session: NotebookSession,
+  session: AttachedSession,
   code: string,
   opts: { id?: string; timeoutSeconds?: number; extra?: Extra; prefix?: string },
 ): Promise<ToolResult> {
@@ -24,7 +24,7 @@ export async function runAndReport(
 /** Runs a cell, sending MCP progress while it runs. */
 export async function runWithProgress(
   ctx: NotebookMcpContext,
-  session: NotebookSession,
+  session: AttachedSession,
   code: string,
   opts: { id?: string; timeoutSeconds?: number; extra?: Extra; label?: string },
 ): Promise<RanCell> {
@@ -72,7 +72,7 @@ export function statusLine(ran: RanCell): string {
 /** The tool result for a cell that ran. */
 export function reportCell(
   ctx: NotebookMcpContext,
-  session: NotebookSession,
+  session: AttachedSession,
   ran: RanCell,
   prefix = "",
 ): ToolResult {

@@ -1,9 +1,9 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../../errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
-import { addTool } from "../result.ts";
+import { addTool } from "../../tool.ts";
 import { isSetupCell } from "../store.ts";
 import { sessionId, timeoutSeconds } from "../schemas.ts";
 

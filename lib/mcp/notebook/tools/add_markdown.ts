@@ -1,7 +1,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import type { NotebookMcpContext } from "../context.ts";
-import { addTool, textResult } from "../result.ts";
+import { addTool, textResult } from "../../tool.ts";
 import { appendMarkdownCell } from "../store.ts";
 import { sessionId } from "../schemas.ts";
 

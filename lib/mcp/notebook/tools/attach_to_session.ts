@@ -1,9 +1,9 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { JupyterError } from "../../errors.ts";
-import { sleep } from "../../jupyter.ts";
+import { JupyterError } from "../../../errors.ts";
+import { sleep } from "../../../jupyter.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { describeNamespace, introspect, type Namespace } from "../introspect.ts";
-import { addTool, textResult } from "../result.ts";
+import { addTool, textResult } from "../../tool.ts";
 import { sessionId } from "../schemas.ts";
 
 /** How long attach waits for a busy kernel to list its namespace. */

@@ -1,22 +1,18 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../errors.ts";
-import {
-  emptyNotebook,
-  type KernelModel,
-  type Notebook,
-  type NotebookCell,
-} from "../../jupyter.ts";
-import { progress as log } from "../../log.ts";
-import { loadExperiment } from "../../modes.ts";
-import { warmNotebookSession } from "../../notebook.ts";
-import { recordedSessions, recordSession } from "../../state.ts";
-import { VERSION } from "../../version.ts";
+import { UsageError } from "../../../errors.ts";
+import type { KernelModel } from "../../../jupyter.ts";
+import { emptyNotebook, type Notebook, type NotebookCell } from "../../../nbformat.ts";
+import { progress as log } from "../../../log.ts";
+import { loadExperiment } from "../../../experiment.ts";
+import { warmNotebookSession } from "../../../notebook.ts";
+import { recordedSessions, recordSession } from "../../../state.ts";
+import { VERSION } from "../../../version.ts";
 import type { NotebookMcpContext } from "../context.ts";
-import { type Extra, startProgress } from "../progress.ts";
+import { type Extra, startProgress } from "../../progress.ts";
 import { reportCell, runWithProgress, statusLine } from "../report.ts";
-import { addTool, textResult } from "../result.ts";
-import type { NotebookSession } from "../session.ts";
+import { addTool, textResult } from "../../tool.ts";
+import type { AttachedSession } from "../attached_session.ts";
 import {
   ContentsStore,
   isSetupCell,
@@ -97,7 +93,7 @@ interface Args {
 }
 
 interface Created {
-  session: NotebookSession;
+  session: AttachedSession;
   intro: string;
   /** The notebook being resumed or forked. */
   source?: Notebook;
@@ -258,7 +254,7 @@ function newNotebookPath(original?: string): string {
 /** Runs the notebook's code cells in order, stopping at the first that fails. */
 async function replay(
   ctx: NotebookMcpContext,
-  session: NotebookSession,
+  session: AttachedSession,
   lines: string[],
   timeoutSeconds: number | undefined,
   extra: Extra,

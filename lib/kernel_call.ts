@@ -1,0 +1,100 @@
+/**
+ * Calls into a kernel with their arguments as data (lib/python/kernel_rpc.py
+ * is the kernel's side): the code of every call is a fixed line naming its
+ * handler, and the call's name and arguments travel as JSON in the execute
+ * request's metadata, so nothing an agent passes can become code. The
+ * handler answers with one display_data of CALL_MIME. Runs go through
+ * `runCode`, so deadlines, interrupts and liveness are the same as for cells.
+ */
+
+import type { KernelChannel } from "./jupyter.ts";
+import { runCode, type RunOptions, type RunResult } from "./kernel_run.ts";
+import type { Output } from "./nbformat.ts";
+import { pyString } from "./warmup.ts";
+import rpcSource from "./python/kernel_rpc.py" with { type: "text" };
+
+/** MIME type of a call's answer. */
+export const CALL_MIME = "application/vnd.interp-exec.call+json";
+
+/** A Python module, sent as text and defined under `name` in the kernel. */
+export interface KernelModule {
+  name: string;
+  source: string;
+  /** Shown in tracebacks, e.g. "<interp-exec mcp_functions.py>". */
+  filename: string;
+}
+
+/** kernel_rpc.py, the kernel's side of every call. */
+export const RPC_MODULE: KernelModule = {
+  name: "interp_exec_rpc",
+  source: rpcSource,
+  filename: "<interp-exec kernel_rpc.py>",
+};
+
+/** The silent code that defines modules in the kernel (each once per kernel). */
+export function installCode(modules: KernelModule[]): string {
+  const lines = ["import sys as _ie_sys, types as _ie_types"];
+  for (const m of modules) {
+    lines.push(
+      `_ie_m = _ie_types.ModuleType(${pyString(m.name)})`,
+      `exec(compile(${pyString(m.source)}, ${pyString(m.filename)}, "exec"), _ie_m.__dict__)`,
+      `_ie_sys.modules[${pyString(m.name)}] = _ie_m`,
+    );
+  }
+  lines.push("del _ie_sys, _ie_types, _ie_m");
+  return lines.join("\n");
+}
+
+/** Defines the modules in the kernel; raises when the kernel refuses them. */
+export async function installModules(
+  channel: KernelChannel,
+  modules: KernelModule[],
+  opts: RunOptions = {},
+): Promise<void> {
+  const run = await runCode(channel, installCode([RPC_MODULE, ...modules]), {
+    ...opts,
+    silent: true,
+  });
+  if (run.status !== "ok") {
+    const why = run.error ? `${run.error.ename}: ${run.error.evalue}` : run.note ?? run.status;
+    throw new Error(
+      `could not define ${modules.map((m) => m.name).join(", ")} in the kernel: ${why}`,
+    );
+  }
+}
+
+/** How a call ended: the handler's answer, or why there is none. */
+export type CallOutcome =
+  | { kind: "answer"; envelope: Record<string, unknown>; run: RunResult }
+  | { kind: "no_answer"; run: RunResult };
+
+/**
+ * Runs `handler` (a fixed line of code, e.g.
+ * `__import__("interp_exec_mcp").serve(globals())`) with `call` as the
+ * request's data. Never throws for what the kernel does; a run that did not
+ * produce an answer (timeout, death, a server gone) is `no_answer`.
+ */
+export async function callKernel(
+  channel: KernelChannel,
+  handler: string,
+  call: { name: string; args: Record<string, unknown> },
+  opts: RunOptions = {},
+): Promise<CallOutcome> {
+  const run = await runCode(channel, handler, {
+    ...opts,
+    silent: true,
+    metadata: { interp_exec_call: call },
+  });
+  const envelope = findAnswer(run.outputs);
+  return envelope ? { kind: "answer", envelope, run } : { kind: "no_answer", run };
+}
+
+function findAnswer(outputs: Output[]): Record<string, unknown> | undefined {
+  for (const o of outputs) {
+    if (o.output_type === "display_data" && o.data[CALL_MIME]) {
+      const v = o.data[CALL_MIME];
+      if (v !== null && typeof v === "object") return v as Record<string, unknown>;
+    }
+  }
+  return undefined;
+}

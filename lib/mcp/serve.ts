@@ -1,0 +1,121 @@
+/**
+ * The two MCP transports every interp-exec MCP server uses: stdio (stdout
+ * carries only JSON-RPC) and Streamable HTTP on loopback. Each takes a
+ * server factory, the `createServer()` of a mode's server module, so any
+ * mode's tools are served the same way. Over HTTP every MCP client gets its
+ * own server from the factory; the factory's closure shares what they share.
+ */
+
+import process from "node:process";
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import { progress, warn } from "../log.ts";
+
+/** Makes one MCP server (with its tools registered). */
+export type ServerFactory = () => McpServer;
+
+/** Serves one client on stdin/stdout until it closes stdin or `signal` aborts. */
+export async function serveStdio(
+  factory: ServerFactory,
+  opts: { signal: AbortSignal; ready: string },
+): Promise<void> {
+  const server = factory();
+  const closed = new Promise<void>((resolve) => {
+    server.server.onclose = () => resolve();
+    process.stdin.once("end", () => resolve());
+    process.stdin.once("close", () => resolve());
+    opts.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await server.connect(new StdioServerTransport());
+  progress(opts.ready);
+  await closed;
+  await server.close().catch(() => {});
+}
+
+/** Options of {@link serveHttp}. */
+export interface HttpOptions {
+  /** 0: any free port. */
+  port: number;
+  /** Required as `Authorization: Bearer <token>` when set. */
+  bearer?: string;
+  signal: AbortSignal;
+  /** Names the server in log lines ("notebook MCP server"). */
+  label: string;
+  /** What an unauthenticated local user could do through the port (for the warning). */
+  risk: string;
+  /** Called with the port once listening. */
+  onListen?: (port: number) => void;
+}
+
+/**
+ * Serves MCP at http://127.0.0.1:PORT/mcp until `signal` aborts. Deno serves
+ * web-standard Request and Response, so this uses the SDK's web-standard
+ * transport (the Node one wraps it for node:http).
+ */
+export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Promise<void> {
+  const transports = new Map<string, WebStandardStreamableHTTPServerTransport>();
+  if (!opts.bearer) {
+    warn(
+      `${opts.label} over HTTP: any local user can ${opts.risk} through this port; ` +
+        "set INTERP_EXEC_MCP_TOKEN to require 'Authorization: Bearer <token>'",
+    );
+  }
+  let allowedHosts: string[] = [];
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: opts.port,
+    signal: opts.signal,
+    onListen: ({ port }) => {
+      allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`];
+      progress(`${opts.label} listening on http://127.0.0.1:${port}/mcp`);
+      opts.onListen?.(port);
+    },
+  }, async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
+    if (opts.bearer && req.headers.get("authorization") !== `Bearer ${opts.bearer}`) {
+      return jsonRpcError(401, "missing or wrong bearer token");
+    }
+    const mcpSessionId = req.headers.get("mcp-session-id");
+    const known = mcpSessionId ? transports.get(mcpSessionId) : undefined;
+    if (known) return await known.handleRequest(req);
+    if (mcpSessionId) return jsonRpcError(404, "unknown MCP session");
+    if (req.method !== "POST") return jsonRpcError(400, "no MCP session: initialize first");
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => crypto.randomUUID(),
+      onsessioninitialized: (id: string) => {
+        transports.set(id, transport);
+      },
+      onsessionclosed: (id: string) => {
+        transports.delete(id);
+      },
+      // A web page the user visits must not reach the kernels through this port.
+      enableDnsRebindingProtection: true,
+      allowedHosts,
+    });
+    await factory().connect(transport);
+    return await transport.handleRequest(req);
+  });
+  await server.finished;
+  for (const t of transports.values()) await t.close().catch(() => {});
+}
+
+function jsonRpcError(status: number, message: string): Response {
+  return Response.json(
+    { jsonrpc: "2.0", error: { code: -32000, message }, id: null },
+    { status },
+  );
+}
+
+/** Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after). */
+export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    await serve(stop.signal);
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+  }
+}
