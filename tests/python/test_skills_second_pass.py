@@ -1,0 +1,336 @@
+"""Issue 14, skills second pass: defect fixes and new techniques, each checked
+against plain PyTorch written here (never against the skill's own output)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from test_builtin_skills import _use, all_hooks, loaded, skill_ns  # noqa: F401  (loaded is a fixture)
+
+PROMPTS = ["the cat sat on the mat", "a dog", "hello world, how are you today"]
+TOL = dict(atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture(params=["tiny-llama", "tiny-gpt2"])
+def lm(request, loaded):  # noqa: F811
+    """(model, tokenizer) for each architecture; checks the model is left clean."""
+    yield from _use(loaded, request.param)
+
+
+def blocks(model):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.model.layers if hasattr(base, "model") else base.transformer.h
+
+
+def attn_mlp(model, layer):
+    block = blocks(model)[layer]
+    return (block.self_attn if hasattr(block, "self_attn") else block.attn), block.mlp
+
+
+def vec(seed: int, scale: float = 1.0) -> torch.Tensor:
+    return scale * torch.randn(64, generator=torch.Generator().manual_seed(seed))
+
+
+def output_hook(fn):
+    """A plain forward hook that rewrites a module's (first) output with fn(tensor)."""
+
+    def hook(module, args, output):
+        out = output[0] if isinstance(output, tuple) else output
+        new = fn(out)
+        if new is None:
+            return None
+        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
+
+def greedy(model, tokenizer, enc, n=6):
+    with torch.no_grad():
+        return model.generate(
+            **enc, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            output_logits=True, return_dict_in_generate=True,
+            temperature=None, top_p=None, top_k=None,
+        )
+
+
+def assert_same_generation(a, b):
+    assert torch.equal(a.sequences, b.sequences)
+    assert len(a.logits) == len(b.logits)
+    for x, y in zip(a.logits, b.logits):
+        torch.testing.assert_close(x, y, **TOL)
+
+
+def left_padded(tokenizer, prompts):
+    old = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        return tokenizer(prompts, return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = old
+
+
+# --------------------------------------------------------------------------
+# Defect 1: steer(positions=[0, 1]) must not steer generated tokens
+# --------------------------------------------------------------------------
+
+
+def prompt_pass_only(model, layer, rows_index, delta):
+    """Reference hook: add delta at the given (row -> indices) only in the first (prompt) pass."""
+    calls = []
+
+    def fn(hidden):
+        calls.append(hidden.shape[1])
+        if len(calls) > 1:
+            return None
+        hidden = hidden.clone()
+        for row, index in rows_index.items():
+            for i in sorted(set(index)):
+                hidden[row, i] += delta
+        return hidden
+
+    return blocks(model)[layer].register_forward_hook(output_hook(fn)), calls
+
+
+@pytest.mark.parametrize("layer", ["embed", 0])
+def test_steer_prompt_positions_leave_generated_tokens_alone(lm, layer):
+    model, tokenizer = lm
+    ns = {**skill_ns("steering"), **skill_ns("generation")}
+    enc = tokenizer([PROMPTS[0]], return_tensors="pt")
+    v, scale = vec(3), 8.0
+    if layer == "embed":  # the input of block 0: a pre-hook
+        calls = []
+
+        def pre(module, args, kwargs):
+            calls.append(args[0].shape[1] if args else kwargs["hidden_states"].shape[1])
+            if len(calls) > 1:
+                return None
+            h = (args[0] if args else kwargs["hidden_states"]).clone()
+            h[0, [0, 1]] += scale * v
+            if args:
+                return (h,) + tuple(args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": h}
+
+        handle = blocks(model)[0].register_forward_pre_hook(pre, with_kwargs=True)
+    else:
+        handle, calls = prompt_pass_only(model, layer, {0: [0, 1]}, scale * v)
+    try:
+        reference = greedy(model, tokenizer, enc)
+    finally:
+        handle.remove()
+    assert calls[0] == enc["input_ids"].shape[1] and set(calls[1:]) == {1}, "KV cache not in use"
+    plain = greedy(model, tokenizer, enc)
+    assert not torch.allclose(plain.logits[-1], reference.logits[-1], atol=1e-3), "steering had no effect"
+
+    with ns["steer"](model, layer, v, scale=scale, positions=[0, 1]):
+        steered = greedy(model, tokenizer, enc)
+        text = ns["generate"](model, tokenizer, PROMPTS[0], max_new_tokens=6)
+    assert_same_generation(steered, reference)
+    new = reference.sequences[0, enc["input_ids"].shape[1]:]
+    assert text == tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_steer_last_position_still_steers_every_new_token(lm):
+    """positions=[-1]: the prompt's last token, then each generated token (documented, unchanged)."""
+    model, tokenizer = lm
+    enc = tokenizer([PROMPTS[0]], return_tensors="pt")
+    v = vec(4, 6.0)
+    handle = blocks(model)[0].register_forward_hook(output_hook(lambda h: torch.cat([h[:, :-1], h[:, -1:] + v], 1)))
+    try:
+        reference = greedy(model, tokenizer, enc)
+    finally:
+        handle.remove()
+    with skill_ns("steering")["steer"](model, 0, v, positions=[-1]):
+        assert_same_generation(greedy(model, tokenizer, enc), reference)
+
+
+def test_steer_position_past_the_prompt_is_absolute(lm):
+    """A positive position beyond the prompt steers the generated token that lands there, once."""
+    model, tokenizer = lm
+    enc = tokenizer([PROMPTS[1]], return_tensors="pt")
+    seq = enc["input_ids"].shape[1]
+    v = vec(5, 8.0)
+    calls = []
+
+    def fn(hidden):
+        calls.append(hidden.shape[1])
+        return hidden + v if len(calls) == 3 else None  # the pass that processes absolute position seq + 1
+
+    handle = blocks(model)[0].register_forward_hook(output_hook(fn))
+    try:
+        reference = greedy(model, tokenizer, enc)
+    finally:
+        handle.remove()
+    with skill_ns("steering")["steer"](model, 0, v, positions=[seq + 1]):
+        assert_same_generation(greedy(model, tokenizer, enc), reference)
+
+
+# --------------------------------------------------------------------------
+# Defect 3: positions in padded batches; duplicate positions
+# --------------------------------------------------------------------------
+
+
+def test_steer_positions_in_left_padded_generation(lm):
+    model, tokenizer = lm
+    enc = left_padded(tokenizer, PROMPTS)
+    mask = enc["attention_mask"]
+    pads = (mask == 0).sum(1).tolist()
+    assert max(pads) > 0
+    width = mask.shape[1]
+    v, scale = vec(6), 8.0
+    steer = skill_ns("steering")["steer"]
+
+    # Position 0 = each prompt's first real token, 1 its second, whatever the padding.
+    first_two = {r: [pads[r], pads[r] + 1] for r in range(len(PROMPTS))}
+    handle, _ = prompt_pass_only(model, 0, first_two, scale * v)
+    try:
+        reference = greedy(model, tokenizer, enc)
+    finally:
+        handle.remove()
+    with steer(model, 0, v, scale=scale, positions=[0, 1, -100]):  # -100: no prompt has it, skipped
+        assert_same_generation(greedy(model, tokenizer, enc), reference)
+
+    # Adding -1: each prompt's last token (the last column), then every generated token.
+    with_last = {r: [pads[r], pads[r] + 1, width - 1] for r in range(len(PROMPTS))}
+    calls = []
+
+    def later(hidden):
+        calls.append(1)
+        return hidden + scale * v if len(calls) > 1 else None
+
+    handle, _ = prompt_pass_only(model, 0, with_last, scale * v)
+    handle2 = blocks(model)[0].register_forward_hook(output_hook(later))
+    try:
+        reference_last = greedy(model, tokenizer, enc)
+    finally:
+        handle.remove()
+        handle2.remove()
+    with steer(model, 0, v, scale=scale, positions=[0, 1, -1]):
+        assert_same_generation(greedy(model, tokenizer, enc), reference_last)
+
+
+def test_steer_positions_in_right_padded_forward(lm):
+    model, tokenizer = lm
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)  # right padding
+    assert tokenizer.padding_side == "right"
+    lengths = enc["attention_mask"].sum(1).tolist()
+    v = vec(7, 5.0)
+    short = lengths.index(min(lengths))
+    alias = 1 - lengths[short]  # names token 1 of the shortest prompt: it must get the vector once
+
+    def ref(h):
+        h = h.clone()
+        for r, n in enumerate(lengths):
+            for i in {1, n - 1, n + alias}:
+                if 0 <= i < n:
+                    h[r, i] += v
+        return h
+
+    handle = blocks(model)[0].register_forward_hook(output_hook(ref))
+    try:
+        with torch.no_grad():
+            reference = model(**enc).logits
+    finally:
+        handle.remove()
+    with skill_ns("steering")["steer"](model, 0, v, positions=[1, -1, alias]), torch.no_grad():
+        got = model(**enc).logits
+    for r, n in enumerate(lengths):
+        torch.testing.assert_close(got[r, :n], reference[r, :n], **TOL)
+
+
+def test_duplicate_positions_add_once(lm):
+    model, tokenizer = lm
+    enc = tokenizer([PROMPTS[0]], return_tensors="pt")
+    v = vec(8, 5.0)
+
+    def once(h):
+        h = h.clone()
+        h[:, 2] += v
+        return h
+
+    handle = blocks(model)[0].register_forward_hook(output_hook(once))
+    try:
+        with torch.no_grad():
+            reference = model(**enc).logits
+    finally:
+        handle.remove()
+    seq = enc["input_ids"].shape[1]
+    with skill_ns("steering")["steer"](model, 0, v, positions=[2, 2, 2 - seq]), torch.no_grad():
+        got = model(**enc).logits
+    torch.testing.assert_close(got, reference, **TOL)
+
+
+def test_patch_residual_positions_in_left_padded_batch(lm):
+    model, tokenizer = lm
+    ns = skill_ns("patching")
+    enc = left_padded(tokenizer, PROMPTS)
+    pads = (enc["attention_mask"] == 0).sum(1).tolist()
+    values = torch.randn(len(PROMPTS), enc["input_ids"].shape[1], 64, generator=torch.Generator().manual_seed(9))
+
+    def ref(h):
+        h = h.clone()
+        for r, p in enumerate(pads):
+            h[r, p + 1] = values[r, p + 1]
+        return h
+
+    handle = blocks(model)[0].register_forward_hook(output_hook(ref))
+    try:
+        with torch.no_grad():
+            reference = model(**enc).logits
+    finally:
+        handle.remove()
+    with ns["patch_residual"](model, 0, values, positions=[1]), torch.no_grad():
+        got = model(**enc).logits
+    mask = enc["attention_mask"].bool()
+    torch.testing.assert_close(got[mask], reference[mask], **TOL)
+
+
+# --------------------------------------------------------------------------
+# Defect 2: prompt-learning peft adapters raise instead of being ignored
+# --------------------------------------------------------------------------
+
+
+def _prompt_learning_configs():
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+
+    return {
+        "PROMPT_TUNING": PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+        "PREFIX_TUNING": PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4),
+        "P_TUNING": PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=32),
+    }
+
+
+@pytest.mark.parametrize("kind", ["PROMPT_TUNING", "PREFIX_TUNING", "P_TUNING"])
+def test_prompt_learning_adapters_raise(tiny_models, kind):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["tiny-llama"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["tiny-llama"])
+    peft_model = get_peft_model(base, _prompt_learning_configs()[kind]).eval()
+    # The adapter really changes the output, so ignoring it would be wrong.
+    enc = tokenizer([PROMPTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        adapted = peft_model(**enc).logits[0, -1]
+        plain = base(**enc).logits[0, -1]
+    assert not torch.allclose(adapted, plain, atol=1e-4)
+
+    ns = {**skill_ns("steering"), **skill_ns("logit-lens"), **skill_ns("generation"), **skill_ns("patching")}
+    calls = [
+        lambda: ns["unwrap_model"](peft_model),
+        lambda: ns["get_layers"](peft_model),
+        lambda: ns["extract_activations"](peft_model, tokenizer, PROMPTS[0], layers=[0]),
+        lambda: ns["logit_lens"](peft_model, tokenizer, PROMPTS[0]),
+        lambda: ns["generate"](peft_model, tokenizer, PROMPTS[0], max_new_tokens=2),
+        lambda: ns["activation_patching"](peft_model, tokenizer, PROMPTS[0], PROMPTS[0], layers=[0]),
+        lambda: ns["steer"](peft_model, 0, vec(0)).__enter__(),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=rf"prompt-learning adapter \({kind}") as info:
+            call()
+        assert "extract_activations" in str(info.value) and "get_base_model()" in str(info.value)
+    assert all_hooks(peft_model) == 0
+    # The documented way out: the base model itself (without the adapter) still works.
+    assert ns["unwrap_model"](peft_model.get_base_model()) is base
+    assert ns["num_layers"](peft_model.get_base_model()) == 2
