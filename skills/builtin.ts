@@ -5,6 +5,7 @@
 
 import activations from "./activations.md" with { type: "text" };
 import attention from "./attention.md" with { type: "text" };
+import components from "./components.md" with { type: "text" };
 import generation from "./generation.md" with { type: "text" };
 import gpuEnvironment from "./gpu-environment.md" with { type: "text" };
 import logitLens from "./logit-lens.md" with { type: "text" };
@@ -18,6 +19,7 @@ import tokenProbs from "./token-probs.md" with { type: "text" };
 export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "activations": activations,
   "attention": attention,
+  "components": components,
   "generation": generation,
   "gpu-environment": gpuEnvironment,
   "logit-lens": logitLens,

@@ -334,3 +334,181 @@ def test_prompt_learning_adapters_raise(tiny_models, kind):
     # The documented way out: the base model itself (without the adapter) still works.
     assert ns["unwrap_model"](peft_model.get_base_model()) is base
     assert ns["num_layers"](peft_model.get_base_model()) == 2
+
+
+# --------------------------------------------------------------------------
+# components: attention / MLP outputs
+# --------------------------------------------------------------------------
+
+
+def capture_components(model, enc, edit=None):
+    """Plain hooks: run the model, return (logits, {(layer, comp): output}, embed input, last block output)."""
+    seen, handles = {}, []
+
+    def saver(key):
+        def fn(out):
+            if edit is not None and key in edit:
+                out = edit[key](out)
+                seen[key] = out.detach().clone()
+                return out
+            seen[key] = out.detach().clone()
+            return None
+
+        return fn
+
+    def pre(module, args, kwargs):
+        seen["embed"] = (args[0] if args else kwargs["hidden_states"]).detach().clone()
+
+    layers = blocks(model)
+    try:
+        for layer in range(len(layers)):
+            attn, mlp = attn_mlp(model, layer)
+            handles.append(attn.register_forward_hook(output_hook(saver((layer, "attn")))))
+            handles.append(mlp.register_forward_hook(output_hook(saver((layer, "mlp")))))
+        handles.append(layers[0].register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(layers[-1].register_forward_hook(output_hook(lambda h: seen.__setitem__("final", h.detach().clone()))))
+        with torch.no_grad():
+            logits = model(**enc, use_cache=False).logits
+    finally:
+        for h in handles:
+            h.remove()
+    return logits, seen
+
+
+def test_component_outputs_match_plain_hooks(lm):
+    model, tokenizer = lm
+    ns = skill_ns("components")
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    _, ref = capture_components(model, enc)
+    # The decomposition the skill documents: embed + sum of attn and MLP outputs = last block's output.
+    total = ref["embed"] + sum(ref[(l, c)] for l in range(2) for c in ("attn", "mlp"))
+    torch.testing.assert_close(total, ref["final"], **TOL)
+
+    outs = ns["extract_component_outputs"](model, tokenizer, PROMPTS, batch_size=2)
+    assert list(outs) == [(0, "attn"), (0, "mlp"), (1, "attn"), (1, "mlp")]
+    for key, out in outs.items():
+        assert out.shape == (3, max(lengths), 64) and out.dtype == torch.float32
+        for r, n in enumerate(lengths):
+            torch.testing.assert_close(out[r, :n], ref[key][r, :n], **TOL)
+            assert out[r, n:].abs().sum() == 0
+    last = ns["extract_component_outputs"](model, tokenizer, PROMPTS, layers=[-1], components="mlp", positions=[0, -1])
+    assert list(last) == [(-1, "mlp")]
+    for r, n in enumerate(lengths):
+        torch.testing.assert_close(last[(-1, "mlp")][r], ref[(1, "mlp")][r, [0, n - 1]], **TOL)
+
+    means = ns["component_means"](model, tokenizer, PROMPTS, layers=[0])
+    real = enc["attention_mask"].bool()
+    for c in ("attn", "mlp"):
+        torch.testing.assert_close(means[(0, c)], ref[(0, c)][real].mean(0), **TOL)
+    with pytest.raises(ValueError, match="embed"):
+        ns["get_component"](model, "embed", "attn")
+    with pytest.raises(ValueError, match="Unknown component"):
+        ns["get_component"](model, 0, "resid")
+
+
+@pytest.mark.parametrize("component", ["attn", "mlp"])
+def test_patch_and_ablate_components(lm, component):
+    model, tokenizer = lm
+    ns = skill_ns("components")
+    clean, corrupt = "the cat sat on the mat", "the man sat on the mat"
+    enc = tokenizer([corrupt], return_tensors="pt")
+    clean_enc = tokenizer([clean], return_tensors="pt")
+    assert clean_enc["input_ids"].shape == enc["input_ids"].shape
+    _, clean_ref = capture_components(model, clean_enc)
+    key = (0, component)
+
+    def run(edit):
+        return capture_components(model, enc, edit)[0]
+
+    def skill_run():
+        with torch.no_grad():
+            return model(**enc, use_cache=False).logits
+
+    plain = run(None)
+    # Zero ablation, all positions and one position.
+    with ns["ablate_component"](model, 0, component):
+        torch.testing.assert_close(skill_run(), run({key: torch.zeros_like}), **TOL)
+
+    def zero_at(i):
+        def fn(out):
+            out = out.clone()
+            out[:, i] = 0
+            return out
+        return fn
+
+    with ns["ablate_component"](model, 0, component, positions=[-1, 2]):
+        got = skill_run()
+    torch.testing.assert_close(got, run({key: lambda o: zero_at(2)(zero_at(o.shape[1] - 1)(o))}), **TOL)
+    # Mean ablation with the mean over real tokens computed here by hand.
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    _, ref = capture_components(model, batch)
+    mean = ref[key][batch["attention_mask"].bool()].mean(0)
+    with ns["ablate_component"](model, 0, component, mode="mean", mean=mean):
+        got = skill_run()
+    torch.testing.assert_close(got, run({key: lambda o: mean.expand_as(o).clone()}), **TOL)
+    assert not torch.allclose(got, plain, atol=1e-4)
+    # Patching the clean output into the corrupt run (all positions, then the last one).
+    with ns["patch_component"](model, 0, component, clean_ref[key][0]):
+        got = skill_run()
+    torch.testing.assert_close(got, run({key: lambda o: clean_ref[key].clone()}), **TOL)
+
+    def last_only(o):
+        o = o.clone()
+        o[:, -1] = clean_ref[key][:, -1]
+        return o
+
+    with ns["patch_component"](model, 0, component, clean_ref[key], positions=[-1]):
+        got = skill_run()
+    torch.testing.assert_close(got, run({key: last_only}), **TOL)
+    with pytest.raises(ValueError, match="mean"):
+        with ns["ablate_component"](model, 0, component, mode="mean"):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with ns["ablate_component"](model, 1, component):
+            raise RuntimeError("boom")
+    torch.testing.assert_close(skill_run(), plain)
+
+
+# --------------------------------------------------------------------------
+# direct logit attribution
+# --------------------------------------------------------------------------
+
+
+def test_direct_logit_attribution(lm):
+    model, tokenizer = lm
+    ns = skill_ns("components")
+    prompt = PROMPTS[0]
+    enc = tokenizer([prompt], return_tensors="pt")
+    logits, ref = capture_components(model, enc)
+    final = ref["final"][0, -1].double()
+    norm = model.model.norm if hasattr(model, "model") else model.transformer.ln_f
+    w = norm.weight.detach().double()
+    if isinstance(norm, torch.nn.LayerNorm):
+        sigma = torch.sqrt(final.var(unbiased=False) + norm.eps)
+        frozen = lambda c: w * (c - c.mean()) / sigma  # noqa: E731
+        bias = norm.bias.detach().double()
+    else:
+        rms = torch.sqrt((final**2).mean() + norm.variance_epsilon)
+        frozen = lambda c: w * c / rms  # noqa: E731
+        bias = torch.zeros_like(final)
+    W = model.lm_head.weight.detach().double()
+    top2 = logits[0, -1].topk(2).indices.tolist()
+    for target, baseline in ((top2[0], None), (top2[0], top2[1])):
+        direction = W[target] - (W[baseline] if baseline is not None else 0)
+        res = ns["direct_logit_attribution"](model, tokenizer, prompt, target, baseline=baseline)
+        expected = {"embed": float(frozen(ref["embed"][0, -1].double()) @ direction)}
+        for l in range(2):
+            for c in ("attn", "mlp"):
+                expected[(l, c)] = float(frozen(ref[(l, c)][0, -1].double()) @ direction)
+        expected["bias"] = float(bias @ direction)
+        assert set(res["contributions"]) == set(expected)
+        for k, value in expected.items():
+            assert res["contributions"][k] == pytest.approx(value, abs=1e-5), k
+        logit = float(logits[0, -1, target] - (logits[0, -1, baseline] if baseline is not None else 0))
+        assert res["logit"] == pytest.approx(logit, abs=1e-5)
+        assert res["total"] == pytest.approx(logit, abs=1e-4)
+        assert res["per_layer"][1] == pytest.approx(expected[(1, "attn")] + expected[(1, "mlp")], abs=1e-5)
+    by_text = ns["direct_logit_attribution"](model, tokenizer, prompt, tokenizer.decode([top2[0]]), position=2)
+    assert by_text["target"] == tokenizer.decode([top2[0]])
+    assert by_text["logit"] == pytest.approx(float(logits[0, 2, top2[0]]), abs=1e-5)
