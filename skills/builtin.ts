@@ -11,6 +11,7 @@ import gpuEnvironment from "./gpu-environment.md" with { type: "text" };
 import logitLens from "./logit-lens.md" with { type: "text" };
 import modelInternals from "./model-internals.md" with { type: "text" };
 import patching from "./patching.md" with { type: "text" };
+import probes from "./probes.md" with { type: "text" };
 import researchMethodology from "./research-methodology.md" with { type: "text" };
 import steering from "./steering.md" with { type: "text" };
 import tokenProbs from "./token-probs.md" with { type: "text" };
@@ -25,6 +26,7 @@ export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "logit-lens": logitLens,
   "model-internals": modelInternals,
   "patching": patching,
+  "probes": probes,
   "research-methodology": researchMethodology,
   "steering": steering,
   "token-probs": tokenProbs,

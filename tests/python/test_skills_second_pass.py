@@ -512,3 +512,109 @@ def test_direct_logit_attribution(lm):
     by_text = ns["direct_logit_attribution"](model, tokenizer, prompt, tokenizer.decode([top2[0]]), position=2)
     assert by_text["target"] == tokenizer.decode([top2[0]])
     assert by_text["logit"] == pytest.approx(float(logits[0, 2, top2[0]]), abs=1e-5)
+
+
+# --------------------------------------------------------------------------
+# probes
+# --------------------------------------------------------------------------
+
+SUBJECTS = ["man", "girl", "bird", "king", "boy", "child", "fox", "old man", "teacher", "farmer"]
+PLACES = ["mat", "hill", "road", "wall"]
+
+
+def probe_data(model, tokenizer, ns, classes=("cat", "dog")):
+    prompts, labels = [], []
+    for i, s in enumerate(SUBJECTS):
+        for j, c in enumerate(classes):
+            for place in PLACES[:2]:
+                prompts.append(f"the {s} sat on the {place} with the {c}")
+                labels.append(j)
+    acts = ns["extract_activations"](model, tokenizer, prompts, layers=1, positions=-1)[1]
+    return acts, labels
+
+
+def newton_logistic(x, y, l2, steps=50):
+    """Reference: Newton's method on mean BCE + l2/2 |w|^2 (bias unpenalised), float64."""
+    n, d = x.shape
+    xb = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
+    theta = torch.zeros(d + 1, dtype=x.dtype)
+    reg = torch.full((d + 1,), l2, dtype=x.dtype)
+    reg[-1] = 0
+    for _ in range(steps):
+        p = torch.sigmoid(xb @ theta)
+        grad = xb.T @ (p - y) / n + reg * theta
+        hess = (xb.T * (p * (1 - p))) @ xb / n + torch.diag(reg)
+        theta = theta - torch.linalg.solve(hess, grad)
+    return theta[:-1], theta[-1]
+
+
+def test_fit_probe_binary_matches_newton(lm):
+    model, tokenizer = lm
+    ns = skill_ns("probes")
+    acts, labels = probe_data(model, tokenizer, ns)
+    n = len(labels)
+    probe = ns["fit_probe"](acts, labels, test_fraction=0.25, l2=1e-2, seed=3)
+    # The documented split: a seeded permutation, the first round(n * fraction) rows held out.
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(3))
+    n_test = round(n * 0.25)
+    assert probe["test_index"].tolist() == sorted(order[:n_test].tolist())
+    assert probe["train_index"].tolist() == sorted(order[n_test:].tolist())
+    x = acts[:, 0].double()
+    y = torch.tensor(labels, dtype=torch.float64)
+    train, test = probe["train_index"], probe["test_index"]
+    w, b = newton_logistic(x[train], y[train], 1e-2)
+    torch.testing.assert_close(probe["weight"].double(), w, atol=1e-5, rtol=1e-4)
+    assert probe["bias"] == pytest.approx(float(b), abs=1e-5)
+    ref_test = float((((x[test] @ w + b) > 0).double() == y[test]).double().mean())
+    ref_train = float((((x[train] @ w + b) > 0).double() == y[train]).double().mean())
+    assert probe["test_accuracy"] == pytest.approx(ref_test)
+    assert probe["train_accuracy"] == pytest.approx(ref_train)
+    assert probe["test_accuracy"] >= 0.9  # the last token says cat or dog
+    assert probe["classes"] == [0, 1]
+    assert probe["predict"](acts[:4]) == [int(v) for v in ((x[:4] @ w + b) > 0).tolist()]
+    torch.testing.assert_close(probe["direction"].double(), w / w.norm(), atol=1e-5, rtol=1e-4)
+    # String labels work the same (sorted: "cat" < "dog").
+    named = ns["fit_probe"](acts, ["cat" if v == 0 else "dog" for v in labels], l2=1e-2, seed=3)
+    assert named["classes"] == ["cat", "dog"]
+    torch.testing.assert_close(named["weight"], probe["weight"])
+    with pytest.raises(ValueError, match="two classes"):
+        ns["fit_probe"](acts, [0] * n)
+
+
+def test_fit_probe_multiclass_is_optimal(lm):
+    model, tokenizer = lm
+    ns = skill_ns("probes")
+    acts, labels = probe_data(model, tokenizer, ns, classes=("cat", "dog", "hat"))
+    probe = ns["fit_probe"](acts, labels, l2=1e-2, seed=1)
+    assert probe["weight"].shape == (3, 64) and probe["direction"] is None
+    x = acts[:, 0].double()[probe["train_index"]]
+    y = torch.tensor(labels)[probe["train_index"]]
+    # Optimality, checked here: the gradient of the documented objective vanishes at the solution.
+    w = probe["weight"].double().clone().requires_grad_(True)
+    b = probe["bias"].double().clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + 0.5 * 1e-2 * (w**2).sum()
+    gw, gb = torch.autograd.grad(loss, [w, b])
+    assert float(gw.abs().max()) < 1e-5 and float(gb.abs().max()) < 1e-5
+    assert probe["train_loss"] == pytest.approx(float(loss), abs=1e-5)
+    xt = acts[:, 0].double()[probe["test_index"]]
+    yt = torch.tensor(labels)[probe["test_index"]]
+    ref = float(((xt @ w.detach().T + b.detach()).argmax(1) == yt).double().mean())
+    assert probe["test_accuracy"] == pytest.approx(ref)
+
+
+def test_diff_of_means_direction(lm):
+    model, tokenizer = lm
+    ns = skill_ns("probes")
+    acts, labels = probe_data(model, tokenizer, ns)
+    rows = acts[:, 0].double()
+    pos = torch.stack([rows[i] for i, l in enumerate(labels) if l == 1]).mean(0)
+    neg = torch.stack([rows[i] for i, l in enumerate(labels) if l == 0]).mean(0)
+    raw = ns["diff_of_means_direction"](acts, labels, normalize=False)
+    torch.testing.assert_close(raw.double(), pos - neg, atol=1e-5, rtol=1e-5)
+    unit = ns["diff_of_means_direction"](acts, labels)
+    torch.testing.assert_close(unit.double(), (pos - neg) / (pos - neg).norm(), atol=1e-5, rtol=1e-5)
+    proj = rows @ (pos - neg)
+    threshold = (proj[torch.tensor(labels) == 1].mean() + proj[torch.tensor(labels) == 0].mean()) / 2
+    expected = float(((proj > threshold).long() == torch.tensor(labels)).double().mean())
+    assert ns["direction_accuracy"](acts, labels, unit) == pytest.approx(expected)
+    assert expected >= 0.9
