@@ -967,7 +967,7 @@ def _tensor_summary(t: torch.Tensor, ctx: _Ctx, dtype_text: str | None = None, d
         stats: dict = {}
         if t.numel():
             if t.dtype.is_floating_point:
-                f = t.to(torch.float64)
+                f = t.to(torch.float32 if t.device.type == "mps" else torch.float64)  # MPS has no float64
                 nan = torch.isnan(f)
                 finite = f[torch.isfinite(f)]
                 stats["nan"] = int(nan.sum())

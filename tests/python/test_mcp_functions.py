@@ -17,7 +17,7 @@ import textwrap
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional, Union
+from typing import Annotated, Any, Callable, Literal, Optional, Union
 
 import pytest
 import torch
@@ -1009,3 +1009,46 @@ def test_real_kernel_round_trip(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_unresolvable_and_annotated_annotations():
+    code = textwrap.dedent('''
+        from __future__ import annotations
+        from typing import TYPE_CHECKING
+        if TYPE_CHECKING:
+            import numpy as np
+            from transformers import PreTrainedTokenizerBase
+
+        def f(tok: PreTrainedTokenizerBase, x: int, arr: np.ndarray | None = None) -> int:
+            return x
+
+        def g(arr: np.ndarray) -> int:
+            return 0
+    ''')
+    namespace: dict = {}
+    exec(compile(code, "<unresolvable>", "exec", dont_inherit=True), namespace)
+    table = mcp.describe(namespace, {"models": ONE_MODEL, "skills": []}, ["f"])
+    tool = table["tools"][0]
+    assert tool["bound"] == {"tok": "tokenizer"}
+    assert _props(tool["input_schema"]) == {"x": {"type": "integer"}}
+    assert tool["description"].endswith("(advanced parameters not exposed: arr)")
+    with pytest.raises(ValueError, match="'arr' .*no JSON form"):
+        mcp.describe(namespace, {"models": [], "skills": []}, ["g"])
+
+    def h(k: Annotated[int, "how many to keep"] = 2) -> int:
+        return k
+
+    assert _props(_describe_fns(h)["h"]["input_schema"]) == {
+        "k": {"type": "integer", "description": "how many to keep", "default": 2}
+    }
+
+
+def test_half_precision_tensor_result():
+    t = torch.linspace(-1, 1, 10, dtype=torch.bfloat16)
+    out = _call(lambda: t)["structured"]
+    assert out["dtype"] == "bfloat16" and out["truncated"] is False and len(out["preview"]) == 10
+    assert out["preview"][0] == -1.0 and out["stats"]["mean"] == pytest.approx(float(t.double().mean()), abs=1e-6)
+    empty = _call(lambda: torch.zeros(0, 3))["structured"]
+    assert empty["shape"] == [0, 3] and empty["preview"] == [] and empty["stats"] == {}
+    scalar = _call(lambda: torch.tensor(2.5))["structured"]
+    assert scalar["shape"] == [] and scalar["preview"] == 2.5 and scalar["stats"]["std"] == 0.0
