@@ -984,6 +984,8 @@ class _ProcessState:
         if id(namespace) not in self.seen_models:
             self.seen_models.add(id(namespace))
             self.objects.append((namespace, dict(namespace)))
+        transformers = sys.modules.get("transformers")
+        tokenizer_base = getattr(transformers, "PreTrainedTokenizerBase", None) if transformers else None
         for value in list(namespace.values()):
             if id(value) in self.seen_models:
                 continue
@@ -995,7 +997,7 @@ class _ProcessState:
                     self.models.append((module, dict(attrs), saved))
                 for p in value.parameters():
                     self.params.append((p, p.requires_grad, p.grad))
-            elif _is_tokenizer(value):
+            elif isinstance(tokenizer_base, type) and isinstance(value, tokenizer_base):
                 self.seen_models.add(id(value))
                 self.objects.append((vars(value), dict(vars(value))))
 
@@ -1086,12 +1088,6 @@ def _restore_dict(current: dict, saved: dict) -> bool:
     current.clear()
     current.update(saved)
     return True
-
-
-def _is_tokenizer(value) -> bool:
-    transformers = sys.modules.get("transformers")
-    base = getattr(transformers, "PreTrainedTokenizerBase", None) if transformers is not None else None
-    return isinstance(base, type) and isinstance(value, base)
 
 
 def _module_file(mod) -> str | None:
@@ -1189,6 +1185,52 @@ def _exec_main(real: str) -> None:
             sys.modules.pop("__main__", None)
         else:
             sys.modules["__main__"] = saved
+        # The run is over: its globals go now (tensors with them), without
+        # waiting for the cycle collector (functions refer back to their globals).
+        main.__dict__.clear()
+
+
+@contextlib.contextmanager
+def _fd_capture(out: "_Capture", err: "_Capture"):
+    """Also catch what goes to file descriptors 1 and 2 during the run (subprocesses, C code).
+
+    It is appended to the run's stdout/stderr when the run ends (so it is not
+    interleaved with the script's own prints).
+    """
+    taken = []
+    for fd, capture in ((1, out), (2, err)):
+        try:
+            tmp = tempfile.TemporaryFile()
+            saved = os.dup(fd)
+            os.dup2(tmp.fileno(), fd)
+        except OSError:
+            continue
+        taken.append((fd, saved, tmp, capture))
+    try:
+        yield
+    finally:
+        for fd, saved, tmp, capture in taken:
+            with contextlib.suppress(OSError):
+                os.dup2(saved, fd)
+            with contextlib.suppress(OSError):
+                os.close(saved)
+            with contextlib.suppress(Exception):
+                tmp.seek(0)
+                decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                for chunk in iter(lambda: tmp.read(65536), b""):
+                    capture.write(decoder.decode(chunk))
+                capture.write(decoder.decode(b"", final=True))
+            tmp.close()
+
+
+def _collect() -> None:
+    """Collect the run's garbage: the young generations always (cheap); everything when CUDA is in use,
+    so accelerator memory held in reference cycles is freed before the next run."""
+    gc.collect(1)
+    torch = sys.modules.get("torch")
+    with contextlib.suppress(Exception):
+        if torch is not None and torch.cuda.is_initialized():
+            gc.collect()
 
 
 def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
@@ -1208,7 +1250,9 @@ def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
     old_alarm = _MISSING
     started = time.perf_counter()
     _STATE["run"] = run
+    fds = _fd_capture(out, err)
     try:
+        fds.__enter__()
         _use_agg()
         for handler, to_stdout in _stream_handlers(state.std[:2]):
             state.handler_streams[handler] = handler.setStream(out if to_stdout else err)
@@ -1252,12 +1296,16 @@ def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
                 signal.signal(signal.SIGALRM, signal.SIG_DFL if old_alarm is None else old_alarm)
             _STATE["run"] = None
             elapsed = time.perf_counter() - started
+            for stream in (sys.__stdout__, sys.__stderr__):  # a script may write to them directly
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            fds.__exit__(None, None, None)
             try:
                 notes = state.restore()
             except Exception as exc:  # pragma: no cover - a bug here must not hide the run's result
                 notes = [f"could not restore the worker fully: {_one_line(exc)}"]
             _after_figures()
-            gc.collect()
+            _collect()
     changed, deleted = _changed(before, _files_state(root))
     report = {
         "ok": True,

@@ -398,6 +398,13 @@ def test_sys_exit_codes(fs, ws):
     assert msg["exit_code"] == 1 and msg["stderr"] == "bad input\n"
 
 
+def test_output_of_subprocesses_is_captured(fs, ws):
+    code = "import subprocess, sys\nprint('py')\nsubprocess.run(['echo', 'from a child'])\nsubprocess.run(['sh', '-c', 'echo oops >&2'])\n"
+    report = run(fs, ws, code, "child.py")
+    assert report["exit_code"] == 0
+    assert report["stdout"] == "py\nfrom a child\n" and report["stderr"] == "oops\n"
+
+
 def test_output_is_bounded_in_the_middle(fs, ws):
     fs.configure(limits={"max_chars": 1000})
     try:
