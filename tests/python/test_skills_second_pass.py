@@ -618,3 +618,107 @@ def test_diff_of_means_direction(lm):
     expected = float(((proj > threshold).long() == torch.tensor(labels)).double().mean())
     assert ns["direction_accuracy"](acts, labels, unit) == pytest.approx(expected)
     assert expected >= 0.9
+
+
+# --------------------------------------------------------------------------
+# attribution patching
+# --------------------------------------------------------------------------
+
+CLEAN, CORRUPT = "the cat sat on the mat", "the man sat on the mat"
+
+
+def residual_point(model, layer):
+    """(module, is_pre_hook) for a layer name: "embed" = input of block 0."""
+    return (blocks(model)[0], True) if layer == "embed" else (blocks(model)[layer], False)
+
+
+def run_with(model, ids, layer, fn):
+    """Plain hook: run ids with fn applied to the residual at `layer`; return last-position logits."""
+    module, pre = residual_point(model, layer)
+    if pre:
+        def hook(m, args, kwargs):
+            h = args[0] if args else kwargs["hidden_states"]
+            new = fn(h)
+            new = h if new is None else new
+            if args:
+                return (new,) + tuple(args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": new}
+        handle = module.register_forward_pre_hook(hook, with_kwargs=True)
+    else:
+        handle = module.register_forward_hook(output_hook(fn))
+    try:
+        return model(input_ids=ids, use_cache=False).logits[0, -1]
+    finally:
+        handle.remove()
+
+
+def test_attribution_patching_matches_gradients_and_tracks_real_patching(lm):
+    model, tokenizer = lm
+    ns = skill_ns("patching")
+    clean = tokenizer([CLEAN], return_tensors="pt")["input_ids"]
+    corrupt = tokenizer([CORRUPT], return_tensors="pt")["input_ids"]
+    seq = clean.shape[1]
+    with torch.no_grad():
+        a = int(model(input_ids=clean).logits[0, -1].argmax())
+        b = int(model(input_ids=corrupt).logits[0, -1].argmax())
+    if a == b:
+        b = int(model(input_ids=corrupt).logits[0, -1].topk(2).indices[1])
+    metric = lambda logits: logits[a] - logits[b]  # noqa: E731
+    layers = ["embed", 0, 1]
+    res = ns["attribution_patching"](model, tokenizer, CLEAN, CORRUPT, layers=layers, metric=metric)
+    assert list(res["attribution"]) == layers
+
+    grads_ok, estimates, actual = [], [], []
+    for layer in layers:
+        acts = {}
+        with torch.no_grad():
+            run_with(model, clean, layer, lambda h: acts.__setitem__("clean", h.detach().clone()))
+            corrupt_value = float(metric(run_with(model, corrupt, layer, lambda h: acts.__setitem__("corrupt", h.detach().clone()))))
+
+        # Reference gradient by plain autograd on a leaf replacing the residual.
+        leaf = acts["corrupt"].clone().requires_grad_(True)
+        value = metric(run_with(model, corrupt, layer, lambda h: leaf))
+        (grad,) = torch.autograd.grad(value, [leaf])
+        reference = ((acts["clean"] - acts["corrupt"]) * grad).sum(-1)[0]
+        torch.testing.assert_close(res["attribution"][layer], reference, atol=1e-5, rtol=1e-4)
+        span = res["clean"] - res["corrupt"]
+        torch.testing.assert_close(res["restored"][layer], reference / span, atol=1e-5, rtol=1e-4)
+
+        # Real patching, one position at a time.
+        for p in range(seq):
+            def patch(h, p=p):
+                h = h.clone()
+                h[:, p] = acts["clean"][:, p]
+                return h
+            with torch.no_grad():
+                patched = float(metric(run_with(model, corrupt, layer, patch)))
+            estimates.append(float(res["attribution"][layer][p]))
+            actual.append(patched - corrupt_value)
+    assert res["corrupt"] == pytest.approx(corrupt_value, abs=1e-4)
+    # At the last block only the last position reaches the logits: exactly zero elsewhere.
+    assert res["attribution"][1][:-1].abs().max() == 0
+    est, act = torch.tensor(estimates), torch.tensor(actual)
+    corr = float(torch.corrcoef(torch.stack([est, act]))[0, 1])
+    # First order only: measured 0.80 (tiny-llama) and 0.95 (tiny-gpt2) on these random tiny models.
+    assert corr > 0.7, (corr, estimates, actual)
+    assert all(p.grad is None for p in model.parameters()), "parameter gradients were accumulated"
+    assert all_hooks(model) == 0
+
+    default = ns["attribution_patching"](model, tokenizer, CLEAN, CORRUPT)
+    assert list(default["attribution"]) == [0, 1] and default["metric"].startswith(("logit[", "prob["))
+    with pytest.raises(ValueError, match="differentiable"):
+        ns["attribution_patching"](model, tokenizer, CLEAN, CORRUPT, metric=lambda logits: float(logits.detach()[0]))
+    with pytest.raises(ValueError, match="same token length"):
+        ns["attribution_patching"](model, tokenizer, CLEAN, "a much longer prompt than the clean one", layers=[0])
+    assert all_hooks(model) == 0
+
+
+def test_attribution_patching_on_frozen_peft_model(loaded):  # noqa: F811
+    """LoRA base weights are frozen (requires_grad False): gradients must still reach the residual."""
+    ns = skill_ns("patching")
+    lora, tokenizer = loaded["tiny-llama-lora"]
+    metric = ns["metric_logit_diff"](tokenizer, " the", " on")
+    res = ns["attribution_patching"](lora, tokenizer, CLEAN, CORRUPT, layers=["embed", 1], metric=metric)
+    assert res["attribution"]["embed"].abs().sum() > 0
+    assert res["attribution"][1][-1] != 0
+    assert all_hooks(lora) == 0
