@@ -730,7 +730,7 @@ def edit_file(args: dict) -> dict:
     if not isinstance(new, str):
         raise ToolError("bad_argument", "new must be a string")
     try:
-        with open(real, encoding="utf-8") as f:
+        with open(real, encoding="utf-8", newline="") as f:  # keep \r\n as it is
             text = f.read()
     except UnicodeDecodeError:
         raise ToolError("bad_argument", f"{rel} is not UTF-8 text") from None
@@ -820,7 +820,9 @@ def list_files(args: dict) -> dict:
     if os.path.isabs(pattern) or pattern.startswith("~") or ".." in pattern.split("/"):
         raise ToolError("path", f"pattern {pattern!r} leaves the workspace: give a glob relative to it")
     root = _workspace()
-    regex = _glob_regex(pattern.lstrip("./") if pattern.startswith("./") else pattern)
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    regex = _glob_regex(pattern or "**/*")
     limit = _limit("max_files")
     found, truncated = [], False
     for rel, st in _walk(root):
@@ -965,13 +967,13 @@ class _ProcessState:
         self.objects: list = []  # (dict, copy): the warm namespace, tokenizers' __dict__
         self.params: list = []  # (parameter, requires_grad, grad)
         self.seen_models: set = set()
-        self.attrs = []  # (module or class, dict copy, restore additions)
-        targets = [(torch, True), (torch.nn.functional, True), (torch.nn.Module, False), (torch.Tensor, False)]
+        self.attrs = []  # (module or class, copy of its __dict__)
+        targets = [torch, torch.nn.functional, torch.nn.Module, torch.Tensor]
         transformers = sys.modules.get("transformers")
         if transformers is not None:
-            targets.append((transformers, True))
-        for target, additions in targets:
-            self.attrs.append((target, dict(vars(target)), additions))
+            targets.append(transformers)
+        for target in targets:
+            self.attrs.append((target, dict(vars(target))))
         hooks_mod = sys.modules.get("torch.nn.modules.module")
         self.global_hooks = [
             (d, dict(d)) for d in (getattr(hooks_mod, n, None) for n in _GLOBAL_HOOKS) if isinstance(d, dict)
@@ -1061,18 +1063,20 @@ class _ProcessState:
             if p.grad is not grad:
                 p.grad = grad
         patched = []
-        for target, saved, additions in self.attrs:
+        for target, saved in self.attrs:
             current = vars(target)
             for key, value in saved.items():
                 if current.get(key, _MISSING) is not value:
                     with contextlib.suppress(Exception):
                         setattr(target, key, value)
                         patched.append(f"{getattr(target, '__name__', target)}.{key}")
-            if additions:
-                for key in [k for k in current if k not in saved]:
-                    if not isinstance(current[key], types.ModuleType):
-                        with contextlib.suppress(Exception):
-                            delattr(target, key)
+            # Added names go too, but not submodules imported during the run
+            # (`import torch.distributions` sets torch.distributions); a lazy
+            # module (transformers) resolves a removed name again on next use.
+            for key in [k for k in current if k not in saved]:
+                if not isinstance(current[key], types.ModuleType):
+                    with contextlib.suppress(Exception):
+                        delattr(target, key)
         if patched:
             notes.append(f"restored {', '.join(sorted(patched)[:10])}")
         return notes

@@ -367,13 +367,17 @@ import torch.nn.functional as F
 F.softmax = lambda *a, **k: "patched"
 torch.added_by_script = 1
 torch.nn.Module.added_method = lambda self: 1
+torch.Tensor.softmax = lambda *a, **k: "patched"
+import torch.distributions
 transformers.AutoTokenizer = None
 print(F.softmax(torch.zeros(2), dim=0))
 """
     report = run(fs, ws, code, "patch.py")
     assert report["stdout"] == "patched\n", report["stderr"]
     assert F.softmax is softmax and torch.nn.functional.softmax is softmax
-    assert not hasattr(torch, "added_by_script")
+    assert not hasattr(torch, "added_by_script") and not hasattr(torch.nn.Module, "added_method")
+    assert torch.zeros(2).softmax(0).tolist() == [0.5, 0.5]
+    assert torch.distributions.Normal  # a submodule imported by the run stays reachable
     assert transformers.AutoTokenizer is auto
     again = run(fs, ws, "import torch\nprint(torch.nn.functional.softmax(torch.zeros(2), dim=0).tolist())\n", "check.py")
     assert again["stdout"] == "[0.5, 0.5]\n"
@@ -532,6 +536,9 @@ def test_write_and_edit_file(fs, ws):
     assert done["ok"] is True
     assert "-alpha" in done["diff"] and "+ALPHA" in done["diff"] and "a/deep/er/notes.txt" in done["diff"]
     assert (ws / "deep/er/notes.txt").read_text() == "ALPHA\nbeta\nbeta\ngamma\n"
+    (ws / "crlf.txt").write_bytes(b"one\r\ntwo\r\n")
+    assert tool(fs, "edit_file", path="crlf.txt", old="two", new="2")["ok"] is True
+    assert (ws / "crlf.txt").read_bytes() == b"one\r\n2\r\n"
     assert tool(fs, "edit_file", path="nope.txt", old="a", new="b")["error"]["kind"] == "not_found"
 
 
@@ -546,6 +553,7 @@ def test_list_files(fs, ws):
     assert not any(p.startswith(".interp_exec/") or "__pycache__" in p for p in paths)
     py = tool(fs, "list_files", pattern="lst/**/*.py")["files"]
     assert py == [{"path": "lst/a.py", "size": 1}, {"path": "lst/b/c.py", "size": 2}]
+    assert tool(fs, "list_files", pattern="./lst/*.py")["files"] == [{"path": "lst/a.py", "size": 1}]
     top = [f["path"] for f in tool(fs, "list_files", pattern="*.py")["files"]]
     assert "interp_exec.py" in top and not any("/" in p for p in top)
     fs.configure(limits={"max_files": 3})
