@@ -18,6 +18,10 @@ const commands: Record<string, Command> = {
     run: async (a) => (await import("./lib/subcommands/notebook.ts")).notebookCommand(a),
     summary: "warm a notebook session (models + skills) and print its handle",
   },
+  mcp: {
+    run: async (a) => (await import("./lib/subcommands/mcp.ts")).mcpCommand(a),
+    summary: "warm a kernel whose agent may call only the researcher's functions (MCP tools)",
+  },
   run: {
     run: async (a) => (await import("./lib/subcommands/run.ts")).runCommand(a),
     summary: "warm a session in the mode the config's execution.type names",
@@ -49,6 +53,10 @@ const commands: Record<string, Command> = {
   "notebook-mcp": {
     run: async (a) => (await import("./lib/subcommands/notebook_mcp.ts")).notebookMcpCommand(a),
     summary: "serve a notebook session's tools to an agent over MCP (stdio or --http)",
+  },
+  "mcp-serve": {
+    run: async (a) => (await import("./lib/subcommands/mcp_serve.ts")).mcpServeCommand(a),
+    summary: "serve an mcp-mode session's functions to an agent over MCP (stdio or --http)",
   },
   skills: {
     run: async (a) => (await import("./lib/subcommands/skills.ts")).skillsCommand(a),

@@ -21,6 +21,8 @@
  *   client doing the seed project's steps and against the floor (kernel start
  *   plus the setup timed inside the kernel);
  * - 1, 4 and 8 sessions warmed in parallel;
+ * - mcp mode: a trivial tool call through mcp-serve against a trivial
+ *   execute_code of the notebook MCP server on the same kernel;
  * - with --gpu and CUDA: loading a few-GB model against safetensors straight
  *   to the GPU.
  *
@@ -31,6 +33,8 @@
  */
 
 import { parseArgs } from "node:util";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JupyterClient, type KernelChannel } from "../lib/jupyter.ts";
@@ -89,7 +93,7 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,gpu
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
@@ -101,7 +105,9 @@ if (flags.help) {
 
 const reps = Math.max(1, Number(flags.reps));
 const sections = new Set(
-  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel").split(",").map((s) => s.trim()),
+  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel,tools").split(",").map((s) =>
+    s.trim()
+  ),
 );
 if (flags.gpu) sections.add("gpu");
 
@@ -217,6 +223,112 @@ async function rttSection(
     channel?.close();
     await zmq.stop();
     await client.shutdownKernel(kernel.id).catch(() => {});
+  }
+}
+
+/**
+ * mcp mode's call path against the notebook MCP server's on one warm kernel:
+ * `echo("x")` through mcp-serve (arguments as request metadata, checked
+ * against the schema in the kernel, the result serialised there) and
+ * `execute_code("1")` through notebook-mcp attached to the same kernel, each
+ * over stdio from the official SDK client, alternated.
+ */
+async function toolsSection(bundle: string, models: Record<string, string>): Promise<void> {
+  const dir = join(work, "tools-skills");
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeTextFile(
+    join(dir, "bench-echo.md"),
+    "---\nname: bench-echo\ndescription: echo\npreload: true\n---\n\n```python\n" +
+      'def echo(text: str) -> str:\n    """Return the text."""\n    return text\n```\n',
+  );
+  const config = join(work, "tools.yaml");
+  await Deno.writeTextFile(
+    config,
+    `name: bench-tools\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${
+      models["tiny-llama"]
+    }\n      device: cpu\nexecution:\n  type: mcp\n  skills: [bench-echo]\n  skills_dirs: [${dir}]\n`,
+  );
+  const warm = await timed([
+    DENO,
+    "run",
+    "-A",
+    "--no-config",
+    bundle,
+    "mcp",
+    "--config",
+    config,
+    "-q",
+  ], {
+    env: cliEnv,
+  });
+  if (warm.code !== 0) {
+    throw new Error(`interp-exec mcp exited ${warm.code}: ${warm.stderr.slice(-3000)}`);
+  }
+  const handle = JSON.parse(warm.stdout);
+  const serve = (args: string[]) =>
+    new StdioClientTransport({
+      command: DENO,
+      args: ["run", "-A", "--no-config", bundle, ...args],
+      env: { ...cliEnv, NO_COLOR: "1" } as Record<string, string>,
+      stderr: "ignore",
+    });
+  const fnClient = new Client({ name: "bench", version: "0" });
+  const nbClient = new Client({ name: "bench", version: "0" });
+  try {
+    await fnClient.connect(serve(["mcp-serve", "--session", handle.session_id, "-q"]));
+    await nbClient.connect(serve(["notebook-mcp", "-q"]));
+    await nbClient.callTool({
+      name: "attach_to_session",
+      arguments: { session_id: handle.kernel_id },
+    });
+    const tool = async () => {
+      const t0 = performance.now();
+      const r = await fnClient.callTool({ name: "echo", arguments: { text: "x" } });
+      if (r.isError) throw new Error(`echo failed: ${JSON.stringify(r)}`);
+      return performance.now() - t0;
+    };
+    const cell = async () => {
+      const t0 = performance.now();
+      const r = await nbClient.callTool({
+        name: "execute_code",
+        arguments: { session_id: handle.kernel_id, code: "1" },
+      });
+      if (r.isError) throw new Error(`execute_code failed: ${JSON.stringify(r)}`);
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 5; i++) await tool(), await cell();
+    const xs: number[] = [], refs: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      xs.push(await tool());
+      refs.push(await cell());
+    }
+    rows.push({
+      ...compare(
+        "mcp mode",
+        "trivial tool call (mcp-serve, echo)",
+        xs,
+        "ms",
+        "trivial execute_code (notebook-mcp), same kernel",
+        refs,
+      ),
+      target: "<= 1.5x",
+      pass: median(xs) / median(refs) <= 1.5,
+    });
+  } finally {
+    await fnClient.close().catch(() => {});
+    await nbClient.close().catch(() => {});
+    await timed([
+      DENO,
+      "run",
+      "-A",
+      "--no-config",
+      bundle,
+      "shutdown",
+      "--session",
+      handle.session_id,
+    ], {
+      env: cliEnv,
+    });
   }
 }
 
@@ -1192,7 +1304,9 @@ async function main(): Promise<void> {
 
     let embedded: { url: string; token: string } | undefined;
     let stock: { url: string; token: string } | undefined;
-    const needEmbedded = ["rtt", "ready", "warmup", "parallel", "gpu"].some((s) => sections.has(s));
+    const needEmbedded = ["rtt", "ready", "warmup", "parallel", "tools", "gpu"].some((s) =>
+      sections.has(s)
+    );
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
       embedded = { url: server.url, token: server.token };
@@ -1226,6 +1340,7 @@ async function main(): Promise<void> {
     await run("ready", () => readySection(embedded!));
     await run("warmup", () => warmupSection(bundle, config, embedded!));
     await run("parallel", () => parallelSection(bundle, config, embedded!, machine.cores));
+    await run("tools", () => toolsSection(bundle, models));
     await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
 
     const report = {

@@ -131,8 +131,8 @@ export const ExecutionSchema = z.preprocess(
       : v,
   z.discriminatedUnion("type", [
     NotebookExecutionSchema,
-    McpExecutionSchema,
     FilesystemExecutionSchema,
+    McpExecutionSchema,
   ]),
 );
 

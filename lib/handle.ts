@@ -110,8 +110,28 @@ export const NotebookHandleSchema = z.object({
   mcp_config: McpConfigSchema,
 });
 
-/** Every mode's handle, told apart by `mode` (filesystem and mcp modes will join here). */
-export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema]);
+/** An MCP tool as a handle lists it. */
+export const ToolSummarySchema = z.object({
+  name: z.string(),
+  description: z.string(),
+  skill: z.string().nullable().describe(
+    "the skill that defines it (null for model_info and custom functions)",
+  ),
+});
+
+/** mcp mode: the agent gets only the researcher's functions, as MCP tools on the warm kernel. */
+export const McpHandleSchema = z.object({
+  mode: z.literal("mcp"),
+  ...common,
+  session_id: z.string().describe(
+    "what mcp-serve attaches to: the Jupyter session id, or the kernel id of a bare kernel",
+  ),
+  tools: z.array(ToolSummarySchema),
+  mcp_config: McpConfigSchema,
+});
+
+/** Every mode's handle, told apart by `mode` (the filesystem mode will join here). */
+export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema, McpHandleSchema]);
 
 export type ModelSummary = z.infer<typeof ModelSummarySchema>;
 export type KernelSummary = z.infer<typeof KernelSummarySchema>;
@@ -119,6 +139,8 @@ export type ServerInfo = z.infer<typeof ServerInfoSchema>;
 export type McpConfig = z.infer<typeof McpConfigSchema>;
 export type Timings = z.infer<typeof TimingsSchema>;
 export type NotebookHandle = z.infer<typeof NotebookHandleSchema>;
+export type McpHandle = z.infer<typeof McpHandleSchema>;
+export type ToolSummary = z.infer<typeof ToolSummarySchema>;
 export type Handle = z.infer<typeof HandleSchema>;
 
 /** The fields every handle shares, filled in for a new one. */

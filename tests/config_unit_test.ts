@@ -71,7 +71,7 @@ Deno.test("config union: a misspelt key or type gets the nearest allowed one", a
   const type = await rejects("name: a\nexecution:\n  type: notebok\n");
   assert.match(
     type,
-    /^\/x\/exp\.yaml:3:3: execution\.type: got "notebok"; expected one of notebook, mcp, filesystem \(did you mean 'notebook'\?\)$/,
+    /^\/x\/exp\.yaml:3:3: execution\.type: got "notebok"; expected one of notebook, filesystem, mcp \(did you mean 'notebook'\?\)$/,
   );
   const bad = await rejects("name: a\nexecution:\n  type: mcp\n  call_timeout: -1\n");
   assert.match(bad, /execution\.call_timeout: .*got -1/);

@@ -74,9 +74,9 @@ function stdoutText(r: ExecJson): string {
     .join("");
 }
 
-Deno.test("lifecycle: run dispatches on execution.type; only notebook exists (exit 2 otherwise)", async () => {
+Deno.test("lifecycle: run dispatches on execution.type; a mode not built yet exits 2", async () => {
   const home = await tempHome();
-  for (const type of ["mcp", "filesystem"]) {
+  for (const type of ["filesystem"]) {
     const config = await writeConfig(`name: other\nexecution:\n  type: ${type}\n`);
     const res = await cli(home, [
       "run",

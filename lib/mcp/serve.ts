@@ -8,12 +8,13 @@
 
 import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
 
-/** Makes one MCP server (with its tools registered). */
-export type ServerFactory = () => McpServer;
+/** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
+export type ServerFactory = () => McpServer | Server;
 
 /** Serves one client on stdin/stdout until it closes stdin or `signal` aborts. */
 export async function serveStdio(
@@ -22,7 +23,8 @@ export async function serveStdio(
 ): Promise<void> {
   const server = factory();
   const closed = new Promise<void>((resolve) => {
-    server.server.onclose = () => resolve();
+    const low: Server = "server" in server ? server.server : server;
+    low.onclose = () => resolve();
     process.stdin.once("end", () => resolve());
     process.stdin.once("close", () => resolve());
     opts.signal.addEventListener("abort", () => resolve(), { once: true });

@@ -13,8 +13,8 @@ Usage: interp-exec run --config experiment.yaml [options] > handle.json
 
 Reads execution.type from the config (notebook when absent) and runs that
 mode's subcommand with the same options, so a pipeline need not know the mode.
-Modes in this version: notebook. The mcp and filesystem modes are not built
-yet: a config naming one exits 2.
+Modes in this version: notebook and mcp. The filesystem mode is not built
+yet: a config naming it exits 2.
 
 ${modeFlagHelp}`;
 
@@ -23,6 +23,7 @@ const modes: Partial<
   Record<ExecutionType, (args: string[], experiment: Experiment) => Promise<void>>
 > = {
   notebook: notebookCommand,
+  mcp: async (args, experiment) => (await import("./mcp.ts")).mcpCommand(args, experiment),
 };
 
 /** `interp-exec run` */

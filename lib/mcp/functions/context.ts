@@ -1,0 +1,132 @@
+/**
+ * What the mcp-mode server (mcp-serve) shares between its clients: the warm
+ * kernel (one WebSocket, reopened when it drops), the tool table the kernel
+ * holds, and one queue, so concurrent calls run one after another and never
+ * interleave in the kernel.
+ */
+
+import { UsageError } from "../../errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
+import { callKernel, type CallOutcome } from "../../kernel_call.ts";
+import type { RunOptions } from "../../kernel_run.ts";
+import { CALL_CODE, readToolTable, type ToolTable } from "../../mcp_mode.ts";
+import { redactor } from "../../redact.ts";
+
+/** Settings from mcp-serve's command line. */
+export interface FunctionsSettings {
+  /** Bound on one call (0: none); past it the kernel is interrupted. */
+  timeoutMs: number;
+  progressIntervalMs: number;
+  kernelStartTimeoutMs: number;
+  maxImages: number;
+}
+
+/** The shared state of one mcp-serve process. */
+export class FunctionsContext {
+  readonly serverName = "mcp-serve";
+  private channel: KernelChannel | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly redactText: (text: string) => string;
+
+  private constructor(
+    readonly client: JupyterClient,
+    readonly kernel: KernelModel,
+    readonly sessionId: string,
+    readonly table: ToolTable,
+    readonly settings: FunctionsSettings,
+    channel: KernelChannel,
+    secrets: string[],
+  ) {
+    this.channel = channel;
+    const token = redactor(client.target.token);
+    // A hidden model's identity never reaches a result, even through a traceback.
+    const hidden = secrets.filter((s) => s.length >= 3);
+    this.redactText = (text) => {
+      let out = token(text);
+      for (const s of hidden) out = out.split(s).join("[hidden]");
+      return out;
+    };
+  }
+
+  /**
+   * Connects to the session's kernel and reads the tool table `interp-exec
+   * mcp` left there. `secrets`: strings to hide in every result.
+   */
+  static async open(
+    client: JupyterClient,
+    id: string,
+    settings: FunctionsSettings,
+    secrets: string[] = [],
+  ): Promise<FunctionsContext> {
+    const info = await client.probe();
+    let kernel: KernelModel | null | undefined = null;
+    let sessionId = id;
+    if (info.sessions_api) {
+      const s = await client.getSession(id) ??
+        (await client.listSessions()).find((x) => x.kernel?.id === id);
+      if (s) {
+        kernel = s.kernel;
+        sessionId = s.id;
+      }
+    }
+    kernel ??= await client.getKernel(id);
+    if (!kernel) {
+      throw new UsageError(
+        `no session or kernel '${id}' on ${client.url}`,
+        "the handle's session_id names it; 'interp-exec sessions' lists the live ones",
+      );
+    }
+    const channel = await client.connectKernel(kernel, {
+      startTimeoutMs: settings.kernelStartTimeoutMs,
+    });
+    let table: ToolTable;
+    try {
+      table = await readToolTable(channel);
+    } catch (err) {
+      channel.close();
+      throw new UsageError(
+        `kernel ${kernel.id}: ${(err as Error).message}`,
+        "start an mcp-mode session with 'interp-exec mcp --config FILE'",
+      );
+    }
+    return new FunctionsContext(client, kernel, sessionId, table, settings, channel, secrets);
+  }
+
+  /** Replaces the token (and hidden identities) wherever they appear. */
+  redact(text: string): string {
+    return this.redactText(text);
+  }
+
+  /** Runs one call in the kernel, after every call before it has finished. */
+  call(
+    name: string,
+    args: Record<string, unknown>,
+    opts: RunOptions,
+  ): Promise<CallOutcome> {
+    const run = this.queue.then(async () => {
+      const channel = await this.connected();
+      return await callKernel(channel, CALL_CODE, { name, args }, opts);
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async connected(): Promise<KernelChannel> {
+    const ch = this.channel;
+    if (ch && !ch.dead && !ch.conn.isDisposed && ch.conn.connectionStatus !== "disconnected") {
+      return ch;
+    }
+    this.channel?.close();
+    this.channel = undefined;
+    this.channel = await this.client.connectKernel(this.kernel, {
+      startTimeoutMs: this.settings.kernelStartTimeoutMs,
+    });
+    return this.channel;
+  }
+
+  /** Closes the kernel WebSocket; the kernel keeps running. */
+  close(): void {
+    this.channel?.close();
+    this.channel = undefined;
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * The mcp-mode MCP server: one tool per exposed function (its JSON Schema
+ * built in the kernel from the signature and docstring), plus model_info.
+ * No tool runs code: a call sends the function's name and the arguments as
+ * data, and the kernel checks them against the schema before calling.
+ */
+
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
+import { VERSION } from "../../version.ts";
+import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../mcp_mode.ts";
+import { type Extra, startProgress } from "../progress.ts";
+import { type Content, errorResult, redactJson, type ToolResult } from "../tool.ts";
+import type { FunctionsContext } from "./context.ts";
+
+const INSTRUCTIONS =
+  "Each tool is one of the researcher's functions, running on models already loaded in a " +
+  "warm kernel; model and tokenizer arguments are filled in for you. model_info describes " +
+  "the models. There is no code execution: arguments are only values.";
+
+/** An mcp-mode server over the shared context (one per MCP client). */
+export function createServer(ctx: FunctionsContext): Server {
+  const server = new Server(
+    { name: "interp-exec-functions", version: VERSION },
+    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+  );
+  const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
+  server.setRequestHandler(ListToolsRequestSchema, () => ({
+    tools: [
+      ...ctx.table.tools.map((t) => ({
+        name: t.name,
+        title: t.name,
+        description: t.description,
+        inputSchema: t.input_schema,
+        annotations: { openWorldHint: false },
+      })),
+      {
+        name: MODEL_INFO,
+        title: "Describe the models",
+        description: MODEL_INFO_DESCRIPTION,
+        inputSchema: { type: "object", properties: {}, additionalProperties: false },
+        annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
+      },
+    ],
+  }));
+  server.setRequestHandler(CallToolRequestSchema, async (
+    req: { params: { name: string; arguments?: Record<string, unknown> } },
+    extra: Extra,
+  ) => {
+    const { name } = req.params;
+    const args = (req.params.arguments ?? {}) as Record<string, unknown>;
+    let result: ToolResult;
+    try {
+      if (name === MODEL_INFO) {
+        const info = modelInfo(ctx.table.summary);
+        result = {
+          content: [{ type: "text", text: JSON.stringify(info, null, 1) }],
+          structuredContent: info,
+        };
+      } else if (!byName.has(name)) {
+        result = {
+          content: [{
+            type: "text",
+            text: `error: no tool '${name}'; tools: ${[...byName.keys(), MODEL_INFO].join(", ")}`,
+          }],
+          isError: true,
+        };
+      } else {
+        result = await callFunction(ctx, name, args, extra);
+      }
+    } catch (err) {
+      result = errorResult(ctx, err);
+    }
+    return redactResult(ctx, result) as never;
+  });
+  return server;
+}
+
+async function callFunction(
+  ctx: FunctionsContext,
+  name: string,
+  args: Record<string, unknown>,
+  extra: Extra,
+): Promise<ToolResult> {
+  const t0 = performance.now();
+  const progress = startProgress(
+    extra,
+    ctx.settings.progressIntervalMs,
+    () => `${name}: running for ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+  );
+  const timeoutMs = ctx.settings.timeoutMs;
+  try {
+    const out = await ctx.call(name, args, {
+      timeoutMs,
+      timeoutLabel: `${timeoutMs / 1000} s (mcp-serve --timeout)`,
+      signal: extra.signal,
+    });
+    if (out.kind === "no_answer") return noAnswer(name, out.run, timeoutMs);
+    return fromEnvelope(ctx, out.envelope);
+  } finally {
+    progress.stop();
+  }
+}
+
+type Envelope = {
+  ok: boolean;
+  structured?: unknown;
+  text?: string;
+  stdout?: string;
+  images?: { mime_type: string; data: string }[];
+  elapsed_s?: number;
+  error?: {
+    kind: string;
+    parameter?: string;
+    type?: string;
+    message?: string;
+    traceback?: string;
+  };
+};
+
+function fromEnvelope(ctx: FunctionsContext, raw: Record<string, unknown>): ToolResult {
+  const env = raw as Envelope;
+  if (!env.ok) {
+    const e = env.error ?? { kind: "exception", message: "the call failed" };
+    const head = e.kind === "bad_argument"
+      ? `error: bad argument${e.parameter ? ` '${e.parameter}'` : ""}: ${e.message}`
+      : e.kind === "interrupted"
+      ? `error: interrupted: ${e.message ?? "the call was interrupted"}`
+      : `error: ${e.type ? `${e.type}: ` : ""}${e.message ?? ""}`;
+    const text = [
+      head,
+      e.traceback ? `\n${e.traceback}` : "",
+      env.stdout ? `\nstdout:\n${env.stdout}` : "",
+    ]
+      .join("");
+    return {
+      content: [{ type: "text", text }],
+      structuredContent: { error: e },
+      isError: true,
+    };
+  }
+  const images: Content[] = (env.images ?? []).slice(0, ctx.settings.maxImages).map((im) => ({
+    type: "image",
+    data: im.data,
+    mimeType: im.mime_type,
+  }));
+  const text = [env.text ?? "", env.stdout ? `\nstdout:\n${env.stdout}` : ""].join("");
+  return {
+    content: [{ type: "text", text: text || "(no output)" }, ...images],
+    structuredContent: { result: env.structured ?? null },
+  };
+}
+
+function noAnswer(
+  name: string,
+  run: { status: string; note?: string; error?: { ename: string; evalue: string } },
+  timeoutMs: number,
+): ToolResult {
+  const why: Record<string, string> = {
+    timeout: `${name} did not finish within ${
+      timeoutMs / 1000
+    } s; the kernel was interrupted (raise mcp-serve --timeout or execution.call_timeout)`,
+    interrupted: `${name} was cancelled; the kernel was interrupted`,
+    died: `the kernel died during ${name} (${
+      run.note ?? "out of memory?"
+    }); the warm models are gone: start a new session with 'interp-exec mcp --config FILE'`,
+    server_gone: `the Jupyter server is gone (${
+      run.note ?? "it stopped answering"
+    }); start it again and a new session with 'interp-exec mcp --config FILE'`,
+    lost: `the connection to the kernel was lost during ${name}; call it again`,
+  };
+  const text = why[run.status] ??
+    `${name} ended without an answer (${run.status}${
+      run.error ? `: ${run.error.ename}: ${run.error.evalue}` : run.note ? `: ${run.note}` : ""
+    })`;
+  return {
+    content: [{ type: "text", text: `error: ${text}` }],
+    structuredContent: { error: { kind: run.status, message: text } },
+    isError: true,
+  };
+}
+
+function redactResult(ctx: FunctionsContext, r: ToolResult): ToolResult {
+  return {
+    ...r,
+    content: r.content.map((c) => c.type === "text" ? { ...c, text: ctx.redact(c.text) } : c),
+    ...(r.structuredContent ? { structuredContent: redactJson(ctx, r.structuredContent) } : {}),
+  };
+}

@@ -1,0 +1,99 @@
+import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../args.ts";
+import { existingServerFlagOptions, serverForServing } from "../connect.ts";
+import { UsageError } from "../errors.ts";
+import { printText, setQuiet } from "../log.ts";
+import { FunctionsContext } from "../mcp/functions/context.ts";
+import { createServer } from "../mcp/functions/server.ts";
+import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
+
+export const help =
+  `interp-exec mcp-serve: serve an mcp-mode session's functions to an agent over MCP
+
+Usage: interp-exec mcp-serve --session ID [--jupyter-url URL] [--http PORT] [options]
+
+The MCP server an mcp handle's mcp_config launches. Each tool is one of the
+functions 'interp-exec mcp' exposed; a call sends the arguments to the warm
+kernel as data (never as code), where they are checked against the tool's
+schema and the function runs on the loaded models. Calls from any number of
+clients run one at a time. MCP goes over stdio (stdout carries only
+JSON-RPC; logs go to stderr), or with --http over Streamable HTTP on
+127.0.0.1, so several agents can share one warm model.
+
+The token is never taken from argv: it comes from --token-file, the --env
+handle, INTERP_EXEC_JUPYTER_TOKEN / JUPYTER_TOKEN, or interp-exec's state.
+
+Options:
+  --session ID               the handle's session_id (or its kernel_id); required
+  --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
+  --token-file FILE          file holding the token
+  --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
+  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
+                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
+                             'Authorization: Bearer TOKEN')
+  --timeout SECONDS          bound on one call; past it the kernel is interrupted
+                             (default 300, the config's execution.call_timeout; 0 for none)
+  --kernel-start-timeout S   bound on connecting to the kernel (default 120)
+  --max-images N             images in one result (default 8)
+  --progress-interval SECS   how often a long call reports progress (default 2)
+  -q, --quiet                no progress lines on stderr
+  -h, --help                 this help`;
+
+const options = {
+  ...existingServerFlagOptions,
+  session: { type: "string" },
+  http: { type: "string" },
+  timeout: { type: "string" },
+  "kernel-start-timeout": { type: "string" },
+  "max-images": { type: "string" },
+  "progress-interval": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+} as const;
+
+/** `interp-exec mcp-serve`: serves until the client closes stdin (or a signal). */
+export async function mcpServeCommand(args: string[]): Promise<void> {
+  const { values } = parseFlags("mcp-serve", args, options);
+  if (values.help) return printText(help);
+  setQuiet(values.quiet ?? false);
+  if (!values.session) {
+    throw new UsageError(
+      "mcp-serve: --session ID is required",
+      "the session_id of the handle 'interp-exec mcp' printed",
+    );
+  }
+  const settings = {
+    timeoutMs: secondsFlag("timeout", values.timeout, 300),
+    kernelStartTimeoutMs: secondsFlag(
+      "kernel-start-timeout",
+      values["kernel-start-timeout"],
+      120,
+      false,
+    ),
+    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
+    maxImages: intFlag("max-images", values["max-images"], 8, 0),
+  };
+  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
+  const { client } = await serverForServing(values, "mcp-serve");
+  const ctx = await FunctionsContext.open(client, values.session, settings);
+  const factory = () => createServer(ctx);
+  try {
+    await untilSignal(async (signal) => {
+      if (port !== undefined) {
+        await serveHttp(factory, {
+          port,
+          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
+          signal,
+          label: "mcp-mode MCP server",
+          risk: "call the experiment's functions on its models",
+        });
+      } else {
+        await serveStdio(factory, {
+          signal,
+          ready:
+            `mcp-mode MCP server ready on stdio: ${ctx.table.tools.length} function(s) on kernel ${ctx.kernel.id}`,
+        });
+      }
+    });
+  } finally {
+    ctx.close();
+  }
+}
