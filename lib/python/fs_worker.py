@@ -27,6 +27,24 @@ training flags, attributes replaced on torch, torch.nn.functional and
 transformers). With fresh_process it runs `python script.py` in a subprocess
 instead, which loads the models itself.
 
+Calls (name -> args -> envelope; every path is relative to the workspace):
+
+    prepare      {workspace, spec, setup_source, files?} -> {workspace, python, files, spec_path}
+    configure    {workspace?, limits?} -> {workspace, limits}
+    load_models  {} -> {summary, seconds, loaded_now}          (optional: warm the models up front)
+    status       {} -> {workspace, python, models_loaded, summary, limits}
+    read_file    {path, start_line?, end_line?} -> {path, text, total_lines, start_line, end_line, truncated}
+                 images (.png .jpg .jpeg .gif .webp) -> {path, image: {mime_type, data, width?, height?, scaled?}}
+    write_file   {path, content} -> {path, bytes, created}
+    edit_file    {path, old, new} -> {path, diff}
+    list_files   {pattern?} -> {files: [{path, size}], truncated}
+    run_python   {path, args?, timeout?, fresh_process?} -> {exit_code, stdout, stderr, elapsed_s,
+                 changed, deleted, warm, models_loaded_s, timed_out, interrupted, restored?}
+
+Every envelope has "ok"; failures are {"ok": False, "error": {"kind", "message"}}
+with kind path | not_found | not_unique | bad_argument | io | load | internal.
+A run stopped at its timeout exits 124 (timed_out), one interrupted 130 (interrupted).
+
 Stdlib, torch and transformers only (PIL and yaml when present); nothing runs
 at import.
 """
