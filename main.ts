@@ -18,6 +18,10 @@ const commands: Record<string, Command> = {
     run: async (a) => (await import("./lib/subcommands/notebook.ts")).notebookCommand(a),
     summary: "warm a notebook session (models + skills) and print its handle",
   },
+  filesystem: {
+    run: async (a) => (await import("./lib/subcommands/filesystem.ts")).filesystemCommand(a),
+    summary: "prepare a workspace whose scripts get the models warm, and print its handle",
+  },
   mcp: {
     run: async (a) => (await import("./lib/subcommands/mcp.ts")).mcpCommand(a),
     summary: "warm a kernel whose agent may call only the researcher's functions (MCP tools)",
@@ -57,6 +61,14 @@ const commands: Record<string, Command> = {
   "mcp-serve": {
     run: async (a) => (await import("./lib/subcommands/mcp_serve.ts")).mcpServeCommand(a),
     summary: "serve an mcp-mode session's functions to an agent over MCP (stdio or --http)",
+  },
+  "filesystem-mcp": {
+    run: async (a) => (await import("./lib/subcommands/filesystem_mcp.ts")).filesystemMcpCommand(a),
+    summary: "serve a workspace's file tools and warm script runs over MCP (stdio or --http)",
+  },
+  pool: {
+    run: async (a) => (await import("./lib/subcommands/pool.ts")).poolCommand(a),
+    summary: "keep warm kernels ready for claiming: start, status, stop",
   },
   skills: {
     run: async (a) => (await import("./lib/subcommands/skills.ts")).skillsCommand(a),

@@ -48,6 +48,31 @@ export function agentPrompt(p: PromptInput): string {
       }, ${params} parameters, ${m.device}, ${m.dtype} (${name})`,
     );
   }
+  if (p.mode === "filesystem") {
+    out.push(
+      "",
+      "## Workspace",
+      "",
+      `\`${p.workspace}\`: read \`AGENTS.md\` there first. Scripts load the models with`,
+      "`import interp_exec; model = interp_exec.model(); tokenizer = interp_exec.tokenizer()`;",
+      "skills are modules under `skills/` (`from skills.activations import extract_activations`).",
+      "",
+      "## Tools",
+      "",
+    );
+    for (const t of p.tools ?? []) out.push(`- \`${t.name}\`: ${t.description}`);
+    const fn = p.summary.skills.filter((s) => s.preload && s.functions.length);
+    if (fn.length) {
+      out.push("", "## Functions", "");
+      for (const s of fn) {
+        out.push(
+          `- \`skills.${s.name.replace(/-/g, "_")}\`: ${s.functions.map((f) => f.name).join(", ")}`,
+        );
+      }
+    }
+    if (p.task?.trim()) out.push("", "## Task", "", p.task.trim());
+    return out.join("\n") + "\n";
+  }
   if (p.mode === "mcp") {
     out.push("", "## Tools", "");
     for (const t of p.tools ?? []) out.push(`- \`${t.name}\`: ${t.description.split("\n")[0]}`);

@@ -130,8 +130,27 @@ export const McpHandleSchema = z.object({
   mcp_config: McpConfigSchema,
 });
 
-/** Every mode's handle, told apart by `mode` (the filesystem mode will join here). */
-export const HandleSchema = z.discriminatedUnion("mode", [NotebookHandleSchema, McpHandleSchema]);
+/** filesystem mode: a workspace of files and scripts, the models kept warm in a worker kernel. */
+export const FilesystemHandleSchema = z.object({
+  mode: z.literal("filesystem"),
+  ...common,
+  session_id: z.string().describe("the warm worker's kernel id (what filesystem-mcp attaches to)"),
+  workspace: z.string().describe("absolute path of the workspace on the kernel's machine"),
+  python: z.string().describe("the Python that runs the workspace's scripts"),
+  environment: z.record(z.string(), z.string()).describe(
+    "variables a script run outside the tools needs to load the models (INTERP_EXEC_SPEC)",
+  ),
+  files: z.array(z.string()).describe("what interp-exec wrote into the workspace"),
+  tools: z.array(ToolSummarySchema),
+  mcp_config: McpConfigSchema,
+});
+
+/** Every mode's handle, told apart by `mode`. */
+export const HandleSchema = z.discriminatedUnion("mode", [
+  NotebookHandleSchema,
+  McpHandleSchema,
+  FilesystemHandleSchema,
+]);
 
 export type ModelSummary = z.infer<typeof ModelSummarySchema>;
 export type KernelSummary = z.infer<typeof KernelSummarySchema>;
@@ -140,6 +159,7 @@ export type McpConfig = z.infer<typeof McpConfigSchema>;
 export type Timings = z.infer<typeof TimingsSchema>;
 export type NotebookHandle = z.infer<typeof NotebookHandleSchema>;
 export type McpHandle = z.infer<typeof McpHandleSchema>;
+export type FilesystemHandle = z.infer<typeof FilesystemHandleSchema>;
 export type ToolSummary = z.infer<typeof ToolSummarySchema>;
 export type Handle = z.infer<typeof HandleSchema>;
 

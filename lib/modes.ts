@@ -8,35 +8,41 @@ import { intFlag, parseFlags, secondsFlag } from "./args.ts";
 import type { ExecutionType } from "./config.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
-import { CliError, InterruptedError } from "./errors.ts";
+import { CliError, InterruptedError, UsageError } from "./errors.ts";
 import type { Handle } from "./handle.ts";
 import { stopEmbeddedServer } from "./local_server.ts";
 import { printJson, progress, setQuiet, warn } from "./log.ts";
 import { trapSignals } from "./signals.ts";
 import { endSession } from "./sessions.ts";
 import { forgetSessions } from "./state.ts";
-import type { WarmOptions } from "./provision.ts";
+import type { WarmKernel, WarmOptions } from "./provision.ts";
+import { executionFor } from "./config.ts";
+import { claimPooled } from "./pool.ts";
 
 /** parseArgs options every mode takes. */
 export const modeFlagOptions = {
   ...serverFlagOptions,
   config: { type: "string", short: "c" },
+  workspace: { type: "string" },
   timeout: { type: "string" },
   "kernel-start-timeout": { type: "string" },
   "keep-on-error": { type: "boolean" },
   "skills-dir": { type: "string", multiple: true },
   sessions: { type: "string" },
   quiet: { type: "boolean", short: "q" },
+  "no-pool": { type: "boolean" },
 } as const;
 
 /** Help text for {@link modeFlagOptions}. */
 export const modeFlagHelp = `Options:
   -c, --config FILE            experiment config (YAML); required
+  --workspace DIR              the agent's folder on the kernel's machine (execution.workspace)
   --timeout SECONDS            bound on the warm-up (default 1800; 0 for none)
   --kernel-start-timeout SECS  bound on a kernel's start (default 120; gateways may pull images)
   --sessions N                 warm N sessions in parallel; prints an array of handles
   --skills-dir DIR             extra skill folder (repeatable; searched after the built-ins)
   --keep-on-error              leave a failed session running for inspection
+  --no-pool                    warm a fresh kernel even when a pool holds a matching one
   -q, --quiet                  no progress lines (kernel output and errors still show)
   -h, --help                   this help
 
@@ -59,6 +65,7 @@ export async function runMode(
   values: ModeValues,
   warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
   experiment?: Experiment,
+  bind?: BindStep,
 ): Promise<void> {
   setQuiet(values.quiet ?? false);
   const n = intFlag("sessions", values.sessions, 1);
@@ -69,7 +76,12 @@ export async function runMode(
     120,
     false,
   );
-  const { loaded, skills } = experiment ?? await loadExperiment(values, command);
+  const exp = experiment ?? await loadExperiment(values, command);
+  const { loaded, skills } = exp;
+  if (values.workspace !== undefined) {
+    if (!values.workspace.trim()) throw new UsageError("--workspace: must not be empty");
+    loaded.config.execution.workspace = values.workspace;
+  }
   if (loaded.config.execution.type !== command) {
     progress(
       `${loaded.path}: execution.type is ${loaded.config.execution.type}; running ${command} mode ` +
@@ -92,7 +104,8 @@ export async function runMode(
       abortReason: signals.reason,
     };
     const c = conn;
-    const handles = n === 1 ? [await warm(c, base)] : await warmMany(c, n, base, warm);
+    const ready = values["no-pool"] ? warm : claimOrWarm(command, exp, warm, bind);
+    const handles = n === 1 ? [await ready(c, base)] : await warmMany(c, n, base, ready);
     for (const h of handles) {
       h.timings.connect_ms = Math.round(connectMs * 10) / 10;
       h.timings.total_ms = Math.round((performance.now() - t0) * 10) / 10;
@@ -120,6 +133,38 @@ export async function runMode(
   } finally {
     signals.dispose();
   }
+}
+
+// ------------------------------------------------------------------ warm pools
+
+/** A mode's bind step: a warm kernel of no mode made into that mode's session and handle. */
+export type BindStep = (conn: Connection, wk: WarmKernel, opts: WarmOptions) => Promise<Handle>;
+
+// The bind steps of the modes runMode knows; a mode may pass its own to runMode.
+const BIND_STEPS: Partial<Record<ExecutionType, () => Promise<BindStep>>> = {
+  notebook: async () => (await import("./notebook.ts")).bindNotebook,
+  mcp: async () => (await import("./mcp_mode.ts")).bindMcp,
+};
+
+/**
+ * Warm pools (lib/pool.ts): before warming, claim a ready pooled kernel
+ * whose loading config matches and only bind it; with none (claimPooled
+ * says why on stderr), warm as always.
+ */
+function claimOrWarm(
+  command: ExecutionType,
+  experiment: Experiment,
+  warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
+  bind?: BindStep,
+): (conn: Connection, opts: WarmOptions) => Promise<Handle> {
+  const bindStep = bind ? async () => bind : BIND_STEPS[command];
+  if (!bindStep) return warm;
+  const hiddenSetup = command !== "notebook" ||
+    executionFor(experiment.loaded.config, "notebook").hide_setup;
+  return async (conn, opts) => {
+    const wk = await claimPooled(conn, experiment, { ...opts, hiddenSetup });
+    return wk ? await (await bindStep())(conn, wk, opts) : await warm(conn, opts);
+  };
 }
 
 /**

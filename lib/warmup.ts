@@ -126,6 +126,9 @@ export function stashCode(spec: SetupSpec): string {
   ].join("\n");
 }
 
+/** The text of kernel_setup.py, as embedded in this binary. */
+export const KERNEL_SETUP_SOURCE: string = kernelSetupSource;
+
 /** A Python string literal (JSON string syntax is valid Python). */
 export function pyString(s: string): string {
   return JSON.stringify(s);

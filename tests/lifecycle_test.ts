@@ -74,24 +74,16 @@ function stdoutText(r: ExecJson): string {
     .join("");
 }
 
-Deno.test("lifecycle: run dispatches on execution.type; a mode not built yet exits 2", async () => {
+Deno.test("lifecycle: run needs a config whose execution.type names a mode (exit 2 otherwise)", async () => {
   const home = await tempHome();
-  for (const type of ["filesystem"]) {
-    const config = await writeConfig(`name: other\nexecution:\n  type: ${type}\n`);
-    const res = await cli(home, [
-      "run",
-      "--config",
-      config,
-      "--jupyter-url",
-      "http://127.0.0.1:9/",
-    ]);
-    assert.equal(res.code, 2, res.stderr);
-    assert.equal(res.stdout, "");
-    assertOneError(
-      res.stderr,
-      new RegExp(`execution\\.type is '${type}': the ${type} mode is not available in interp-exec`),
-    );
-  }
+  const config = await writeConfig(`name: other\nexecution:\n  type: shell\n`);
+  const res = await cli(home, ["run", "--config", config, "--jupyter-url", "http://127.0.0.1:9/"]);
+  assert.equal(res.code, 2, res.stderr);
+  assert.equal(res.stdout, "");
+  assertOneError(
+    res.stderr,
+    /execution\.type: got "shell"; expected one of notebook, filesystem, mcp/,
+  );
   const noConfig = await cli(home, ["run"]);
   assert.equal(noConfig.code, 2);
   assertOneError(noConfig.stderr, /run: --config FILE is required/);

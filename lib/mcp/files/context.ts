@@ -1,0 +1,176 @@
+/**
+ * What the filesystem-mode server (filesystem-mcp) shares between clients:
+ * the warm worker kernel (one WebSocket, reopened when it drops), the
+ * workspace, and one queue, so tool calls run one at a time. A worker that
+ * dies (a script crashed it) is reported by the call that killed it; the
+ * next call starts a new worker for the same workspace, which loads the
+ * models again on first use.
+ */
+
+import { UsageError } from "../../errors.ts";
+import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../filesystem.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
+import { callKernel, type CallOutcome, installModules } from "../../kernel_call.ts";
+import type { RunOptions } from "../../kernel_run.ts";
+import { progress } from "../../log.ts";
+import { redactor } from "../../redact.ts";
+import { forgetSessions, recordedSessions, recordSession } from "../../state.ts";
+
+/** Settings from filesystem-mcp's command line. */
+export interface FilesSettings {
+  /** Default bound on one script run (0: none). */
+  timeoutMs: number;
+  /** Run scripts in a new process by default (execution.fresh_process). */
+  freshProcess: boolean;
+  kernelStartTimeoutMs: number;
+  progressIntervalMs: number;
+  kernelName: string;
+}
+
+/** The shared state of one filesystem-mcp process. */
+export class FilesContext {
+  readonly serverName = "filesystem-mcp";
+  private channel: KernelChannel | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly redactText: (text: string) => string;
+  /** Why the last worker died, until a new one is started. */
+  private deadWorker: string | undefined;
+
+  private constructor(
+    readonly client: JupyterClient,
+    private kernel: KernelModel,
+    readonly workspace: string,
+    readonly settings: FilesSettings,
+  ) {
+    this.redactText = redactor(client.target.token);
+  }
+
+  /**
+   * Attaches to the worker kernel `id`; when it is gone, starts a new worker
+   * for `workspace` (prepared by `interp-exec filesystem`).
+   */
+  static async open(
+    client: JupyterClient,
+    id: string,
+    workspace: string,
+    settings: FilesSettings,
+  ): Promise<FilesContext> {
+    const kernel = await client.getKernel(id);
+    const ctx = new FilesContext(
+      client,
+      kernel ?? { id, name: settings.kernelName },
+      workspace,
+      settings,
+    );
+    if (!kernel) {
+      progress(`kernel ${id} is gone: starting a new worker for ${workspace}`);
+      await ctx.replaceWorker(id);
+    }
+    return ctx;
+  }
+
+  /** The worker's kernel id now. */
+  get kernelId(): string {
+    return this.kernel.id;
+  }
+
+  redact(text: string): string {
+    return this.redactText(text);
+  }
+
+  /**
+   * Runs one tool in the worker after every call before it. A worker that
+   * died in an earlier call is replaced first.
+   */
+  call(name: string, args: Record<string, unknown>, opts: RunOptions): Promise<CallOutcome> {
+    const run = this.queue.then(async () => {
+      if (this.deadWorker) await this.replaceWorker(this.kernel.id);
+      const channel = await this.connected();
+      const out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      if (out.kind === "no_answer" && out.run.status === "died") {
+        this.deadWorker = out.run.note ?? "the kernel died";
+      }
+      return out;
+    });
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  private async connected(): Promise<KernelChannel> {
+    const ch = this.channel;
+    if (ch && !ch.dead && !ch.conn.isDisposed && ch.conn.connectionStatus !== "disconnected") {
+      return ch;
+    }
+    ch?.close();
+    this.channel = await this.client.connectKernel(this.kernel, {
+      startTimeoutMs: this.settings.kernelStartTimeoutMs,
+    });
+    if (!(await this.hasWorker(this.channel))) {
+      // A kernel that restarted lost the worker module: set it up again.
+      await this.installWorker(this.channel);
+    }
+    return this.channel;
+  }
+
+  private async hasWorker(channel: KernelChannel): Promise<boolean> {
+    const out = await callKernel(channel, FS_CALL_CODE, { name: "status", args: {} }, {
+      timeoutMs: 30_000,
+    });
+    return out.kind === "answer" && out.envelope.ok === true &&
+      out.envelope.workspace !== null;
+  }
+
+  private async installWorker(channel: KernelChannel): Promise<void> {
+    // kernel_setup.py too: a new worker loads the models through it on first use.
+    await installModules(channel, [SETUP_MODULE, FS_MODULE]);
+    const out = await callKernel(channel, FS_CALL_CODE, {
+      name: "configure",
+      args: { workspace: this.workspace },
+    }, { timeoutMs: 30_000 });
+    if (out.kind !== "answer" || out.envelope.ok !== true) {
+      const why = out.kind === "answer"
+        ? (out.envelope.error as { message?: string } | undefined)?.message
+        : out.run.note ?? out.run.status;
+      throw new UsageError(
+        `the workspace ${this.workspace} cannot be served: ${why}`,
+        "prepare it with 'interp-exec filesystem --config FILE'",
+      );
+    }
+  }
+
+  /** Starts a new worker kernel for the workspace, replacing `oldId` in interp-exec's records. */
+  private async replaceWorker(oldId: string): Promise<void> {
+    this.channel?.close();
+    this.channel = undefined;
+    await this.client.shutdownKernel(oldId).catch(() => {});
+    const kernel = await this.client.startKernel({
+      kernelName: this.settings.kernelName,
+      timeoutMs: this.settings.kernelStartTimeoutMs,
+    });
+    const records = await recordedSessions();
+    const old = records.find((r) => r.kernel_id === oldId && r.server_url === this.client.url);
+    await forgetSessions([oldId], this.client.url);
+    await recordSession({
+      id: kernel.id,
+      kernel_id: kernel.id,
+      server_url: this.client.url,
+      experiment: old?.experiment ?? "filesystem",
+      mode: "filesystem",
+      notebook_path: null,
+      created_at: new Date().toISOString(),
+      idle_timeout: old?.idle_timeout ?? 0,
+    });
+    this.kernel = kernel;
+    this.deadWorker = undefined;
+    this.channel = await this.client.connectKernel(kernel, {
+      startTimeoutMs: this.settings.kernelStartTimeoutMs,
+    });
+    await this.installWorker(this.channel);
+    progress(`new worker kernel ${kernel.id} for ${this.workspace} (models load on first use)`);
+  }
+
+  close(): void {
+    this.channel?.close();
+    this.channel = undefined;
+  }
+}

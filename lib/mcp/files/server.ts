@@ -1,0 +1,38 @@
+/**
+ * The filesystem-mode MCP server: file tools confined to the workspace and
+ * run_python on the warm worker, every tool registered here (one file each
+ * under tools/).
+ */
+
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { VERSION } from "../../version.ts";
+import type { FilesContext } from "./context.ts";
+import { registerEditFile } from "./tools/edit_file.ts";
+import { registerListFiles } from "./tools/list_files.ts";
+import { registerReadFile } from "./tools/read_file.ts";
+import { registerRunPython } from "./tools/run_python.ts";
+import { registerWriteFile } from "./tools/write_file.ts";
+
+/** The tools, in the order clients list them. */
+const TOOLS = [
+  registerListFiles,
+  registerReadFile,
+  registerWriteFile,
+  registerEditFile,
+  registerRunPython,
+];
+
+const INSTRUCTIONS =
+  "Tools for a workspace of files and Python scripts. Read AGENTS.md first: scripts get the " +
+  "experiment's models with `import interp_exec`, loaded once and kept warm between runs. " +
+  "Paths are relative to the workspace.";
+
+/** A filesystem-mode server over the shared context (one per MCP client). */
+export function createServer(ctx: FilesContext): McpServer {
+  const server = new McpServer(
+    { name: "interp-exec-filesystem", version: VERSION },
+    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+  );
+  for (const register of TOOLS) register(server, ctx);
+  return server;
+}

@@ -1,0 +1,73 @@
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import { z } from "zod";
+import { addTool, textResult } from "../../tool.ts";
+import { callWorker } from "../call.ts";
+import type { FilesContext } from "../context.ts";
+import { workspacePath } from "../schemas.ts";
+
+/** run_python: runs a workspace script, warm (in the worker) or in a fresh process. */
+export function registerRunPython(server: McpServer, ctx: FilesContext): void {
+  addTool(server, ctx, "run_python", {
+    title: "Run a Python script",
+    description:
+      "Run a Python script in the workspace with arguments. Returns the exit code, stdout, stderr " +
+      "and the files it created or changed. The models stay loaded between runs " +
+      "(`import interp_exec; model = interp_exec.model()` is instant after the first time), and " +
+      "each run starts from a clean namespace. fresh_process runs it in a new process that loads " +
+      "the models itself. Past the timeout the run is stopped (exit code 124).",
+    inputSchema: {
+      path: workspacePath,
+      args: z.array(z.string()).optional().describe("command-line arguments (sys.argv[1:])"),
+      timeout_seconds: z.number().positive().max(86_400).optional().describe(
+        "stop the script after this many seconds (default: the server's --timeout, 600 unless set)",
+      ),
+      fresh_process: z.boolean().optional().describe(
+        "run in a new Python process instead of the warm worker (slow: loads the models again)",
+      ),
+    },
+  }, async ({ path, args, timeout_seconds, fresh_process }, extra) => {
+    const timeout = timeout_seconds ??
+      (ctx.settings.timeoutMs ? ctx.settings.timeoutMs / 1000 : undefined);
+    const r = await callWorker(
+      ctx,
+      "run_python",
+      {
+        path,
+        args: args ?? [],
+        ...(timeout ? { timeout } : {}),
+        fresh_process: fresh_process ?? ctx.settings.freshProcess,
+      },
+      extra,
+      timeout ? timeout * 1000 + 30_000 : 0,
+    );
+    if ("result" in r) return r.result;
+    const env = r.envelope as unknown as {
+      exit_code: number;
+      stdout: string;
+      stderr: string;
+      elapsed_s: number;
+      changed: string[];
+      deleted?: string[];
+      warm: boolean;
+      models_loaded_s: number;
+      timed_out?: boolean;
+      interrupted?: boolean;
+    };
+    const how = env.warm ? "warm worker" : "fresh process";
+    const head = `exit code ${env.exit_code}${env.timed_out ? " (timed out)" : ""}${
+      env.interrupted ? " (interrupted)" : ""
+    } in ${env.elapsed_s.toFixed(2)} s (${how}${
+      env.models_loaded_s > 0 ? `, models loaded in ${env.models_loaded_s.toFixed(1)} s` : ""
+    })`;
+    const parts = [head];
+    if (env.stdout) parts.push(`--- stdout ---\n${env.stdout}`);
+    if (env.stderr) parts.push(`--- stderr ---\n${env.stderr}`);
+    if (env.changed.length) parts.push(`changed: ${env.changed.join(", ")}`);
+    if (env.deleted?.length) parts.push(`deleted: ${env.deleted.join(", ")}`);
+    const { ok: _ok, ...structured } = env as typeof env & { ok?: boolean };
+    return {
+      ...textResult(ctx, parts.join("\n"), [], env.exit_code !== 0),
+      structuredContent: structured,
+    };
+  });
+}

@@ -1,0 +1,102 @@
+import { httpPortFlag, parseFlags, secondsFlag } from "../args.ts";
+import { existingServerFlagOptions, serverForServing } from "../connect.ts";
+import { UsageError } from "../errors.ts";
+import { printText, setQuiet } from "../log.ts";
+import { FilesContext } from "../mcp/files/context.ts";
+import { createServer } from "../mcp/files/server.ts";
+import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
+
+export const help =
+  `interp-exec filesystem-mcp: serve a workspace's file tools and warm script runs over MCP
+
+Usage: interp-exec filesystem-mcp --session ID --workspace DIR [--jupyter-url URL] [--http PORT] [options]
+
+The MCP server a filesystem handle's mcp_config launches. Its tools work in
+the workspace through the warm worker kernel: list_files, read_file (line
+ranges; images as images), write_file, edit_file (one exact replacement) and
+run_python (a script with arguments and a timeout; stdout, stderr, exit code
+and the files it changed). Paths that leave the workspace ('..', absolute
+paths, links out of it) are refused. The models stay loaded in the worker
+between runs; a worker a script crashed is replaced on the next call. Calls
+run one at a time. MCP goes over stdio (stdout carries only JSON-RPC), or
+with --http over Streamable HTTP on 127.0.0.1.
+
+Options:
+  --session ID               the handle's session_id (the worker's kernel id); required
+  --workspace DIR            the handle's workspace; required
+  --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
+  --token-file FILE          file holding the token
+  --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
+  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio
+  --timeout SECONDS          default bound on one script run (default 600, the config's
+                             execution.run_timeout; 0 for none; run_python may pass its own)
+  --fresh-process            run scripts in a new process by default (execution.fresh_process)
+  --kernel-name NAME         kernel spec for a replacement worker (default python3)
+  --kernel-start-timeout S   bound on a kernel's start (default 120)
+  --progress-interval SECS   how often a long call reports progress (default 2)
+  -q, --quiet                no progress lines on stderr
+  -h, --help                 this help`;
+
+const options = {
+  ...existingServerFlagOptions,
+  session: { type: "string" },
+  workspace: { type: "string" },
+  http: { type: "string" },
+  timeout: { type: "string" },
+  "fresh-process": { type: "boolean" },
+  "kernel-name": { type: "string" },
+  "kernel-start-timeout": { type: "string" },
+  "progress-interval": { type: "string" },
+  quiet: { type: "boolean", short: "q" },
+} as const;
+
+/** `interp-exec filesystem-mcp`: serves until the client closes stdin (or a signal). */
+export async function filesystemMcpCommand(args: string[]): Promise<void> {
+  const { values } = parseFlags("filesystem-mcp", args, options);
+  if (values.help) return printText(help);
+  setQuiet(values.quiet ?? false);
+  for (const flag of ["session", "workspace"] as const) {
+    if (!values[flag]) {
+      throw new UsageError(
+        `filesystem-mcp: --${flag} is required`,
+        "pass the session_id and workspace of the handle 'interp-exec filesystem' printed",
+      );
+    }
+  }
+  const settings = {
+    timeoutMs: secondsFlag("timeout", values.timeout, 600),
+    freshProcess: values["fresh-process"] ?? false,
+    kernelName: values["kernel-name"] ?? "python3",
+    kernelStartTimeoutMs: secondsFlag(
+      "kernel-start-timeout",
+      values["kernel-start-timeout"],
+      120,
+      false,
+    ),
+    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
+  };
+  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
+  const { client } = await serverForServing(values, "filesystem-mcp");
+  const ctx = await FilesContext.open(client, values.session!, values.workspace!, settings);
+  const factory = () => createServer(ctx);
+  try {
+    await untilSignal(async (signal) => {
+      if (port !== undefined) {
+        await serveHttp(factory, {
+          port,
+          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
+          signal,
+          label: "filesystem MCP server",
+          risk: "write files and run scripts in the workspace",
+        });
+      } else {
+        await serveStdio(factory, {
+          signal,
+          ready: `filesystem MCP server ready on stdio: workspace ${ctx.workspace}`,
+        });
+      }
+    });
+  } finally {
+    ctx.close();
+  }
+}
