@@ -8,6 +8,7 @@ import attention from "./attention.md" with { type: "text" };
 import components from "./components.md" with { type: "text" };
 import generation from "./generation.md" with { type: "text" };
 import gpuEnvironment from "./gpu-environment.md" with { type: "text" };
+import heads from "./heads.md" with { type: "text" };
 import logitLens from "./logit-lens.md" with { type: "text" };
 import modelInternals from "./model-internals.md" with { type: "text" };
 import patching from "./patching.md" with { type: "text" };
@@ -23,6 +24,7 @@ export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "components": components,
   "generation": generation,
   "gpu-environment": gpuEnvironment,
+  "heads": heads,
   "logit-lens": logitLens,
   "model-internals": modelInternals,
   "patching": patching,

@@ -1,0 +1,313 @@
+"""Issue 14, skills third pass: per-head and per-neuron work, run_with_cache,
+sparse autoencoders, gradient saliency and integrated gradients. Each is checked
+against plain PyTorch written here (never against the skill's own output)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from test_builtin_skills import _use, all_hooks, loaded, skill_ns  # noqa: F401  (loaded is a fixture)
+
+PROMPTS = ["the cat sat on the mat", "a dog", "hello world, how are you today"]
+TOL = dict(atol=1e-5, rtol=1e-5)
+HEADS, HEAD_DIM = 4, 16
+
+
+@pytest.fixture(params=["tiny-llama", "tiny-gpt2", "tiny-llama-lora"])
+def lm_any(request, loaded):  # noqa: F811
+    """(model, tokenizer) for both architectures and the peft LoRA model; checks the model is left clean."""
+    yield from _use(loaded, request.param)
+
+
+def base_of(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def blocks(model):
+    base = base_of(model)
+    return base.model.layers if hasattr(base, "model") else base.transformer.h
+
+
+def is_llama(model):
+    return hasattr(base_of(model), "model")
+
+
+def out_proj(model, layer):
+    """The attention output projection: its input is the concatenated heads' z."""
+    block = blocks(model)[layer]
+    return block.self_attn.o_proj if is_llama(model) else block.attn.c_proj
+
+
+def down_proj(model, layer):
+    """The MLP down projection: its input is the neurons."""
+    block = blocks(model)[layer]
+    return block.mlp.down_proj if is_llama(model) else block.mlp.c_proj
+
+
+def final_norm(model):
+    base = base_of(model)
+    return base.model.norm if is_llama(model) else base.transformer.ln_f
+
+
+def run_plain(model, enc, pre=None, post=None, grad=False):
+    """Forward pass with plain hooks: pre = {module: fn(input) -> new | None}, post = {module: fn(output)}."""
+    handles = []
+
+    def make_pre(fn):
+        def hook(module, args):
+            new = fn(args[0])
+            return None if new is None else (new,) + tuple(args[1:])
+
+        return hook
+
+    def make_post(fn):
+        def hook(module, args, output):
+            out = output[0] if isinstance(output, tuple) else output
+            new = fn(out)
+            if new is None:
+                return None
+            return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+        return hook
+
+    try:
+        for module, fn in (pre or {}).items():
+            handles.append(module.register_forward_pre_hook(make_pre(fn)))
+        for module, fn in (post or {}).items():
+            handles.append(module.register_forward_hook(make_post(fn)))
+        with torch.set_grad_enabled(grad):
+            return model(**enc, use_cache=False).logits
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def capture_inputs(model, enc, modules: dict):
+    """{key: module} -> {key: that module's input in a plain forward pass}."""
+    seen = {}
+    run_plain(model, enc, pre={m: (lambda x, k=k: seen.__setitem__(k, x.detach().clone())) for k, m in modules.items()})
+    return seen
+
+
+def edit_heads(edits: dict):
+    """{head: fn(z_h [b, s, d]) -> new} as a pre-hook fn on the concatenated z."""
+
+    def fn(x):
+        z = x.clone().view(*x.shape[:-1], HEADS, HEAD_DIM)
+        for h, f in edits.items():
+            z[..., h, :] = f(z[..., h, :])
+        return z.view(x.shape)
+
+    return fn
+
+
+# --------------------------------------------------------------------------
+# Per-head outputs and MLP neurons
+# --------------------------------------------------------------------------
+
+
+def test_head_and_neuron_capture(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("heads")
+    assert (ns["num_heads"](model), ns["head_dim"](model)) == (HEADS, HEAD_DIM)
+    d_mlp = 128 if is_llama(model) else 256
+    assert ns["mlp_width"](model) == d_mlp
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    ref = capture_inputs(model, enc, {**{("z", l): out_proj(model, l) for l in range(2)},
+                                      **{("n", l): down_proj(model, l) for l in range(2)}})
+    heads = ns["extract_head_outputs"](model, tokenizer, PROMPTS, batch_size=2)
+    neurons = ns["extract_neuron_activations"](model, tokenizer, PROMPTS, batch_size=2)
+    assert list(heads) == [0, 1] and list(neurons) == [0, 1]
+    for l in range(2):
+        z = ref[("z", l)].view(3, -1, HEADS, HEAD_DIM)
+        assert heads[l].shape == (3, max(lengths), HEADS, HEAD_DIM) and heads[l].dtype == torch.float32
+        assert neurons[l].shape == (3, max(lengths), d_mlp)
+        for r, n in enumerate(lengths):
+            torch.testing.assert_close(heads[l][r, :n], z[r, :n], **TOL)
+            torch.testing.assert_close(neurons[l][r, :n], ref[("n", l)][r, :n], **TOL)
+            assert heads[l][r, n:].abs().sum() == 0 and neurons[l][r, n:].abs().sum() == 0
+    last = ns["extract_head_outputs"](model, tokenizer, PROMPTS, layers=[-1], positions=[0, -1])
+    for r, n in enumerate(lengths):
+        torch.testing.assert_close(last[-1][r], ref[("z", 1)].view(3, -1, HEADS, HEAD_DIM)[r, [0, n - 1]], **TOL)
+    real = enc["attention_mask"].bool()
+    torch.testing.assert_close(ns["head_means"](model, tokenizer, PROMPTS, layers=[0])[0],
+                               ref[("z", 0)][real].mean(0).view(HEADS, HEAD_DIM), **TOL)
+    torch.testing.assert_close(ns["neuron_means"](model, tokenizer, PROMPTS, layers=[1])[1],
+                               ref[("n", 1)][real].mean(0), **TOL)
+    top = ns["top_neurons"](model, tokenizer, PROMPTS[0], layer=1, k=3)
+    values, index = ref[("n", 1)][0, lengths[0] - 1].topk(3)
+    assert [t["neuron"] for t in top] == index.tolist()
+    assert [t["activation"] for t in top] == pytest.approx(values.tolist(), abs=1e-5)
+    with pytest.raises(ValueError, match="embed"):
+        ns["extract_head_outputs"](model, tokenizer, PROMPTS, layers=["embed"])
+
+
+def test_ablate_heads_and_neurons(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("heads")
+    enc = tokenizer([PROMPTS[0]], return_tensors="pt")
+    plain = run_plain(model, enc)
+
+    def skill_run():
+        with torch.no_grad():
+            return model(**enc, use_cache=False).logits
+
+    zero = lambda z: torch.zeros_like(z)  # noqa: E731
+    ref = run_plain(model, enc, pre={out_proj(model, 0): edit_heads({1: zero}), out_proj(model, 1): edit_heads({0: zero, 3: zero})})
+    with ns["ablate_heads"](model, [[0, 1], [1, 3], [-1, 0], [1, -1]]):  # [1, -1] is head 3 again: once
+        got = skill_run()
+    torch.testing.assert_close(got, ref, **TOL)
+    assert not torch.allclose(got, plain, atol=1e-4)
+
+    def last_only(f):
+        def g(z):
+            z = z.clone()
+            z[:, -1] = f(z[:, -1])
+            return z
+        return g
+
+    ref = run_plain(model, enc, pre={out_proj(model, 1): edit_heads({2: last_only(zero)})})
+    with ns["ablate_heads"](model, [1, 2], positions=[-1]):
+        torch.testing.assert_close(skill_run(), ref, **TOL)
+
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    real = batch["attention_mask"].bool()
+    z_ref = capture_inputs(model, batch, {l: out_proj(model, l) for l in range(2)})
+    n_ref = capture_inputs(model, batch, {l: down_proj(model, l) for l in range(2)})
+    mean_z = z_ref[0][real].mean(0).view(HEADS, HEAD_DIM)
+    ref = run_plain(model, enc, pre={out_proj(model, 0): edit_heads({2: lambda z: mean_z[2].expand_as(z)})})
+    means = ns["head_means"](model, tokenizer, PROMPTS)
+    with ns["ablate_heads"](model, [[0, 2]], mode="mean", means=means):
+        torch.testing.assert_close(skill_run(), ref, **TOL)
+
+    def neurons_to(index, value):
+        def fn(x):
+            x = x.clone()
+            x[..., index] = value if not isinstance(value, torch.Tensor) else value[index]
+            return x
+        return fn
+
+    ref = run_plain(model, enc, pre={down_proj(model, 0): neurons_to([5, 7], 0.0), down_proj(model, 1): neurons_to([0], 0.0)})
+    with ns["ablate_neurons"](model, [[0, 5], [0, 7], [1, 0]]):
+        got = skill_run()
+    torch.testing.assert_close(got, ref, **TOL)
+    assert not torch.allclose(got, plain, atol=1e-5)
+    mean_n = n_ref[1][real].mean(0)
+    ref = run_plain(model, enc, pre={down_proj(model, 1): neurons_to([3, 9], mean_n)})
+    with ns["ablate_neurons"](model, [[1, 3], [-1, 9]], mode="mean", means=ns["neuron_means"](model, tokenizer, PROMPTS)):
+        torch.testing.assert_close(skill_run(), ref, **TOL)
+
+    with pytest.raises(ValueError, match="means"):
+        with ns["ablate_heads"](model, [[0, 0]], mode="mean"):
+            pass
+    with pytest.raises(IndexError):
+        with ns["ablate_heads"](model, [[0, HEADS]]):
+            pass
+    with pytest.raises(RuntimeError, match="boom"):
+        with ns["ablate_neurons"](model, [[0, 1]]):
+            raise RuntimeError("boom")
+    torch.testing.assert_close(skill_run(), plain)
+
+    # head_ablation_scan: one cell against the plain hook.
+    top = int(plain[0, -1].argmax())
+    scan = ns["head_ablation_scan"](model, tokenizer, PROMPTS[0], top)
+    ref = run_plain(model, enc, pre={out_proj(model, 1): edit_heads({2: zero})})
+    assert scan["ablated"].shape == (2, HEADS)
+    assert float(scan["ablated"][1, 2]) == pytest.approx(float(ref[0, -1, top]), abs=1e-5)
+    assert scan["clean"] == pytest.approx(float(plain[0, -1, top]), abs=1e-5)
+
+
+def test_head_patching(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("heads")
+    clean, corrupt = "the cat sat on the mat", "the man sat on the mat"
+    clean_enc, enc = (tokenizer([p], return_tensors="pt") for p in (clean, corrupt))
+    assert clean_enc["input_ids"].shape == enc["input_ids"].shape
+    clean_z = capture_inputs(model, clean_enc, {l: out_proj(model, l) for l in range(2)})
+    clean_logits, corrupt_logits = run_plain(model, clean_enc)[0, -1], run_plain(model, enc)[0, -1]
+    a, b = int(clean_logits.argmax()), int(corrupt_logits.argsort()[-2])
+
+    def metric(logits):
+        return float(logits[a] - logits[b])
+
+    res = ns["head_patching"](model, tokenizer, clean, corrupt, target=a, baseline=b)
+    assert res["layers"] == [0, 1] and res["patched"].shape == (2, HEADS)
+    assert res["clean"] == pytest.approx(metric(clean_logits), abs=1e-5)
+    assert res["corrupt"] == pytest.approx(metric(corrupt_logits), abs=1e-5)
+    res_last = ns["head_patching"](model, tokenizer, clean, corrupt, layers=[1], positions=[-1], metric=metric)
+    for l in range(2):
+        source = clean_z[l].view(1, -1, HEADS, HEAD_DIM)
+        for h in range(HEADS):
+            fn = edit_heads({h: lambda z, h=h: source[..., h, :]})
+            expected = metric(run_plain(model, enc, pre={out_proj(model, l): fn})[0, -1])
+            assert float(res["patched"][l, h]) == pytest.approx(expected, abs=1e-5), (l, h)
+            span = res["clean"] - res["corrupt"]
+            assert float(res["restored"][l, h]) == pytest.approx((expected - res["corrupt"]) / span, abs=1e-4)
+            if l == 1:
+                def last(z, h=h):
+                    z = z.clone()
+                    z[:, -1] = source[:, -1, h]
+                    return z
+                expected = metric(run_plain(model, enc, pre={out_proj(model, 1): edit_heads({h: last})})[0, -1])
+                assert float(res_last["patched"][0, h]) == pytest.approx(expected, abs=1e-5)
+    # Patching every head of a layer at once is patching the whole z, i.e. the clean attention output there.
+    with ns["patch_heads"](model, 1, list(range(HEADS)), clean_z[1].view(1, -1, HEADS, HEAD_DIM)[0]), torch.no_grad():
+        whole = model(**enc, use_cache=False).logits
+    torch.testing.assert_close(whole, run_plain(model, enc, pre={out_proj(model, 1): lambda x: clean_z[1]}), **TOL)
+    with pytest.raises(ValueError, match="same token length"):
+        ns["head_patching"](model, tokenizer, clean, "a dog")
+
+
+def test_head_logit_attribution(lm_any):
+    model, tokenizer = lm_any
+    ns = {**skill_ns("heads"), **skill_ns("components")}
+    prompt = PROMPTS[2]
+    enc = tokenizer([prompt], return_tensors="pt")
+    z = capture_inputs(model, enc, {l: out_proj(model, l) for l in range(2)})
+    seen = {}
+    logits = run_plain(model, enc, post={blocks(model)[1]: lambda h: seen.__setitem__("final", h.detach().clone()),
+                                         **{blocks(model)[l].mlp: (lambda o, l=l: seen.__setitem__(l, o.detach().clone())) for l in range(2)}})
+    pre = {}
+    run_plain(model, enc, pre={blocks(model)[0]: lambda x: pre.__setitem__("embed", x.detach().clone())})
+    final = seen["final"][0, -1].double()
+    norm = final_norm(model)
+    w = norm.weight.detach().double()
+    if isinstance(norm, torch.nn.LayerNorm):
+        sigma = torch.sqrt(final.var(unbiased=False) + norm.eps)
+        frozen = lambda c: w * (c - c.mean(-1, keepdim=True)) / sigma  # noqa: E731
+        norm_bias = norm.bias.detach().double()
+    else:
+        rms = torch.sqrt((final**2).mean() + norm.variance_epsilon)
+        frozen = lambda c: w * c / rms  # noqa: E731
+        norm_bias = torch.zeros_like(final)
+    W_U = base_of(model).lm_head.weight.detach().double()
+    top2 = logits[0, -1].topk(2).indices.tolist()
+    res = ns["head_logit_attribution"](model, tokenizer, prompt, top2[0], baseline=top2[1])
+    direction = W_U[top2[0]] - W_U[top2[1]]
+    for l in range(2):
+        proj = out_proj(model, l)
+        weight = proj.weight.detach().double()  # Llama Linear: [out, in]; GPT-2 Conv1D: [in, out]
+        w_in_out = weight.T if is_llama(model) else weight
+        zl = z[l][0, -1].double()
+        for h in range(HEADS):
+            sl = slice(h * HEAD_DIM, (h + 1) * HEAD_DIM)
+            result = zl[sl] @ w_in_out[sl]
+            assert float(res["heads"][l, h]) == pytest.approx(float(frozen(result) @ direction), abs=1e-5), (l, h)
+        bias = proj.bias.detach().double() if getattr(proj, "bias", None) is not None else torch.zeros(64, dtype=torch.float64)
+        assert res["attn_bias"][l] == pytest.approx(float(frozen(bias) @ direction), abs=1e-5)
+        assert res["mlp"][l] == pytest.approx(float(frozen(seen[l][0, -1].double()) @ direction), abs=1e-5)
+    assert res["embed"] == pytest.approx(float(frozen(pre["embed"][0, -1].double()) @ direction), abs=1e-5)
+    assert res["bias"] == pytest.approx(float(norm_bias @ direction), abs=1e-5)
+    logit = float(logits[0, -1, top2[0]] - logits[0, -1, top2[1]])
+    assert res["logit"] == pytest.approx(logit, abs=1e-5)
+    assert res["total"] == pytest.approx(logit, abs=1e-4)
+    # Consistent with the per-component direct_logit_attribution.
+    dla = ns["direct_logit_attribution"](model, tokenizer, prompt, top2[0], baseline=top2[1])
+    for l in range(2):
+        assert float(res["heads"][l].sum()) + res["attn_bias"][l] == pytest.approx(dla["contributions"][(l, "attn")], abs=1e-5)
+    layer, head, value = res["top_heads"][0]
+    assert abs(value) == pytest.approx(float(res["heads"].abs().max())) and float(res["heads"][layer, head]) == value
