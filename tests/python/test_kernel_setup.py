@@ -7,6 +7,7 @@ Skill injection has its own file, test_skill_injection.py.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import shutil
 import sys
@@ -516,3 +517,28 @@ def test_module_works_when_execd_like_the_client_does(tiny_models, tmp_path):
     assert "_pending" not in module.__dict__ and summary["models"][0]["var_name"] == "model"
     with pytest.raises(module.SetupError):
         module.run({"version": 1, "workspace": str(tmp_path), "models": [{"var_name": "1x"}]}, {})
+
+
+def test_import_has_no_side_effects(tmp_path):
+    """Importing kernel_setup outside a kernel prints, writes and configures nothing of its own
+    (torch and transformers, which it imports, are imported first).
+    """
+    import subprocess
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import logging, sys, warnings, os, torch, transformers\n"
+        "before = (list(logging.getLogger().handlers), list(warnings.filters), set(sys.modules))\n"
+        "import kernel_setup\n"
+        "after = (list(logging.getLogger().handlers), list(warnings.filters), set(sys.modules))\n"
+        "assert before[0] == after[0], 'logging handlers changed'\n"
+        "assert before[1] == after[1], 'warnings filters changed'\n"
+        "ours = sorted(m for m in after[2] - before[2] if m.startswith('interp_exec'))\n"
+        "assert ours == [], ours\n"
+        "assert callable(kernel_setup.run) and callable(kernel_setup.inject_skills)\n"
+        "assert os.listdir('.') == ['probe.py'], os.listdir('.')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    r = subprocess.run([sys.executable, str(probe)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ""
