@@ -5,6 +5,7 @@
 
 import activations from "./activations.md" with { type: "text" };
 import attention from "./attention.md" with { type: "text" };
+import cache from "./cache.md" with { type: "text" };
 import components from "./components.md" with { type: "text" };
 import generation from "./generation.md" with { type: "text" };
 import gpuEnvironment from "./gpu-environment.md" with { type: "text" };
@@ -21,6 +22,7 @@ import tokenProbs from "./token-probs.md" with { type: "text" };
 export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "activations": activations,
   "attention": attention,
+  "cache": cache,
   "components": components,
   "generation": generation,
   "gpu-environment": gpuEnvironment,

@@ -311,3 +311,79 @@ def test_head_logit_attribution(lm_any):
         assert float(res["heads"][l].sum()) + res["attn_bias"][l] == pytest.approx(dla["contributions"][(l, "attn")], abs=1e-5)
     layer, head, value = res["top_heads"][0]
     assert abs(value) == pytest.approx(float(res["heads"].abs().max())) and float(res["heads"][layer, head]) == value
+
+
+# --------------------------------------------------------------------------
+# run_with_cache
+# --------------------------------------------------------------------------
+
+
+def test_run_with_cache_matches_plain_hooks(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("cache")
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    real = enc["attention_mask"].bool()
+    ref, inputs = {}, {}
+
+    def save(name):
+        return lambda out: ref.__setitem__(name, out.detach().clone())
+
+    post = {final_norm(model): save("final_norm")}
+    pre = {blocks(model)[0]: save("embed")}
+    for i in range(2):
+        block = blocks(model)[i]
+        attn = block.self_attn if is_llama(model) else block.attn
+        post.update({block: save(f"blocks.{i}.resid_out"), attn: save(f"blocks.{i}.attn_out"), block.mlp: save(f"blocks.{i}.mlp_out")})
+        pre.update({out_proj(model, i): save(f"blocks.{i}.heads"), down_proj(model, i): save(f"blocks.{i}.mlp_hidden")})
+    ref["logits"] = run_plain(model, enc, pre=pre, post=post)
+    for i in range(2):
+        ref[f"blocks.{i}.heads"] = ref[f"blocks.{i}.heads"].view(3, -1, HEADS, HEAD_DIM)
+
+    cache = ns["run_with_cache"](model, tokenizer, PROMPTS)
+    assert list(cache) == ["embed"] + [f"blocks.{i}.{k}" for i in range(2) for k in ("attn_out", "mlp_out", "resid_out")]
+    everything = ns["run_with_cache"](model, tokenizer, PROMPTS, names=["*"])
+    assert set(everything) == set(ref) and list(everything) == ns["cache_names"](model)
+    for name, value in everything.items():
+        assert value.dtype == torch.float32 and value.shape == ref[name].shape, name
+        torch.testing.assert_close(value[real], ref[name][real], **TOL)
+        assert value[~real].abs().sum() == 0, name
+        if name in cache:
+            torch.testing.assert_close(cache[name], value, **TOL)
+    total = everything["embed"] + sum(everything[f"blocks.{i}.{k}"] for i in range(2) for k in ("attn_out", "mlp_out"))
+    torch.testing.assert_close(total, everything["blocks.1.resid_out"], **TOL)
+    some = ns["run_with_cache"](model, tokenizer, PROMPTS[0], names=["blocks.*.heads", "logits"])
+    assert list(some) == ["blocks.0.heads", "blocks.1.heads", "logits"]
+    n = len(tokenizer(PROMPTS[0])["input_ids"])
+    torch.testing.assert_close(some["logits"][0], ref["logits"][0, :n], **TOL)
+    with pytest.raises(ValueError, match="matches no hook name"):
+        ns["run_with_cache"](model, tokenizer, PROMPTS, names=["blocks.9.resid_out"])
+
+
+def test_run_with_cache_size_check_and_cleanup(loaded):  # noqa: F811
+    model, tokenizer = loaded["tiny-llama"]
+    ns = skill_ns("cache")
+    tokens = tokenizer(PROMPTS, return_tensors="pt", padding=True)["input_ids"].numel()
+    per_block = 64 * 4 + 128  # heads (4 x 16), attn_out, mlp_out, resid_out; mlp_hidden (128)
+    expected = 4 * tokens * (64 + 2 * per_block + 64 + model.config.vocab_size)  # embed, blocks, final_norm, logits
+    assert ns["cache_size"](model, tokenizer, PROMPTS, names=["*"]) == expected
+    calls = []
+    counter = model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        with pytest.raises(ValueError, match="max_bytes"):
+            ns["run_with_cache"](model, tokenizer, PROMPTS, names=["*"], max_bytes=expected - 1)
+        assert calls == [] and all_hooks(model) == 1, "ran (or hooked) before refusing"
+        assert len(ns["run_with_cache"](model, tokenizer, PROMPTS, names=["*"], max_bytes=expected)) == 1 + 2 * 5 + 2
+    finally:
+        counter.remove()
+
+    def boom(module, args, output):
+        raise RuntimeError("boom")
+
+    bomb = blocks(model)[1].register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            ns["run_with_cache"](model, tokenizer, PROMPTS, names=["*"])
+        assert all_hooks(model) == 1
+    finally:
+        bomb.remove()
+    assert all_hooks(model) == 0
