@@ -157,7 +157,7 @@ function claimOrWarm(
   warm: (conn: Connection, opts: WarmOptions) => Promise<Handle>,
   bind?: BindStep,
 ): (conn: Connection, opts: WarmOptions) => Promise<Handle> {
-  const bindStep = bind ? async () => bind : BIND_STEPS[command];
+  const bindStep = bind ? () => Promise.resolve(bind) : BIND_STEPS[command];
   if (!bindStep) return warm;
   const hiddenSetup = command !== "notebook" ||
     executionFor(experiment.loaded.config, "notebook").hide_setup;

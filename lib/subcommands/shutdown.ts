@@ -17,6 +17,7 @@ import {
   type SessionRef,
 } from "../sessions.ts";
 import { forgetSessions, recordedSessions } from "../state.ts";
+import { pooledKernelIds } from "../pool.ts";
 
 /** `interp-exec shutdown --help` */
 export const help = `interp-exec shutdown: end sessions (their kernels too)
@@ -130,6 +131,9 @@ async function selectSessions(
     records = records.filter((r) => r.server_url === url);
   }
   if (values.all) return records.map(refFromRecord);
+  // Unclaimed pooled kernels are a pool's (pool stop), never culled as idle.
+  const pooled = await pooledKernelIds();
+  records = records.filter((r) => !pooled.has(r.kernel_id));
   const statuses = await checkSessions(records, { prune: true });
   const expired = new Set(statuses.filter((s) => s.idle_expired).map((s) => s.id));
   for (const s of statuses.filter((s) => s.idle_expired)) {
