@@ -73,6 +73,18 @@ export const McpConfigSchema = z.object({
   ),
 });
 
+/** An MCP client config block for a running Streamable HTTP server (`mcp --http`). */
+export const McpHttpConfigSchema = z.object({
+  mcpServers: z.record(
+    z.string(),
+    z.object({
+      type: z.literal("http"),
+      url: z.string(),
+      headers: z.record(z.string(), z.string()).describe("the bearer token the server requires"),
+    }),
+  ),
+});
+
 export const TimingsSchema = z.object({
   total_ms: z.number(),
   connect_ms: z.number().describe("server probe (and embedded start)"),
@@ -127,7 +139,9 @@ export const McpHandleSchema = z.object({
     "what mcp-serve attaches to: the Jupyter session id, or the kernel id of a bare kernel",
   ),
   tools: z.array(ToolSummarySchema),
-  mcp_config: McpConfigSchema,
+  mcp_config: z.union([McpConfigSchema, McpHttpConfigSchema]).describe(
+    "launches mcp-serve over stdio, or (mcp --http) points at the running HTTP server",
+  ),
 });
 
 /** filesystem mode: a workspace of files and scripts, the models kept warm in a worker kernel. */

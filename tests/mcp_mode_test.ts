@@ -403,6 +403,60 @@ Deno.test({
 });
 
 Deno.test({
+  name: "mcp mode: --http starts a shared server in the background; it stops with the session",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const httpHome = await tempHome();
+    const w = await runCli(["mcp", "--config", config, "--http", "0", ...flags], {
+      env: { INTERP_EXEC_HOME: httpHome },
+    });
+    assert.equal(w.code, 0, w.stderr);
+    assert.ok(!w.stderr.includes("Bearer"), "the bearer token went to stderr");
+    const h = McpHandleSchema.parse(JSON.parse(w.stdout));
+    const entry = Object.values(h.mcp_config.mcpServers)[0] as {
+      type: string;
+      url: string;
+      headers: Record<string, string>;
+    };
+    assert.equal(entry.type, "http");
+    assert.match(entry.url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const noToken = await fetch(entry.url, { method: "POST", body: "{}" });
+    assert.equal(noToken.status, 401);
+    await noToken.body?.cancel();
+    const clients: Client[] = [];
+    try {
+      for (let i = 0; i < 2; i++) {
+        const c = new Client({ name: `agent-${i}`, version: "0" });
+        await c.connect(
+          new StreamableHTTPClientTransport(new URL(entry.url), {
+            requestInit: { headers: entry.headers },
+          }),
+        );
+        clients.push(c);
+      }
+      const rs = await Promise.all(clients.map((c, i) => call(c, "echo", { text: `b${i}` })));
+      assert.deepEqual(rs.map((r) => r.structured?.result), ["b0", "b1"]);
+    } finally {
+      for (const c of clients) await c.close().catch(() => {});
+    }
+    const down = await runCli(["shutdown", "--session", h.session_id], {
+      env: { INTERP_EXEC_HOME: httpHome },
+    });
+    assert.equal(down.code, 0, down.stderr);
+    let listening = true;
+    for (let i = 0; i < 60 && listening; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      listening = await fetch(entry.url, { method: "POST", body: "{}" }).then(
+        async (r) => (await r.body?.cancel(), true),
+        () => false,
+      );
+    }
+    assert.equal(listening, false, "mcp-serve kept running after its session was shut down");
+  },
+});
+
+Deno.test({
   name: "mcp mode: a hidden model's identity is in no tool, description or result",
   sanitizeResources: false,
   sanitizeOps: false,

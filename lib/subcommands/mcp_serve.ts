@@ -1,7 +1,7 @@
 import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../args.ts";
 import { existingServerFlagOptions, serverForServing } from "../connect.ts";
 import { UsageError } from "../errors.ts";
-import { printText, setQuiet } from "../log.ts";
+import { printText, progress, setQuiet } from "../log.ts";
 import { FunctionsContext } from "../mcp/functions/context.ts";
 import { createServer } from "../mcp/functions/server.ts";
 import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
@@ -34,6 +34,8 @@ Options:
                              (default 300, the config's execution.call_timeout; 0 for none)
   --kernel-start-timeout S   bound on connecting to the kernel (default 120)
   --max-images N             images in one result (default 8)
+  --ready-file FILE          write the HTTP URL into FILE once listening (for 'mcp --http')
+  --exit-with-kernel         stop serving once the session's kernel is gone (shut down, culled)
   --progress-interval SECS   how often a long call reports progress (default 2)
   -q, --quiet                no progress lines on stderr
   -h, --help                 this help`;
@@ -45,6 +47,8 @@ const options = {
   timeout: { type: "string" },
   "kernel-start-timeout": { type: "string" },
   "max-images": { type: "string" },
+  "ready-file": { type: "string" },
+  "exit-with-kernel": { type: "boolean" },
   "progress-interval": { type: "string" },
   quiet: { type: "boolean", short: "q" },
 } as const;
@@ -76,7 +80,10 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   const ctx = await FunctionsContext.open(client, values.session, settings);
   const factory = () => createServer(ctx);
   try {
-    await untilSignal(async (signal) => {
+    await untilSignal(async (stopped) => {
+      const gone = new AbortController();
+      const signal = AbortSignal.any([stopped, gone.signal]);
+      if (values["exit-with-kernel"]) watchKernel(ctx, gone, signal);
       if (port !== undefined) {
         await serveHttp(factory, {
           port,
@@ -84,6 +91,10 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
           signal,
           label: "mcp-mode MCP server",
           risk: "call the experiment's functions on its models",
+          onListen: (p) => {
+            const file = values["ready-file"];
+            if (file) Deno.writeTextFileSync(file, `http://127.0.0.1:${p}/mcp\n`, { mode: 0o600 });
+          },
         });
       } else {
         await serveStdio(factory, {
@@ -96,4 +107,22 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   } finally {
     ctx.close();
   }
+}
+
+/** Aborts `gone` once the kernel has been missing from its server twice in a row. */
+function watchKernel(ctx: FunctionsContext, gone: AbortController, until: AbortSignal): void {
+  let misses = 0;
+  const timer = setInterval(async () => {
+    try {
+      const k = await ctx.client.getKernel(ctx.kernel.id, { timeoutMs: 5000 });
+      misses = k ? 0 : misses + 1;
+    } catch {
+      misses++;
+    }
+    if (misses >= 2) {
+      progress(`kernel ${ctx.kernel.id} is gone: stopping`);
+      gone.abort();
+    }
+  }, 2000);
+  until.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
