@@ -96,6 +96,7 @@ export async function notebookMcpCommand(args: string[]): Promise<void> {
       }
     });
   } finally {
-    ctx.close();
+    // The notebook changes still queued behind the last results go to the file first.
+    await ctx.shutdown();
   }
 }

@@ -11,9 +11,10 @@ import { sleep } from "../../jupyter.ts";
 import { cellId } from "../../nbformat.ts";
 import { progress } from "../../log.ts";
 import { runCode, type RunResult } from "../../kernel_run.ts";
-import { type NotebookStore, upsertCodeCell } from "./store.ts";
+import { NotebookDoc } from "./document.ts";
+import type { NotebookStore } from "./store.ts";
 
-/** How often a long-running cell's outputs are written to the notebook. */
+/** How often a long-running cell's outputs are recorded in the notebook. */
 const FLUSH_MS = 3000;
 
 /** What a session needs from the server it lives on. */
@@ -26,9 +27,11 @@ export interface AttachedSessionHost {
 /** A cell that ran, and where it is in the notebook. */
 export interface RanCell {
   run: RunResult;
-  /** Its index in the notebook (-1 when the notebook could not be written). */
+  /** Its index in the notebook (-1: not recorded, a scratch run). */
   index: number;
+  /** Its nbformat id ("" for a scratch run). */
   cellId: string;
+  /** Why the notebook could not be updated lately (the writer keeps trying). */
   notebookError?: string;
 }
 
@@ -37,34 +40,29 @@ export class AttachedSession {
   private channel: KernelChannel | undefined;
   private dropped = false;
   private queue: Promise<unknown> = Promise.resolve();
-  private writes: Promise<unknown> = Promise.resolve();
-  /** Set once the kernel died; every later call reports it until attach_to_session. */
+  /** Set once the kernel died; every later call reports it until restart_session. */
   deadReason: string | undefined;
+  /** The notebook, changed in memory at once and written behind. */
+  readonly doc: NotebookDoc;
 
   constructor(
     private readonly host: AttachedSessionHost,
     /** The id the agent uses: the session id, or the kernel id on servers without sessions. */
     readonly id: string,
     public kernel: KernelModel,
-    readonly store: NotebookStore,
-  ) {}
+    store: NotebookStore | NotebookDoc,
+  ) {
+    this.doc = store instanceof NotebookDoc ? store : new NotebookDoc(store);
+  }
+
+  get store(): NotebookStore {
+    return this.doc.store;
+  }
 
   /** Runs `fn` after every earlier queued cell on this session has finished. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.queue.then(fn, fn);
     this.queue = next.catch(() => {});
-    return next;
-  }
-
-  /**
-   * Changes the notebook (read, modify, write) after every earlier change
-   * has been written, so a flush of a running cell and a markdown cell added
-   * meanwhile cannot overwrite each other.
-   */
-  edit<T>(fn: (store: NotebookStore) => Promise<T>): Promise<T> {
-    const run = () => fn(this.store);
-    const next = this.writes.then(run, run);
-    this.writes = next.catch(() => {});
     return next;
   }
 
@@ -79,8 +77,8 @@ export class AttachedSession {
         "kernel_died",
         `${this.deadReason}; its variables (the models too) are gone`,
         this.deadReason.includes("restarted it")
-          ? "start_new_session with config_path gives a fresh warm session (notebook_path with fork=true re-runs this notebook's cells); attach_to_session reconnects to the restarted, empty kernel"
-          : "start_new_session with config_path (the experiment config) gives a fresh warm session; add notebook_path with fork=true to re-run this notebook's cells in it",
+          ? `restart_session(session_id="${this.id}") loads the models again in this notebook's kernel (rerun=true re-runs your cells); attach_to_session reconnects to the restarted, empty kernel`
+          : `restart_session(session_id="${this.id}") gives this notebook a new warm kernel, the models loaded again (rerun=true re-runs your cells)`,
       );
     }
     const ch = this.channel;
@@ -123,48 +121,55 @@ export class AttachedSession {
   }
 
   /**
-   * Runs code as a cell: written into the notebook when it starts, updated
-   * with its outputs while it runs and when it ends. `id` replaces that
-   * cell (edit_cell); otherwise a new cell is appended.
+   * Runs code as a cell: recorded in the notebook when it starts, updated
+   * with its outputs while it runs and when it ends, the writes happening
+   * behind (the result does not wait for the file). `id` names the cell
+   * (replaced in place when it is there, else inserted `before` a cell or
+   * appended); `record: false` runs it without touching the notebook.
    */
   run(
     source: string,
     opts: {
       id?: string;
+      before?: string | null;
+      record?: boolean;
       timeoutMs: number;
       timeoutLabel?: string;
       signal?: AbortSignal;
       onChange?: (outputs: () => Output[]) => void;
     },
   ): Promise<RanCell> {
+    const record = opts.record ?? true;
     return this.exclusive(async () => {
       const channel = await this.connect();
-      const id = opts.id ?? cellId();
+      const id = record ? opts.id ?? cellId() : "";
       // The notebook is a record for people: failing to write it must not
-      // stop the agent's work, so write errors become a note in the result.
-      let notebookError: string | undefined;
+      // stop the agent's work, so write errors become a note in a result.
       const write = (outputs: Output[], count: number | null) =>
-        this.edit((st) =>
-          upsertCodeCell(st, id, {
-            source,
-            outputs: this.redactOutputs(outputs),
-            execution_count: count,
-          })
-        ).catch((err) => {
-          notebookError = (err as Error).message;
-          progress(`could not update the notebook: ${notebookError}`);
-          return -1;
+        this.doc.apply({
+          op: "upsert",
+          id,
+          source,
+          outputs: this.redactOutputs(outputs),
+          execution_count: count,
+          before: opts.before,
         });
-      await write([], null);
+      let flusher: ReturnType<typeof setInterval> | undefined;
       let latest: () => Output[] = () => [];
-      let version = 0;
-      let flushed = 0;
-      let flushing: Promise<unknown> = Promise.resolve();
-      const flusher = setInterval(() => {
-        if (version === flushed) return;
-        flushed = version;
-        flushing = write(latest(), null);
-      }, FLUSH_MS);
+      if (record) {
+        await this.doc.current().catch(() => undefined);
+        write([], null);
+        let version = 0;
+        let flushed = 0;
+        flusher = setInterval(() => {
+          if (version === flushed) return;
+          flushed = version;
+          write(latest(), null);
+        }, FLUSH_MS);
+        const bump = () => version++;
+        const onChange = opts.onChange;
+        opts = { ...opts, onChange: (o) => (bump(), onChange?.(o)) };
+      }
       let run: RunResult;
       try {
         run = await runCode(channel, source, {
@@ -173,18 +178,21 @@ export class AttachedSession {
           signal: opts.signal,
           onChange: (collector) => {
             latest = () => collector.outputs();
-            version++;
             opts.onChange?.(latest);
           },
         });
       } finally {
-        clearInterval(flusher);
+        if (flusher !== undefined) clearInterval(flusher);
       }
-      await flushing;
-      const index = await write(run.outputs, run.execution_count);
+      if (record) write(run.outputs, run.execution_count);
       if (run.status === "died") this.die(run.note ?? "the kernel died");
       if (run.status === "lost" || run.status === "server_gone") this.dropped = true;
-      return { run, index, cellId: id, notebookError };
+      return {
+        run,
+        index: record ? this.doc.indexOf(id) : -1,
+        cellId: id,
+        notebookError: this.doc.takeError(),
+      };
     });
   }
 
@@ -205,7 +213,7 @@ export class AttachedSession {
     return state;
   }
 
-  /** Closes the WebSocket; the kernel keeps running. */
+  /** Closes the WebSocket; the kernel keeps running (the notebook's writer goes on). */
   close(): void {
     this.channel?.close();
     this.channel = undefined;

@@ -11,9 +11,11 @@ import { UsageError } from "../../errors.ts";
 import type { ServerInfo } from "../../handle.ts";
 import type { JupyterClient } from "../../jupyter.ts";
 import { redactor } from "../../redact.ts";
+import { warn } from "../../log.ts";
 import type { EmbeddedServer } from "../../local_server.ts";
 import type { RenderLimits } from "../render.ts";
 import { AttachedSession } from "./attached_session.ts";
+import { NotebookDoc } from "./document.ts";
 import { ContentsStore, MemoryStore, type NotebookStore } from "./store.ts";
 
 /** Settings from the command line. */
@@ -123,7 +125,8 @@ export class NotebookMcpContext {
     const store: NotebookStore = path && info.contents_api && path.endsWith(".ipynb")
       ? new ContentsStore(this.client, path)
       : new MemoryStore();
-    const session = this.sessions.get(sessionId) ?? this.adopt(sessionId, kernel, store);
+    const session = this.sessions.get(sessionId) ??
+      this.adopt(sessionId, kernel, this.docFor(store));
     // A kernel id names its session too.
     this.sessions.set(id, session);
     return session;
@@ -133,7 +136,7 @@ export class NotebookMcpContext {
   adopt(
     id: string,
     kernel: { id: string; name: string },
-    store: NotebookStore,
+    store: NotebookStore | NotebookDoc,
   ): AttachedSession {
     const session = new AttachedSession(
       {
@@ -157,9 +160,36 @@ export class NotebookMcpContext {
     for (const [key, s] of this.sessions) if (s === session) this.sessions.delete(key);
   }
 
+  /** The notebook of a path this process writes already (one writer per file), else a new one. */
+  docFor(store: NotebookStore): NotebookDoc {
+    if (store.path) {
+      for (const s of this.sessions.values()) {
+        if (s.store.path === store.path) return s.doc;
+      }
+    }
+    return new NotebookDoc(store);
+  }
+
+  /** Writes every session's pending notebook changes; false when some could not be written. */
+  async flush(timeoutMs = 30_000): Promise<boolean> {
+    const docs = new Set([...this.sessions.values()].map((s) => s.doc));
+    const done = await Promise.all([...docs].map((d) => d.flush(timeoutMs)));
+    return done.every(Boolean);
+  }
+
   /** Closes every kernel WebSocket; the kernels keep running. */
   close(): void {
     for (const s of new Set(this.sessions.values())) s.close();
     this.sessions.clear();
+  }
+
+  /**
+   * On exit: every notebook's pending changes written (bounded by
+   * `timeoutMs`), then the WebSockets closed.
+   */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
+    const ok = await this.flush(timeoutMs);
+    if (!ok) warn(`${this.serverName}: some notebook changes could not be written before exit`);
+    this.close();
   }
 }

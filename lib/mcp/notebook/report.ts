@@ -5,17 +5,27 @@
  */
 
 import type { NotebookMcpContext } from "./context.ts";
+import type { NotebookCell, Output } from "../../nbformat.ts";
+import { applyCarriageReturns } from "../../kernel_run.ts";
 import { type Extra, startProgress } from "../progress.ts";
-import { renderOutputs, truncate } from "../render.ts";
+import { bestText, cleanTraceback, renderOutputs, truncate } from "../render.ts";
 import { textResult, type ToolResult } from "../tool.ts";
 import type { AttachedSession, RanCell } from "./attached_session.ts";
+import { isSetupCell } from "./store.ts";
 
 /** Runs code as a cell (new, or replacing cell `id`) and reports it to the agent. */
 export async function runAndReport(
   ctx: NotebookMcpContext,
   session: AttachedSession,
   code: string,
-  opts: { id?: string; timeoutSeconds?: number; extra?: Extra; prefix?: string },
+  opts: {
+    id?: string;
+    before?: string | null;
+    record?: boolean;
+    timeoutSeconds?: number;
+    extra?: Extra;
+    prefix?: string;
+  },
 ): Promise<ToolResult> {
   const ran = await runWithProgress(ctx, session, code, opts);
   return reportCell(ctx, session, ran, opts.prefix);
@@ -26,7 +36,14 @@ export async function runWithProgress(
   ctx: NotebookMcpContext,
   session: AttachedSession,
   code: string,
-  opts: { id?: string; timeoutSeconds?: number; extra?: Extra; label?: string },
+  opts: {
+    id?: string;
+    before?: string | null;
+    record?: boolean;
+    timeoutSeconds?: number;
+    extra?: Extra;
+    label?: string;
+  },
 ): Promise<RanCell> {
   const started = performance.now();
   let outputs = 0;
@@ -39,6 +56,8 @@ export async function runWithProgress(
   try {
     return await session.run(code, {
       id: opts.id,
+      before: opts.before,
+      record: opts.record,
       timeoutMs: opts.timeoutSeconds !== undefined
         ? opts.timeoutSeconds * 1000
         : ctx.settings.timeoutMs,
@@ -64,7 +83,11 @@ export async function runWithProgress(
 /** A one-line summary of how a cell ended. */
 export function statusLine(ran: RanCell): string {
   const r = ran.run;
-  const where = ran.index >= 0 ? `cell ${ran.index}` : "cell (not in the notebook)";
+  const where = ran.cellId === ""
+    ? "scratch (not recorded)"
+    : ran.index >= 0
+    ? `cell ${ran.index}`
+    : "cell (not in the notebook)";
   const count = r.execution_count === null ? "In [ ]" : `In [${r.execution_count}]`;
   return `[${where} | ${count} | ${r.status} | ${fmtSecs(r.elapsed_ms)}]`;
 }
@@ -86,22 +109,106 @@ export function reportCell(
   const next = nextStep(run);
   if (next) parts.push(`[${next}]`);
   if (ran.notebookError) parts.push(`[the notebook could not be updated: ${ran.notebookError}]`);
-  const where = session.store.path ? "; the notebook keeps all of it" : "";
+  const where = session.store.path && ran.cellId ? "; the notebook keeps all of it" : "";
   const text = truncate(
     parts.filter(Boolean).join("\n"),
     ctx.settings.limits.maxChars,
     where,
   );
-  return textResult(ctx, text, rendered.images, run.status !== "ok");
+  return {
+    ...textResult(ctx, text, rendered.images, run.status !== "ok"),
+    structuredContent: runStructured(ctx, session, ran),
+  };
+}
+
+/** A run as structuredContent (the tools' outputSchema: cellRunShape in schemas.ts). */
+export function runStructured(
+  ctx: NotebookMcpContext,
+  session: AttachedSession,
+  ran: RanCell,
+): Record<string, unknown> {
+  const { run } = ran;
+  return {
+    session_id: session.id,
+    notebook_path: session.store.path,
+    recorded: ran.cellId !== "",
+    cell_index: ran.index >= 0 ? ran.index : null,
+    cell_id: ran.cellId || null,
+    status: run.status,
+    execution_count: run.execution_count,
+    elapsed_ms: Math.round(run.elapsed_ms * 10) / 10,
+    outputs: outputsByKind(run.outputs, ctx.settings.limits.maxChars),
+    note: run.note ?? null,
+    notebook_error: ran.notebookError ?? null,
+  };
+}
+
+/** Outputs grouped by kind, each text bounded (`maxChars` in all, roughly). */
+export function outputsByKind(outputs: Output[], maxChars: number): Record<string, unknown> {
+  const stdout: string[] = [], stderr: string[] = [];
+  const results: string[] = [], displays: string[] = [];
+  const images: { mime_type: string; output: number }[] = [];
+  let error: { ename: string; evalue: string; traceback: string } | null = null;
+  const cut = (t: string) => truncate(t, Math.max(200, Math.floor(maxChars / 2)));
+  outputs.forEach((o, i) => {
+    switch (o.output_type) {
+      case "stream":
+        (o.name === "stderr" ? stderr : stdout).push(applyCarriageReturns(o.text));
+        break;
+      case "error":
+        error = { ename: o.ename, evalue: o.evalue, traceback: cut(cleanTraceback(o.traceback)) };
+        break;
+      default: {
+        const mime = Object.keys(o.data).find((m) => m.startsWith("image/"));
+        if (mime) images.push({ mime_type: mime, output: i });
+        const text = bestText(o.data);
+        if (text !== undefined && !(mime && /^<|^$/.test(text.trim()))) {
+          (o.output_type === "execute_result" ? results : displays).push(cut(text));
+        }
+      }
+    }
+  });
+  return {
+    stdout: cut(stdout.join("")),
+    stderr: cut(stderr.join("")),
+    results,
+    displays,
+    images,
+    error,
+  };
+}
+
+/** A cell as structuredContent (index, id, kind, count, outputs by kind). */
+export function cellStructured(
+  cell: NotebookCell,
+  index: number,
+  opts: { maxChars: number; sourceChars?: number; outputs?: boolean },
+): Record<string, unknown> {
+  const source = opts.sourceChars !== undefined && cell.source.length > opts.sourceChars
+    ? `${cell.source.slice(0, opts.sourceChars)} [... ${
+      cell.source.length - opts.sourceChars
+    } more characters]`
+    : cell.source;
+  return {
+    cell_index: index,
+    cell_id: cell.id,
+    cell_type: cell.cell_type,
+    setup: isSetupCell(cell),
+    execution_count: cell.cell_type === "code" ? cell.execution_count : null,
+    source,
+    ...(opts.outputs !== false && cell.cell_type === "code"
+      ? { outputs: outputsByKind(cell.outputs, opts.maxChars) }
+      : {}),
+  };
 }
 
 /** What the agent can do about a run that did not end with the kernel's reply. */
 function nextStep(run: RanCell["run"]): string | undefined {
   switch (run.status) {
     case "server_gone":
-      return "the kernel went with its server; its variables (the models too) are gone. When the server is back, start_new_session gives a fresh warm session";
+      return "the kernel went with its server; its variables (the models too) are gone. When the server is back, restart_session gives this notebook a new warm kernel with the models loaded again";
     case "died":
-      return "start_new_session gives a fresh warm session";
+      return "restart_session gives this notebook a new warm kernel (the models loaded again; rerun=true re-runs your cells)";
     case "timeout":
     case "interrupted":
       return run.note?.includes("may still be busy")

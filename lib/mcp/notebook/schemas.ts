@@ -1,4 +1,4 @@
-/** Input fields several tools share. */
+/** Input and output fields several tools share. */
 
 import { z } from "zod";
 
@@ -11,3 +11,74 @@ export const sessionId = z.string().min(1).describe(
 export const timeoutSeconds = z.number().positive().max(86_400).optional().describe(
   "interrupt the code after this many seconds (default: the server's --timeout, 600 unless set)",
 );
+
+/** A cell named by its index (negative: from the end). */
+export const cellIndex = z.number().int().optional().describe(
+  "the cell's index as read_notebook shows it (-1: the last cell, -2 the one before, ...)",
+);
+
+/** A cell named by its nbformat id. */
+export const cellIdField = z.string().min(1).optional().describe(
+  "the cell's nbformat id (read_notebook shows it; it stays put when cells move)",
+);
+
+/** Outputs grouped by kind, texts bounded. */
+export const outputsShape = z.object({
+  stdout: z.string(),
+  stderr: z.string(),
+  /** execute_result texts (Out[n]). */
+  results: z.array(z.string()),
+  /** display_data texts. */
+  displays: z.array(z.string()),
+  /** Images, by their position among the outputs. */
+  images: z.array(z.object({ mime_type: z.string(), output: z.number().int() })),
+  error: z.object({ ename: z.string(), evalue: z.string(), traceback: z.string() }).nullable(),
+});
+
+/** What a run returns as structuredContent (execute_code, edit_cell, run_cell, run_scratch). */
+export const cellRunShape = {
+  session_id: z.string(),
+  notebook_path: z.string().nullable(),
+  /** False for run_scratch. */
+  recorded: z.boolean(),
+  cell_index: z.number().int().nullable(),
+  cell_id: z.string().nullable(),
+  status: z.enum([
+    "ok",
+    "error",
+    "aborted",
+    "timeout",
+    "interrupted",
+    "died",
+    "server_gone",
+    "lost",
+  ]),
+  execution_count: z.number().int().nullable(),
+  elapsed_ms: z.number(),
+  outputs: outputsShape,
+  note: z.string().nullable(),
+  notebook_error: z.string().nullable(),
+};
+
+/** One cell as structuredContent. */
+export const cellShape = z.object({
+  cell_index: z.number().int(),
+  cell_id: z.string(),
+  cell_type: z.string(),
+  /** interp-exec's warm-up cell (not deleted, moved or edited). */
+  setup: z.boolean(),
+  execution_count: z.number().int().nullable(),
+  source: z.string(),
+  outputs: outputsShape.optional(),
+});
+
+/** What a change to the notebook returns (insert, delete, move, clear, edit_cell_source). */
+export const cellChangeShape = {
+  session_id: z.string(),
+  notebook_path: z.string().nullable(),
+  action: z.string(),
+  /** The cells the change touched, as they are after it (a deleted cell: as it was). */
+  cells: z.array(cellShape),
+  /** Cells in the notebook after the change. */
+  cell_count: z.number().int(),
+};

@@ -10,10 +10,17 @@ import { VERSION } from "../../version.ts";
 import type { NotebookMcpContext } from "./context.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
+import { registerClearOutputs } from "./tools/clear_outputs.ts";
+import { registerDeleteCell } from "./tools/delete_cell.ts";
 import { registerEditCell } from "./tools/edit_cell.ts";
+import { registerEditCellSource } from "./tools/edit_cell_source.ts";
 import { registerExecuteCode } from "./tools/execute_code.ts";
+import { registerInsertCell } from "./tools/insert_cell.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
+import { registerRunCell } from "./tools/run_cell.ts";
+import { registerRunScratch } from "./tools/run_scratch.ts";
 import { registerShutdownSession } from "./tools/shutdown_session.ts";
 import { registerStartNewSession } from "./tools/start_new_session.ts";
 
@@ -21,8 +28,15 @@ import { registerStartNewSession } from "./tools/start_new_session.ts";
 const TOOLS = [
   registerAttachToSession,
   registerExecuteCode,
+  registerRunScratch,
   registerEditCell,
   registerAddMarkdown,
+  registerInsertCell,
+  registerEditCellSource,
+  registerRunCell,
+  registerMoveCell,
+  registerDeleteCell,
+  registerClearOutputs,
   registerReadNotebook,
   registerInterrupt,
   registerStartNewSession,

@@ -1,19 +1,20 @@
 /**
  * Where a session's cells live: its .ipynb through the contents API (so a
  * person can follow in JupyterLab), or, for bare kernels on gateways, a
- * notebook kept in memory so edit_cell and read_notebook still work. Every
- * change reads the file first, so edits made in JupyterLab between two
- * tool calls are kept rather than overwritten.
+ * notebook kept in memory so the cell tools and read_notebook still work.
+ * Reads and writes carry the server's `last_modified` stamp, so a writer
+ * that changed the file meanwhile is noticed (document.ts merges).
  */
 
 import type { JupyterClient } from "../../jupyter.ts";
-import {
-  cellId,
-  emptyNotebook,
-  type Notebook,
-  type NotebookCell,
-  type Output,
-} from "../../nbformat.ts";
+import { cellId, emptyNotebook, type Notebook, type NotebookCell } from "../../nbformat.ts";
+
+/** A notebook as read, with the stamp of that version. */
+export interface Stamped {
+  nb: Notebook;
+  /** The server's last_modified; null when the file does not exist (yet). */
+  stamp: string | null;
+}
 
 /** A notebook that can be read and written whole. */
 export interface NotebookStore {
@@ -21,19 +22,67 @@ export interface NotebookStore {
   readonly path: string | null;
   load(): Promise<Notebook>;
   save(nb: Notebook): Promise<void>;
+  /** The notebook and its stamp (a missing file reads as an empty notebook). */
+  read(): Promise<Stamped>;
+  /** Writes the notebook; returns the new stamp. */
+  write(nb: Notebook): Promise<string | null>;
+  /** The current stamp, without the content (null: no file). */
+  stamp(): Promise<string | null>;
 }
 
 /** A .ipynb on the Jupyter server. */
 export class ContentsStore implements NotebookStore {
-  constructor(private readonly client: JupyterClient, readonly path: string) {}
+  private readonly url: string;
+
+  constructor(private readonly client: JupyterClient, readonly path: string) {
+    this.url = `api/contents/${path.split("/").map(encodeURIComponent).join("/")}`;
+  }
 
   async load(): Promise<Notebook> {
-    // A notebook deleted under us is recreated rather than failing the agent's work.
-    return normalize(await this.client.readNotebook(this.path) ?? emptyNotebook("python3"));
+    return (await this.read()).nb;
   }
 
   async save(nb: Notebook): Promise<void> {
-    await this.client.saveNotebook(this.path, nb);
+    await this.write(nb);
+  }
+
+  async read(): Promise<Stamped> {
+    let res = await this.client.api(`${this.url}?type=notebook&content=1`, { allow: [400, 404] });
+    // Jupyter writes a file in place: a read during another writer's save sees
+    // half a notebook (HTTP 400, unreadable). It is whole again a moment later.
+    for (let i = 0; res.status === 400 && i < 20; i++) {
+      await res.body?.cancel();
+      await new Promise((r) => setTimeout(r, 25 * (i + 1)));
+      res = await this.client.api(`${this.url}?type=notebook&content=1`, {
+        allow: i === 19 ? [404] : [400, 404],
+      });
+    }
+    if (res.status === 404) {
+      await res.body?.cancel();
+      // A notebook deleted under us is recreated rather than failing the agent's work.
+      return { nb: normalize(emptyNotebook("python3")), stamp: null };
+    }
+    const model = await res.json() as { content: Notebook; last_modified?: string };
+    return { nb: normalize(model.content), stamp: model.last_modified ?? null };
+  }
+
+  async write(nb: Notebook): Promise<string | null> {
+    const res = await this.client.api(this.url, {
+      method: "PUT",
+      body: JSON.stringify({ type: "notebook", format: "json", content: nb }),
+      timeoutMs: 120_000,
+    });
+    const model = await res.json().catch(() => ({})) as { last_modified?: string };
+    return model.last_modified ?? null;
+  }
+
+  async stamp(): Promise<string | null> {
+    const res = await this.client.api(`${this.url}?type=notebook&content=0`, { allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    return ((await res.json()) as { last_modified?: string }).last_modified ?? null;
   }
 }
 
@@ -41,6 +90,7 @@ export class ContentsStore implements NotebookStore {
 export class MemoryStore implements NotebookStore {
   readonly path = null;
   private nb: Notebook;
+  private version = 0;
 
   constructor(nb?: Notebook) {
     this.nb = normalize(nb ?? emptyNotebook("python3"));
@@ -52,7 +102,21 @@ export class MemoryStore implements NotebookStore {
 
   save(nb: Notebook): Promise<void> {
     this.nb = structuredClone(nb);
+    this.version++;
     return Promise.resolve();
+  }
+
+  async read(): Promise<Stamped> {
+    return { nb: await this.load(), stamp: String(this.version) };
+  }
+
+  async write(nb: Notebook): Promise<string | null> {
+    await this.save(nb);
+    return String(this.version);
+  }
+
+  stamp(): Promise<string | null> {
+    return Promise.resolve(String(this.version));
   }
 }
 
@@ -79,52 +143,10 @@ export function normalize(nb: Notebook): Notebook {
   return nb;
 }
 
-/** A code cell's new state. */
-export interface CodeCellUpdate {
-  source: string;
-  outputs: Output[];
-  execution_count: number | null;
-}
-
-/**
- * Writes a code cell by id: replaced in place when it is there, appended
- * when it is new (or a person deleted it meanwhile). Returns its index.
- */
-export async function upsertCodeCell(
-  store: NotebookStore,
-  id: string,
-  update: CodeCellUpdate,
-  metadata: Record<string, unknown> = {},
-): Promise<number> {
-  const nb = await store.load();
-  let index = nb.cells.findIndex((c) => c.id === id);
-  const old = index >= 0 ? nb.cells[index] : undefined;
-  const cell: NotebookCell = {
-    cell_type: "code",
-    id,
-    source: update.source,
-    metadata: old?.metadata ?? metadata,
-    execution_count: update.execution_count,
-    outputs: update.outputs,
-  };
-  if (index >= 0) nb.cells[index] = cell;
-  else index = nb.cells.push(cell) - 1;
-  await store.save(nb);
-  return index;
-}
-
-/** Appends a markdown cell; returns its index. */
-export async function appendMarkdownCell(store: NotebookStore, source: string): Promise<number> {
-  const nb = await store.load();
-  const index = nb.cells.push({ cell_type: "markdown", id: cellId(), source, metadata: {} }) - 1;
-  await store.save(nb);
-  return index;
-}
-
 /** Tag of the warm-up cell notebook mode writes first. */
 export const SETUP_TAG = "interp-exec-setup";
 
-/** Whether a cell is interp-exec's warm-up cell (it cannot be run again by itself). */
+/** Whether a cell is interp-exec's warm-up cell (it cannot be run, moved or edited by itself). */
 export function isSetupCell(cell: NotebookCell): boolean {
   const tags = cell.metadata?.tags;
   return Array.isArray(tags) && tags.includes(SETUP_TAG);

@@ -28,7 +28,7 @@ export function registerAttachToSession(server: McpServer, ctx: NotebookMcpConte
         throw new JupyterError(
           "kernel_died",
           `${session.deadReason}; the kernel is gone`,
-          "start_new_session makes a new one",
+          `restart_session(session_id="${session.id}") gives this notebook a new warm kernel`,
         );
       }
       lines.push(
@@ -38,7 +38,7 @@ export function registerAttachToSession(server: McpServer, ctx: NotebookMcpConte
     }
     const channel = await session.connect();
     const model = await ctx.client.getKernel(session.kernel.id);
-    const nb = await session.store.load();
+    const nb = await session.doc.current({ fresh: true });
     lines.unshift(
       `attached to session ${session.id}: kernel ${session.kernel.id} (${session.kernel.name}), ${
         model?.execution_state ?? "state unknown"
@@ -59,8 +59,10 @@ export function registerAttachToSession(server: McpServer, ctx: NotebookMcpConte
     }
     lines.push(
       "",
-      "execute_code runs code as a new cell; edit_cell fixes and re-runs a cell; add_markdown " +
-        "records notes; read_notebook shows the cells.",
+      "execute_code runs code as a new cell (run_scratch: without recording it); edit_cell fixes " +
+        "and re-runs a cell; insert_cell, delete_cell, move_cell, edit_cell_source, clear_outputs " +
+        "and run_cell work on cells by index or id; add_markdown records notes; read_notebook " +
+        "shows the cells; restart_session gives the notebook a fresh warm kernel.",
     );
     return textResult(ctx, lines.join("\n"));
   });

@@ -5,7 +5,7 @@ import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";
 import { isSetupCell } from "../store.ts";
-import { sessionId, timeoutSeconds } from "../schemas.ts";
+import { cellIdField, cellRunShape, sessionId, timeoutSeconds } from "../schemas.ts";
 
 /** edit_cell: replaces a code cell's source and runs it again, in place. */
 export function registerEditCell(server: McpServer, ctx: NotebookMcpContext): void {
@@ -22,13 +22,29 @@ export function registerEditCell(server: McpServer, ctx: NotebookMcpContext): vo
       cell_index: z.number().int().default(-1).describe(
         "which cell: its index in read_notebook, or -1 for the last code cell, -2 the one before, ...",
       ),
+      cell_id: cellIdField.describe("or the cell's nbformat id (instead of cell_index)"),
       timeout_seconds: timeoutSeconds,
     },
-  }, async ({ session_id, code, cell_index, timeout_seconds }, extra) => {
+    outputSchema: cellRunShape,
+  }, async ({ session_id, code, cell_index, cell_id, timeout_seconds }, extra) => {
     const session = await ctx.session(session_id);
-    const nb = await session.store.load();
+    const nb = await session.doc.current({ fresh: true });
     let index: number;
-    if (cell_index >= 0) {
+    if (cell_id !== undefined) {
+      index = nb.cells.findIndex((c) => c.id === cell_id);
+      if (index < 0) {
+        throw new UsageError(
+          `edit_cell: no cell with id '${cell_id}'`,
+          "read_notebook lists the cells with their ids",
+        );
+      }
+      if (nb.cells[index].cell_type !== "code") {
+        throw new UsageError(
+          `edit_cell: cell ${index} is a ${nb.cells[index].cell_type} cell`,
+          "edit_cell changes code cells; edit_cell_source edits any cell's text",
+        );
+      }
+    } else if (cell_index >= 0) {
       index = cell_index;
       const cell = nb.cells[index];
       if (!cell) {
@@ -40,7 +56,7 @@ export function registerEditCell(server: McpServer, ctx: NotebookMcpContext): vo
       if (cell.cell_type !== "code") {
         throw new UsageError(
           `edit_cell: cell ${index} is a ${cell.cell_type} cell`,
-          "edit_cell changes code cells; add_markdown adds notes",
+          "edit_cell changes code cells; edit_cell_source edits any cell's text",
         );
       }
     } else {
@@ -56,8 +72,8 @@ export function registerEditCell(server: McpServer, ctx: NotebookMcpContext): vo
     }
     if (isSetupCell(nb.cells[index])) {
       throw new UsageError(
-        "edit_cell: cell 0 is interp-exec's warm-up cell; it cannot run again by itself",
-        "start_new_session(config_path=...) warms a fresh kernel",
+        `edit_cell: cell ${index} is interp-exec's warm-up cell; it cannot run again by itself`,
+        "restart_session loads the models again in a fresh kernel",
       );
     }
     return await runAndReport(ctx, session, code, {

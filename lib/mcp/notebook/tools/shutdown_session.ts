@@ -16,6 +16,8 @@ export function registerShutdownSession(server: McpServer, ctx: NotebookMcpConte
     annotations: { destructiveHint: true, idempotentHint: true },
   }, async ({ session_id }) => {
     const session = await ctx.session(session_id);
+    // What the agent ran is in the file before the kernel goes.
+    await session.doc.flush();
     session.close();
     await endSession(ctx.client, {
       sessionId: session.id !== session.kernel.id ? session.id : null,

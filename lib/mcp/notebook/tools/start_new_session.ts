@@ -260,7 +260,7 @@ async function replay(
   extra: Extra,
   bare: boolean,
 ) {
-  const nb = await session.store.load();
+  const nb = await session.doc.current();
   const todo = nb.cells.filter((c) =>
     c.cell_type === "code" && !isSetupCell(c) && c.source.trim() !== ""
   );
