@@ -8,7 +8,10 @@
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { encode } from "fast-png";
 import { NotebookHandleSchema } from "../lib/handle.ts";
+import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
+import { jpegSize, renderOutputs, renderSvg } from "../lib/mcp/render.ts";
 import {
   api,
   deleteOnServer,
@@ -20,6 +23,108 @@ import {
   tinyModels,
   writeConfig,
 } from "./helpers.ts";
+
+// ---------------------------------------------------------------- units
+
+Deno.test("png: every colour type, bit depth and interlacing decodes; scaling keeps the aspect", () => {
+  const width = 300, height = 120;
+  const rgba = new Uint8Array(width * height * 4);
+  for (let i = 0; i < width * height; i++) rgba.set([i % 256, (i >> 8) % 256, 77, 255], i * 4);
+  const png = encodePng({ width, height, channels: 4, data: rgba });
+  assert.deepEqual(pngSize(png), { width, height });
+  assert.deepEqual(decodePng(png).data, rgba);
+  const interlaced = encode({ width, height, channels: 4, depth: 8, data: rgba }, {
+    interlace: "Adam7",
+  });
+  assert.deepEqual(decodePng(interlaced).data, rgba);
+  const gray16 = new Uint16Array(width * height).map((_, i) => i * 7);
+  const g = decodePng(encode({ width, height, channels: 1, depth: 16, data: gray16 }));
+  assert.equal(g.channels, 1);
+  assert.equal(g.data[1000], (7000 >> 8) & 255);
+  const bits = new Uint8Array(Math.ceil(width / 8) * height).fill(0b10100000);
+  const one = decodePng(encode({ width, height, channels: 1, depth: 1, data: bits }));
+  assert.deepEqual([...one.data.slice(0, 4)], [255, 0, 255, 0]);
+  const palette = decodePng(encode({
+    width: 2,
+    height: 1,
+    channels: 1,
+    depth: 8,
+    data: new Uint8Array([0, 1]),
+    palette: [[255, 0, 0], [0, 0, 255]],
+  }));
+  assert.deepEqual([...palette.data], [255, 0, 0, 0, 0, 255]);
+  const small = shrinkPng(interlaced, 100, 1 << 20);
+  assert.deepEqual([small.width, small.height], [100, 40]);
+  assert.deepEqual(pngSize(small.bytes), { width: 100, height: 40 });
+  assert.equal(small.from?.width, 300);
+  assert.equal(shrinkPng(png, 1000, 1 << 20).bytes, png);
+});
+
+Deno.test("render: JPEG as a bounded image, SVG as text or described", () => {
+  const limits = { maxChars: 2000, maxImagePx: 100, maxImageBytes: 1 << 20, maxImages: 4 };
+  const jpeg = (w: number, h: number) =>
+    btoa(String.fromCharCode(
+      ...[
+        0xff,
+        0xd8,
+        0xff,
+        0xe0,
+        0,
+        4,
+        0,
+        0,
+        0xff,
+        0xc0,
+        0,
+        11,
+        8,
+        h >> 8,
+        h & 255,
+        w >> 8,
+        w & 255,
+      ],
+      ...[3, 0, 0, 0],
+    ));
+  assert.deepEqual(jpegSize(Uint8Array.from(atob(jpeg(300, 50)), (c) => c.charCodeAt(0))), {
+    width: 300,
+    height: 50,
+  });
+  const shown = renderOutputs([{
+    output_type: "display_data",
+    data: { "image/jpeg": jpeg(150, 50), "text/plain": "<IPython.core.display.Image object>" },
+    metadata: {},
+  }], limits);
+  assert.equal(shown.images.length, 1);
+  assert.equal(shown.images[0].type === "image" && shown.images[0].mimeType, "image/jpeg");
+  assert.match(shown.text, /\[image 1: image\/jpeg 150x50\]/);
+  const big = renderOutputs([{
+    output_type: "display_data",
+    data: { "image/jpeg": jpeg(3000, 50) },
+    metadata: {},
+  }], limits);
+  assert.equal(big.images.length, 0);
+  assert.match(big.text, /image not shown: image\/jpeg 3000x50 is larger than 200 px/);
+  const svg = '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="20pt" ' +
+    'height="10pt"><text>loss</text></svg>';
+  const r = renderOutputs([{
+    output_type: "display_data",
+    data: { "image/svg+xml": svg, "text/plain": "<Figure size 640x480 with 1 Axes>" },
+    metadata: {},
+  }], limits);
+  assert.match(
+    r.text,
+    /^\[image\/svg\+xml 20pt x 10pt, as text\]\n<svg .*<text>loss<\/text><\/svg>$/,
+  );
+  const large = renderSvg(
+    `<svg width="5in" height="3in">${
+      "<path d='M0 0'/>".repeat(2000)
+    }<title>Attention map</title></svg>`,
+  );
+  assert.match(large, /too large to show as text; its text: Attention map/);
+  assert.ok(large.length < 2000);
+});
+
+// ---------------------------------------------------------------- end to end
 
 const models = await tinyModels();
 const server = await sharedServer();

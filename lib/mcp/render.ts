@@ -11,6 +11,9 @@ import type { Output } from "../nbformat.ts";
 import { applyCarriageReturns } from "../kernel_run.ts";
 import { stripAnsi } from "../nbformat.ts";
 import { shrinkPng } from "./png.ts";
+
+/** SVG shown as text up to this many characters; longer ones are described. */
+const SVG_TEXT_CHARS = 6000;
 import type { Content } from "./tool.ts";
 
 /** Limits on one tool result. */
@@ -127,6 +130,14 @@ export function renderOutputs(
         break;
       case "display_data":
       case "execute_result": {
+        const svg = svgOf(o.data);
+        if (svg !== undefined && !imageOf(o.data)) {
+          const prefix = o.output_type === "execute_result"
+            ? `Out[${o.execution_count ?? opts.executionCount ?? " "}]: `
+            : "";
+          parts.push(prefix + renderSvg(svg));
+          break;
+        }
         const image = imageOf(o.data);
         let note = "";
         if (image) {
@@ -166,6 +177,32 @@ function imageOf(data: Record<string, unknown>): { mime: string; base64: string 
   return undefined;
 }
 
+function svgOf(data: Record<string, unknown>): string | undefined {
+  const v = data["image/svg+xml"];
+  return typeof v === "string" ? v : Array.isArray(v) ? v.join("") : undefined;
+}
+
+/**
+ * An SVG as text for the agent: small ones whole (the markup says what is
+ * drawn), larger ones described (size, and the text they contain).
+ */
+export function renderSvg(svg: string): string {
+  const attr = (name: string) => svg.match(new RegExp(`<svg\\b[^>]*\\s${name}="([^"]+)"`))?.[1];
+  const size = [attr("width"), attr("height")].every(Boolean)
+    ? ` ${attr("width")} x ${attr("height")}`
+    : "";
+  const body = svg.replace(/^<\?xml[^>]*>\s*/, "").replace(/<!DOCTYPE[^>]*>\s*/, "").trim();
+  if (body.length <= SVG_TEXT_CHARS) return `[image/svg+xml${size}, as text]\n${body}`;
+  const texts = [...svg.matchAll(/<(text|title|tspan)\b[^>]*>([^<]+)</g)]
+    .map((m) => decodeEntities(m[2]).trim())
+    .filter(Boolean);
+  const words = texts.length
+    ? `; its text: ${truncate([...new Set(texts)].join(" | "), 1500)}`
+    : "";
+  return `[image/svg+xml${size}, ${kb(svg.length)}: too large to show as text${words}; ` +
+    "a PNG figure (the inline default) reaches you as an image]";
+}
+
 function isFigureRepr(data: Record<string, unknown>): boolean {
   const plain = data["text/plain"];
   const text = Array.isArray(plain) ? plain.join("") : String(plain ?? "");
@@ -197,12 +234,47 @@ function renderImage(
       }
     }
   }
-  if (bytes.length > limits.maxImageBytes) {
+  const dims = mime === "image/jpeg" ? jpegSize(bytes) : undefined;
+  const shape = dims ? ` ${dims.width}x${dims.height}` : "";
+  if (dims && Math.max(dims.width, dims.height) > limits.maxImagePx * 2) {
     return {
-      note: `${mime} of ${kb(bytes.length)} not shown (too large; save a smaller figure or a PNG)`,
+      note: `${mime}${shape} is larger than ${
+        limits.maxImagePx * 2
+      } px (display it smaller, or as a PNG, which is scaled down for you)`,
     };
   }
-  return { content: { type: "image", data: base64, mimeType: mime }, note: mime };
+  if (bytes.length > limits.maxImageBytes) {
+    return {
+      note: `${mime}${shape} of ${
+        kb(bytes.length)
+      } is too large (save a smaller figure, or a PNG, which is scaled down for you)`,
+    };
+  }
+  return { content: { type: "image", data: base64, mimeType: mime }, note: `${mime}${shape}` };
+}
+
+/** Width and height from a JPEG's frame header (SOFn), or undefined. */
+export function jpegSize(bytes: Uint8Array): { width: number; height: number } | undefined {
+  if (bytes[0] !== 0xff || bytes[1] !== 0xd8) return undefined;
+  let i = 2;
+  while (i + 9 < bytes.length) {
+    if (bytes[i] !== 0xff) return undefined;
+    const marker = bytes[i + 1];
+    if (marker === 0xff) {
+      i++;
+      continue;
+    }
+    const len = (bytes[i + 2] << 8) | bytes[i + 3];
+    const sof = marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker);
+    if (sof) {
+      return {
+        height: (bytes[i + 5] << 8) | bytes[i + 6],
+        width: (bytes[i + 7] << 8) | bytes[i + 8],
+      };
+    }
+    i += 2 + len;
+  }
+  return undefined;
 }
 
 function kb(n: number): string {
