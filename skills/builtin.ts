@@ -15,6 +15,7 @@ import modelInternals from "./model-internals.md" with { type: "text" };
 import patching from "./patching.md" with { type: "text" };
 import probes from "./probes.md" with { type: "text" };
 import researchMethodology from "./research-methodology.md" with { type: "text" };
+import sae from "./sae.md" with { type: "text" };
 import steering from "./steering.md" with { type: "text" };
 import tokenProbs from "./token-probs.md" with { type: "text" };
 
@@ -32,6 +33,7 @@ export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "patching": patching,
   "probes": probes,
   "research-methodology": researchMethodology,
+  "sae": sae,
   "steering": steering,
   "token-probs": tokenProbs,
 };

@@ -5,6 +5,7 @@ against plain PyTorch written here (never against the skill's own output)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -387,3 +388,199 @@ def test_run_with_cache_size_check_and_cleanup(loaded):  # noqa: F811
     finally:
         bomb.remove()
     assert all_hooks(model) == 0
+
+
+# --------------------------------------------------------------------------
+# Sparse autoencoders: trained here on the tiny models' residuals
+# --------------------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[2] / "examples" / "tiny" / "corpus.txt"
+D_SAE = 128
+_TRAINED: dict = {}
+
+
+def residual_after(model, enc, layer):
+    seen = {}
+    run_plain(model, enc, post={blocks(model)[layer]: lambda h: seen.__setitem__("h", h.detach().clone())})
+    return seen["h"]
+
+
+def train_prompts():
+    text = CORPUS.read_text()
+    return [s.strip() for s in text.replace("\n", " ").split(".") if len(s.strip()) > 3]
+
+
+def trained_sae(name, model, tokenizer):
+    """A ReLU SAE (d_sae=128) trained for 300 seeded Adam steps on block 0's residual output."""
+    if name not in _TRAINED:
+        enc = tokenizer(train_prompts(), return_tensors="pt", padding=True)
+        x = residual_after(model, enc, 0)[enc["attention_mask"].bool()]
+        gen = torch.Generator().manual_seed(0)
+        W_enc = (torch.randn(64, D_SAE, generator=gen) / 8).requires_grad_(True)
+        W_dec = W_enc.detach().T.clone().requires_grad_(True)
+        b_enc = torch.zeros(D_SAE, requires_grad=True)
+        b_dec = x.mean(0).clone().requires_grad_(True)
+        scale = float(x.var(0).sum())
+        opt = torch.optim.Adam([W_enc, W_dec, b_enc, b_dec], lr=3e-3)
+        for _ in range(300):
+            f = torch.relu((x - b_dec) @ W_enc + b_enc)
+            loss = ((f @ W_dec + b_dec - x) ** 2).sum(-1).mean() / scale + 1e-3 * f.sum(-1).mean() / x.norm(dim=-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _TRAINED[name] = {k: v.detach().clone() for k, v in dict(W_enc=W_enc, W_dec=W_dec, b_enc=b_enc, b_dec=b_dec).items()}
+    return _TRAINED[name]
+
+
+def ref_encode(w, x, apply_b_dec=True, threshold=None):
+    pre = ((x - w["b_dec"]) if apply_b_dec else x) @ w["W_enc"] + w["b_enc"]
+    f = torch.relu(pre)
+    return f if threshold is None else f * (pre > threshold).float()
+
+
+def ref_decode(w, f):
+    return f @ w["W_dec"] + w["b_dec"]
+
+
+def save_sae(folder, weights, cfg):
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(folder / "sae_weights.safetensors"))
+    return folder
+
+
+@pytest.fixture
+def sae_model(lm_any, request, tmp_path):
+    """(model, tokenizer, weights, sae-lens folder) for each model, with the SAE trained on it."""
+    model, tokenizer = lm_any
+    name = request.node.callspec.params["lm_any"]
+    weights = trained_sae(name, model, tokenizer)
+    cfg = {"d_in": 64, "d_sae": D_SAE, "hook_name": "blocks.0.hook_resid_post", "hook_layer": 0,
+           "apply_b_dec_to_input": True, "architecture": "standard", "normalize_activations": "none"}
+    return model, tokenizer, weights, save_sae(tmp_path / "relu", weights, cfg)
+
+
+def test_sae_load_encode_decode(sae_model, tmp_path):
+    model, tokenizer, w, folder = sae_model
+    ns = skill_ns("sae")
+    from safetensors.torch import save_file
+
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    x = residual_after(model, enc, 0)[enc["attention_mask"].bool()]
+    sae = ns["load_sae"](str(folder))
+    assert (sae.d_in, sae.d_sae, sae.layer, sae.architecture, sae.apply_b_dec_to_input) == (64, D_SAE, 0, "relu", True)
+    f = ns["sae_encode"](sae, x)
+    torch.testing.assert_close(f, ref_encode(w, x), **TOL)
+    torch.testing.assert_close(ns["sae_decode"](sae, f), ref_decode(w, ref_encode(w, x)), **TOL)
+    assert 0 < float((f > 0).float().sum(-1).mean()) < D_SAE, "not sparse at all, or dead"
+    # Plain safetensors file and dict: no config, so the layer is given and b_dec is not subtracted by default.
+    save_file({k: v.contiguous() for k, v in w.items()}, str(tmp_path / "plain.safetensors"))
+    plain = ns["load_sae"](str(tmp_path / "plain.safetensors"), layer=0)
+    assert plain.layer == 0 and plain.apply_b_dec_to_input is False
+    torch.testing.assert_close(plain.encode(x), ref_encode(w, x, apply_b_dec=False), **TOL)
+    from_dict = ns["load_sae"](dict(w), layer=-2, apply_b_dec_to_input=True)
+    torch.testing.assert_close(from_dict.encode(x), ref_encode(w, x), **TOL)
+    # JumpReLU from the sae-lens layout, hooked as resid_pre of block 1 (= the residual after block 0).
+    threshold = ref_encode(w, x).quantile(0.7, dim=0) + 1e-4
+    jump = save_sae(tmp_path / "jump", {**w, "threshold": threshold},
+                    {"d_in": 64, "d_sae": D_SAE, "metadata": {"hook_name": "blocks.1.hook_resid_pre"},
+                     "architecture": "jumprelu", "apply_b_dec_to_input": False})
+    jsae = ns["load_sae"](str(jump))
+    assert (jsae.layer, jsae.architecture) == (0, "jumprelu")
+    got = jsae.encode(x)
+    torch.testing.assert_close(got, ref_encode(w, x, apply_b_dec=False, threshold=threshold), **TOL)
+    assert float((got > 0).sum()) < float((ref_encode(w, x, apply_b_dec=False) > 0).sum())
+    assert ns["load_sae"](str(save_sae(tmp_path / "pre0", w, {"d_in": 64, "d_sae": D_SAE, "hook_name": "blocks.0.hook_resid_pre"}))).layer == "embed"
+    # Refusals.
+    with pytest.raises(ValueError, match="not supported"):
+        ns["load_sae"](str(save_sae(tmp_path / "gated", w, {"d_in": 64, "d_sae": D_SAE, "architecture": "gated"})))
+    with pytest.raises(ValueError, match="lacks"):
+        ns["load_sae"]({k: v for k, v in w.items() if k != "b_enc"}, layer=0)
+    with pytest.raises(ValueError, match="d_sae"):
+        ns["load_sae"](str(save_sae(tmp_path / "wrong", w, {"d_in": 64, "d_sae": 7, "hook_name": "blocks.0.hook_resid_post"})))
+    other = ns["load_sae"](str(save_sae(tmp_path / "z", w, {"d_in": 64, "d_sae": D_SAE, "hook_name": "blocks.0.attn.hook_z"})))
+    with pytest.raises(ValueError, match="residual"):
+        ns["top_features"](model, tokenizer, other, PROMPTS[0])
+
+
+def test_sae_top_features_and_steering(sae_model):
+    model, tokenizer, w, folder = sae_model
+    ns = skill_ns("sae")
+    enc = tokenizer([PROMPTS[2]], return_tensors="pt")
+    f = ref_encode(w, residual_after(model, enc, 0)[0])
+    res = ns["top_features"](model, tokenizer, str(folder), PROMPTS[2], k=3)  # a path works too
+    assert len(res["features"]) == f.shape[0] == len(res["tokens"])
+    for t, feats in enumerate(res["features"]):
+        values, index = f[t].topk(3)
+        keep = values > 0
+        assert [x["feature"] for x in feats] == index[keep].tolist()
+        assert [x["activation"] for x in feats] == pytest.approx(values[keep].tolist(), abs=1e-5)
+    assert res["l0"] == (f > 0).sum(-1).tolist()
+    feature = int(f.sum(0).argmax())
+    acts = ns["feature_activations"](model, tokenizer, str(folder), PROMPTS, feature)
+    batch = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    fb = ref_encode(w, residual_after(model, batch, 0))
+    for r, n in enumerate(batch["attention_mask"].sum(1).tolist()):
+        assert acts[r] == pytest.approx(fb[r, :n, feature].tolist(), abs=1e-5)
+
+    plain = run_plain(model, enc)
+    direction = w["W_dec"][feature]
+    ref = run_plain(model, enc, post={blocks(model)[0]: lambda h: h + 4.0 * direction})
+    with ns["steer_with_feature"](model, str(folder), feature, scale=4.0):
+        got = run_plain(model, enc)
+    torch.testing.assert_close(got, ref, **TOL)
+    assert not torch.allclose(got, plain, atol=1e-4)
+
+    def last(h):
+        h = h.clone()
+        h[:, -1] += 2.0 * direction / direction.norm()
+        return h
+
+    ref = run_plain(model, enc, post={blocks(model)[0]: last})
+    with ns["steer_with_feature"](model, ns["load_sae"](str(folder)), feature, scale=2.0, positions=[-1], normalize=True):
+        torch.testing.assert_close(run_plain(model, enc), ref, **TOL)
+    handle = blocks(model)[0].register_forward_hook(lambda m, a, o: (o[0] + 4.0 * direction,) + tuple(o[1:]) if isinstance(o, tuple) else o + 4.0 * direction)
+    try:
+        expected = ns["generate"](model, tokenizer, PROMPTS[0], max_new_tokens=4)
+    finally:
+        handle.remove()
+    assert ns["generate_with_feature"](model, tokenizer, str(folder), PROMPTS[0], feature, 4.0, max_new_tokens=4) == expected
+    torch.testing.assert_close(run_plain(model, enc), plain)
+
+
+@pytest.mark.parametrize("skip_bos", [True, False])
+def test_sae_reconstruction_error(sae_model, skip_bos):
+    model, tokenizer, w, folder = sae_model
+    ns = skill_ns("sae")
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    mask = enc["attention_mask"].bool()
+    scored = mask.clone()
+    if skip_bos and tokenizer.bos_token_id is not None:
+        scored[:, 0] &= enc["input_ids"][:, 0] != tokenizer.bos_token_id
+    x = residual_after(model, enc, 0)[scored]
+    f = ref_encode(w, x)
+    err = ((x - ref_decode(w, f)) ** 2)
+
+    def loss(edit=None):
+        post = {} if edit is None else {blocks(model)[0]: lambda h: torch.where(scored.unsqueeze(-1), edit(h), h)}
+        logits = run_plain(model, enc, post=post)
+        ce = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), enc["input_ids"][:, 1:], reduction="none")
+        return float(ce[mask[:, 1:]].mean())
+
+    clean = loss()
+    with_sae = loss(lambda h: ref_decode(w, ref_encode(w, h)))
+    zero = loss(torch.zeros_like)
+    res = ns["sae_reconstruction_error"](model, tokenizer, str(folder), PROMPTS, skip_bos=skip_bos, batch_size=2)
+    assert res["tokens"] == x.shape[0]
+    assert res["mse"] == pytest.approx(float(err.mean()), rel=1e-5, abs=1e-9)
+    fve = 1 - float(err.sum()) / float(((x - x.mean(0)) ** 2).sum())
+    assert res["fraction_variance_explained"] == pytest.approx(fve, abs=1e-5)
+    assert res["l0"] == pytest.approx(float((f > 0).sum(-1).float().mean()), abs=1e-5)
+    assert res["loss_clean"] == pytest.approx(clean, abs=1e-5)
+    assert res["loss_with_sae"] == pytest.approx(with_sae, abs=1e-5)
+    assert res["loss_zero_ablated"] == pytest.approx(zero, abs=1e-5)
+    assert res["loss_delta"] == pytest.approx(with_sae - clean, abs=1e-5)
+    assert res["loss_recovered"] == pytest.approx((zero - with_sae) / (zero - clean), abs=1e-4)
+    assert res["fraction_variance_explained"] > 0.5, "the SAE trained in the test reconstructs poorly"
