@@ -23,6 +23,11 @@
  * - 1, 4 and 8 sessions warmed in parallel;
  * - mcp mode: a trivial tool call through mcp-serve against a trivial
  *   execute_code of the notebook MCP server on the same kernel;
+ * - the notebook MCP server: a trivial execute_code against a trivial kernel
+ *   execute on the same kernel, on a fresh notebook and at ~1 MB of notebook;
+ * - filesystem mode: a script that gets the tiny model and runs one forward
+ *   pass, run warm through filesystem-mcp, against the same forward pass as
+ *   an execute_code on the same (warm) kernel, and against a fresh process;
  * - warm pools: a claim from a pool (process start to handle) against a cold
  *   warm-up of the same config and against `--version` plus one session
  *   creation (section `pool`, run with --sections pool);
@@ -96,7 +101,7 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
@@ -108,9 +113,8 @@ if (flags.help) {
 
 const reps = Math.max(1, Number(flags.reps));
 const sections = new Set(
-  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel,tools,pool").split(",").map((s) =>
-    s.trim()
-  ),
+  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp").split(",")
+    .map((s) => s.trim()),
 );
 if (flags.gpu) sections.add("gpu");
 
@@ -226,6 +230,137 @@ async function rttSection(
     channel?.close();
     await zmq.stop();
     await client.shutdownKernel(kernel.id).catch(() => {});
+  }
+}
+
+/**
+ * filesystem mode's warm runs: run_python of a script that imports the
+ * runtime module, gets the model and runs one forward pass, against the same
+ * forward pass as a notebook-mcp execute_code on the same warm kernel, and
+ * the same script with fresh_process (a new process that loads the model).
+ */
+async function filesSection(bundle: string, models: Record<string, string>): Promise<void> {
+  const config = join(work, "files.yaml");
+  await Deno.writeTextFile(
+    config,
+    `name: bench-files\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${
+      models["tiny-llama"]
+    }\n      device: cpu\nexecution:\n  type: filesystem\n`,
+  );
+  const ws = join(work, "files-ws");
+  const warm = await timed(
+    [
+      DENO,
+      "run",
+      "-A",
+      "--no-config",
+      bundle,
+      "filesystem",
+      "--config",
+      config,
+      "--workspace",
+      ws,
+      "-q",
+    ],
+    { env: cliEnv },
+  );
+  if (warm.code !== 0) {
+    throw new Error(`interp-exec filesystem exited ${warm.code}: ${warm.stderr.slice(-3000)}`);
+  }
+  const handle = JSON.parse(warm.stdout);
+  const launch = Object.values(handle.mcp_config.mcpServers)[0] as { args: string[] };
+  const serve = (args: string[]) =>
+    new StdioClientTransport({
+      command: DENO,
+      args: ["run", "-A", "--no-config", bundle, ...args],
+      env: { ...cliEnv, NO_COLOR: "1" } as Record<string, string>,
+      stderr: "ignore",
+    });
+  const fsClient = new Client({ name: "bench", version: "0" });
+  const nbClient = new Client({ name: "bench", version: "0" });
+  const forward =
+    "with torch.no_grad():\n    out = model(**tokenizer('the cat sat', return_tensors='pt'))\n";
+  try {
+    await fsClient.connect(
+      serve([...launch.args.slice(launch.args.indexOf("filesystem-mcp")), "-q"]),
+    );
+    await nbClient.connect(serve(["notebook-mcp", "-q"]));
+    await nbClient.callTool({
+      name: "attach_to_session",
+      arguments: { session_id: handle.kernel_id },
+    });
+    await fsClient.callTool({
+      name: "write_file",
+      arguments: {
+        path: "forward.py",
+        content:
+          `import torch\nimport interp_exec\nmodel = interp_exec.model()\ntokenizer = interp_exec.tokenizer()\n${forward}`,
+      },
+    });
+    const script = async (fresh = false) => {
+      const t0 = performance.now();
+      const r = await fsClient.callTool({
+        name: "run_python",
+        arguments: { path: "forward.py", fresh_process: fresh },
+      });
+      if (r.isError) throw new Error(`run_python failed: ${JSON.stringify(r).slice(0, 2000)}`);
+      return performance.now() - t0;
+    };
+    const cell = async () => {
+      const t0 = performance.now();
+      const r = await nbClient.callTool({
+        name: "execute_code",
+        arguments: { session_id: handle.kernel_id, code: `import torch\n${forward}` },
+      });
+      if (r.isError) throw new Error(`execute_code failed: ${JSON.stringify(r).slice(0, 2000)}`);
+      return performance.now() - t0;
+    };
+    for (let i = 0; i < 3; i++) await script(), await cell();
+    const xs: number[] = [], refs: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      xs.push(await script());
+      refs.push(await cell());
+    }
+    rows.push({
+      ...compare(
+        "filesystem mode",
+        "warm run_python: get the model, one forward pass",
+        xs,
+        "ms",
+        "the same forward pass as execute_code on the same warm kernel",
+        refs,
+      ),
+      target: "<= 1.5x",
+      pass: median(xs) / median(refs) <= 1.5,
+    });
+    const fresh: number[] = [];
+    for (let i = 0; i < 3; i++) fresh.push(await script(true));
+    rows.push({
+      ...compare(
+        "filesystem mode",
+        "warm run_python (as above)",
+        xs,
+        "ms",
+        "the same script with fresh_process (loads the model itself)",
+        fresh,
+      ),
+      note: "the ratio is how much of a cold run the warm worker saves",
+    });
+  } finally {
+    await fsClient.close().catch(() => {});
+    await nbClient.close().catch(() => {});
+    await timed([
+      DENO,
+      "run",
+      "-A",
+      "--no-config",
+      bundle,
+      "shutdown",
+      "--session",
+      handle.session_id,
+    ], {
+      env: cliEnv,
+    });
   }
 }
 
@@ -763,6 +898,117 @@ async function poolSection(
       cold,
     ),
   );
+}
+
+/**
+ * The notebook MCP server's execute_code against the kernel's own round
+ * trip: a trivial execute_code (official SDK client, stdio) on a warmed
+ * notebook, interleaved with a trivial execute on a second WebSocket to the
+ * same kernel, once on the fresh notebook and once the notebook holds about
+ * 1 MB. The notebook is recorded behind the result, so the ratio should not
+ * grow with the notebook.
+ */
+async function notebookMcpSection(
+  bundle: string,
+  config: string,
+  server: { url: string; token: string },
+): Promise<void> {
+  const section = "notebook-mcp";
+  const warm = await timed([
+    DENO,
+    "run",
+    "-A",
+    "--no-config",
+    bundle,
+    "notebook",
+    "--config",
+    config,
+    "-q",
+  ], {
+    env: cliEnv,
+  });
+  if (warm.code !== 0) {
+    throw new Error(`interp-exec notebook exited ${warm.code}: ${warm.stderr.slice(-3000)}`);
+  }
+  const handle = JSON.parse(warm.stdout);
+  const client = new JupyterClient(server);
+  const nbClient = new Client({ name: "bench", version: "0" });
+  let channel: KernelChannel | undefined;
+  try {
+    await nbClient.connect(
+      new StdioClientTransport({
+        command: DENO,
+        args: ["run", "-A", "--no-config", bundle, "notebook-mcp", "-q"],
+        env: { ...cliEnv, NO_COLOR: "1" } as Record<string, string>,
+        stderr: "ignore",
+      }),
+    );
+    const call = async (code: string) => {
+      const t0 = performance.now();
+      const r = await nbClient.callTool({
+        name: "execute_code",
+        arguments: { session_id: handle.session_id, code },
+      });
+      if (r.isError) throw new Error(`execute_code failed: ${JSON.stringify(r).slice(0, 500)}`);
+      return performance.now() - t0;
+    };
+    await nbClient.callTool({
+      name: "attach_to_session",
+      arguments: { session_id: handle.session_id },
+    });
+    const kernel = await client.getKernel(handle.kernel_id);
+    channel = await client.connectKernel(kernel!);
+    const fileBytes = async () => {
+      const res = await client.api(
+        `api/contents/${
+          handle.notebook_path.split("/").map(encodeURIComponent).join("/")
+        }?content=0`,
+      );
+      return ((await res.json()) as { size?: number }).size ?? 0;
+    };
+    const measure = async (label: string) => {
+      for (let i = 0; i < 5; i++) await call("1"), await sampleExecutes(channel!, 1);
+      const xs: number[] = [], refs: number[] = [];
+      for (let round = 0; round < 6; round++) {
+        for (let i = 0; i < 10; i++) xs.push(await call("1"));
+        refs.push(...await sampleExecutes(channel!, 10));
+      }
+      // The writes behind the results settle before the file is measured.
+      await new Promise((r) => setTimeout(r, 1500));
+      const bytes = await fileBytes();
+      rows.push({
+        ...compare(
+          section,
+          `trivial execute_code, ${label} (${(bytes / 1e6).toFixed(2)} MB file)`,
+          xs,
+          "ms",
+          "trivial kernel execute (KernelChannel), same kernel",
+          refs,
+        ),
+        target: "<= 3x",
+        pass: median(xs) / median(refs) <= 3,
+      });
+    };
+    await measure("fresh notebook");
+    // About 1 MB of outputs, in 20 cells.
+    for (let i = 0; i < 20; i++) await call(`print("${i}" * 50_000)`);
+    await measure("~1 MB notebook");
+  } finally {
+    channel?.close();
+    await nbClient.close().catch(() => {});
+    await timed([
+      DENO,
+      "run",
+      "-A",
+      "--no-config",
+      bundle,
+      "shutdown",
+      "--session",
+      handle.session_id,
+    ], {
+      env: cliEnv,
+    });
+  }
 }
 
 async function gpuSection(
@@ -1413,9 +1659,16 @@ async function main(): Promise<void> {
 
     let embedded: { url: string; token: string } | undefined;
     let stock: { url: string; token: string } | undefined;
-    const needEmbedded = ["rtt", "ready", "warmup", "parallel", "tools", "gpu", "pool"].some((s) =>
-      sections.has(s)
-    );
+    const needEmbedded = [
+      "rtt",
+      "ready",
+      "warmup",
+      "parallel",
+      "tools",
+      "gpu",
+      "pool",
+      "notebook-mcp",
+    ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
       embedded = { url: server.url, token: server.token };
@@ -1450,8 +1703,10 @@ async function main(): Promise<void> {
     await run("warmup", () => warmupSection(bundle, config, embedded!));
     await run("parallel", () => parallelSection(bundle, config, embedded!, machine.cores));
     await run("tools", () => toolsSection(bundle, models));
+    await run("files", () => filesSection(bundle, models));
     await run("pool", () => poolSection(bundle, config, embedded!));
     await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
+    await run("notebook-mcp", () => notebookMcpSection(bundle, config, embedded!));
 
     const report = {
       started_at: startedAt.toISOString(),
