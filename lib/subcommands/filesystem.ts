@@ -20,8 +20,9 @@ Prints a filesystem handle whose mcp_config launches 'interp-exec
 filesystem-mcp': read_file, write_file, edit_file, list_files and run_python,
 confined to the workspace, with the models kept warm between runs.
 
-  --workspace DIR              the workspace (default: execution.workspace, else a folder
-                               named after the experiment beside the server's notebooks)
+The workspace: --workspace, else execution.workspace, else a folder named after
+the experiment beside the server's notebooks.
+
 ${modeFlagHelp}`;
 
 /** `interp-exec filesystem` (from `run`, with the experiment it loaded). */
