@@ -82,7 +82,7 @@ const help =
 Usage: interp-exec <command> [options]
 
 Commands:
-${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`).join("\n")}
+${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join("\n")}
 
 Run 'interp-exec <command> --help' for a command's options.
 stdout carries only a command's data (handles, listings, exec's output); progress goes
