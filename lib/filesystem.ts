@@ -21,9 +21,16 @@ import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import { selfCommand } from "./mcp_config.ts";
-import { provisionKernel, release, type WarmKernel, type WarmOptions } from "./provision.ts";
+import {
+  bindTimings,
+  provisionKernel,
+  recordBound,
+  release,
+  type WarmKernel,
+  type WarmOptions,
+} from "./provision.ts";
 import { type Skill, skillSpec } from "./skills.ts";
-import { recordSession, stateDir } from "./state.ts";
+import { stateDir } from "./state.ts";
 import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "./warmup.ts";
 import fsWorkerSource from "./python/fs_worker.py" with { type: "text" };
 
@@ -223,7 +230,7 @@ export async function bindFilesystem(
   const { client, info } = conn;
   const { loaded } = opts;
   const exec = executionFor(loaded.config, "filesystem");
-  const { warm, times, started } = wk;
+  const { warm, started } = wk;
   let ok = false;
   try {
     const { ok: _ok, ...namespace } = warm.summary;
@@ -248,16 +255,10 @@ export async function bindFilesystem(
         }`,
       );
     }
-    const sessionId = started.sessionId ?? started.kernel.id;
-    await recordSession({
-      id: sessionId,
-      kernel_id: started.kernel.id,
-      server_url: client.url,
-      experiment: loaded.config.name,
+    const sessionId = await recordBound(client, started, {
+      loaded,
       mode: "filesystem",
-      notebook_path: null,
-      created_at: new Date().toISOString(),
-      idle_timeout: exec.idle_timeout,
+      idleTimeout: exec.idle_timeout,
     });
     const self = selfCommand();
     const handle: FilesystemHandle = {
@@ -275,14 +276,7 @@ export async function bindFilesystem(
       files: prepared.files,
       namespace,
       tools: FS_TOOLS,
-      timings: {
-        total_ms: round(performance.now() - times.t0),
-        connect_ms: 0,
-        session_ms: round(times.session - times.t0),
-        kernel_ready_ms: round(times.ready - times.session),
-        warmup_ms: round(warm.elapsed_ms),
-        kernel_load_s: warm.summary.load_seconds,
-      },
+      timings: bindTimings(wk),
       agent_prompt: agentPrompt({
         mode: "filesystem",
         experiment: loaded.config.name,
@@ -328,8 +322,4 @@ export async function warmFilesystemSession(
 ): Promise<FilesystemHandle> {
   const wk = await provisionKernel(conn, { ...opts, hiddenSetup: true });
   return await bindFilesystem(conn, wk, opts);
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

@@ -14,8 +14,15 @@ import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import { selfCommand } from "./mcp_config.ts";
-import { provisionKernel, release, type WarmKernel, type WarmOptions } from "./provision.ts";
-import { recordSession, stateDir } from "./state.ts";
+import {
+  bindTimings,
+  provisionKernel,
+  recordBound,
+  release,
+  type WarmKernel,
+  type WarmOptions,
+} from "./provision.ts";
+import { stateDir } from "./state.ts";
 import mcpFunctionsSource from "./python/mcp_functions.py" with { type: "text" };
 
 /** mcp_functions.py, the kernel's side of mcp mode. */
@@ -173,7 +180,7 @@ export async function bindMcp(
   const { client, info } = conn;
   const { loaded } = opts;
   const exec = executionFor(loaded.config, "mcp");
-  const { warm, workspace, times, started } = wk;
+  const { warm, workspace, started } = wk;
   const named = new Set(loaded.config.execution.skills);
   let ok = false;
   try {
@@ -184,16 +191,10 @@ export async function bindMcp(
       selectorsFor(exec.functions, opts.skills.filter((s) => named.has(s.name))),
       loaded.path,
     );
-    const sessionId = started.sessionId ?? started.kernel.id;
-    await recordSession({
-      id: sessionId,
-      kernel_id: started.kernel.id,
-      server_url: client.url,
-      experiment: loaded.config.name,
+    const sessionId = await recordBound(client, started, {
+      loaded,
       mode: "mcp",
-      notebook_path: null,
-      created_at: new Date().toISOString(),
-      idle_timeout: exec.idle_timeout,
+      idleTimeout: exec.idle_timeout,
     });
     const tools = toolSummaries(table);
     const self = selfCommand();
@@ -209,14 +210,7 @@ export async function bindMcp(
       workspace,
       namespace,
       tools,
-      timings: {
-        total_ms: round(performance.now() - times.t0),
-        connect_ms: 0,
-        session_ms: round(times.session - times.t0),
-        kernel_ready_ms: round(times.ready - times.session),
-        warmup_ms: round(warm.elapsed_ms),
-        kernel_load_s: warm.summary.load_seconds,
-      },
+      timings: bindTimings(wk),
       agent_prompt: agentPrompt({
         mode: "mcp",
         experiment: loaded.config.name,
@@ -257,8 +251,4 @@ export async function warmMcpSession(conn: Connection, opts: WarmOptions): Promi
   // A bare kernel: no notebook records the calls (the tools are the agent's only way in).
   const wk = await provisionKernel(conn, { ...opts, hiddenSetup: true });
   return await bindMcp(conn, wk, opts);
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

@@ -8,6 +8,8 @@
 
 import { join } from "node:path";
 import type { LoadedConfig } from "./config.ts";
+import type { Timings } from "./handle.ts";
+import { recordSession } from "./state.ts";
 import type { Connection } from "./connect.ts";
 import { InterruptedError, JupyterError } from "./errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
@@ -231,4 +233,41 @@ export async function release(
       started.sessionId ? ` (session ${started.sessionId})` : ""
     } for inspection (--keep-on-error)`,
   );
+}
+
+/** A bound kernel's handle timings (connect_ms is filled in by runMode). */
+export function bindTimings(wk: WarmKernel): Timings {
+  const r = (ms: number) => Math.round(ms * 10) / 10;
+  return {
+    total_ms: r(performance.now() - wk.times.t0),
+    connect_ms: 0,
+    session_ms: r(wk.times.session - wk.times.t0),
+    kernel_ready_ms: r(wk.times.ready - wk.times.session),
+    warmup_ms: r(wk.warm.elapsed_ms),
+    kernel_load_s: wk.warm.summary.load_seconds,
+  };
+}
+
+/**
+ * Records a bound kernel as one of interp-exec's sessions (so `sessions`,
+ * `exec` and `shutdown` find it); returns its session id (the kernel id
+ * where it has no Jupyter session).
+ */
+export async function recordBound(
+  client: JupyterClient,
+  started: StartedKernel,
+  opts: { loaded: LoadedConfig; mode: string; idleTimeout: number },
+): Promise<string> {
+  const id = started.sessionId ?? started.kernel.id;
+  await recordSession({
+    id,
+    kernel_id: started.kernel.id,
+    server_url: client.url,
+    experiment: opts.loaded.config.name,
+    mode: opts.mode,
+    notebook_path: started.notebookPath,
+    created_at: new Date().toISOString(),
+    idle_timeout: opts.idleTimeout,
+  });
+  return id;
 }

@@ -10,11 +10,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { parse as parseYaml } from "yaml";
 import { type FilesystemHandle, FilesystemHandleSchema } from "../lib/handle.ts";
 import {
+  callTool,
+  mcpStdioClient,
   runCli,
   serverFlags,
   serverKernels,
@@ -50,47 +51,16 @@ const warmed = await runCli(
 );
 assert.equal(warmed.code, 0, warmed.stderr);
 const handle: FilesystemHandle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
-const launch = Object.values(handle.mcp_config.mcpServers)[0];
 
-function denoEnv(): Record<string, string> {
-  const dir = Deno.env.get("DENO_DIR");
-  return dir ? { DENO_DIR: dir } : {};
-}
-
-async function connect(h: FilesystemHandle, home_: string) {
-  const l = Object.values(h.mcp_config.mcpServers)[0];
-  const transport = new StdioClientTransport({
-    command: l.command,
-    args: l.args,
-    env: { ...l.env, INTERP_EXEC_HOME: home_, NO_COLOR: "1", ...denoEnv() },
-    stderr: "pipe",
+function connect(h: FilesystemHandle, home_: string) {
+  return mcpStdioClient(Object.values(h.mcp_config.mcpServers)[0], {
+    env: { INTERP_EXEC_HOME: home_ },
   });
-  let stderr = "";
-  transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
-  const client = new Client({ name: "interp-exec-test", version: "0" });
-  await client.connect(transport);
-  return { client, stderr: () => stderr };
 }
 
-interface Result {
-  text: string;
-  structured: Record<string, unknown>;
-  isError: boolean;
-  images: { data: string; mimeType: string }[];
-}
-
-async function call(client: Client, name: string, args: Record<string, unknown>): Promise<Result> {
-  const r = await client.callTool({ name, arguments: args });
-  const content = r.content as { type: string; text?: string; data?: string; mimeType?: string }[];
-  return {
-    text: content.filter((c) => c.type === "text").map((c) => c.text).join("\n"),
-    images: content.filter((c) => c.type === "image").map((c) => ({
-      data: c.data!,
-      mimeType: c.mimeType!,
-    })),
-    structured: (r.structuredContent ?? {}) as Record<string, unknown>,
-    isError: r.isError === true,
-  };
+async function call(client: Client, name: string, args: Record<string, unknown>) {
+  const r = await callTool(client, name, args);
+  return { ...r, structured: r.structured ?? {} };
 }
 
 const SCRIPT = `import sys

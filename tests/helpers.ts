@@ -8,6 +8,8 @@
 
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 
 // @jupyterlab/services logs every WebSocket it opens with console.debug.
 console.debug = () => {};
@@ -353,4 +355,63 @@ export async function pidsWith(needle: string): Promise<number[]> {
     } catch { /* ended, or not ours */ }
   }
   return pids;
+}
+
+/** What a handle's stdio mcp_config entry says to launch. */
+export interface StdioLaunch {
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
+/**
+ * The official MCP SDK client on a server spawned as a handle's mcp_config
+ * entry says (plus extra args and env); stderr is collected.
+ */
+export async function mcpStdioClient(
+  launch: StdioLaunch,
+  opts: { args?: string[]; env?: Record<string, string> } = {},
+): Promise<{ client: Client; stderr: () => string }> {
+  const dir = Deno.env.get("DENO_DIR");
+  const transport = new StdioClientTransport({
+    command: launch.command,
+    args: [...launch.args, ...(opts.args ?? [])],
+    env: { ...launch.env, NO_COLOR: "1", ...(dir ? { DENO_DIR: dir } : {}), ...opts.env },
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
+  const client = new Client({ name: "interp-exec-test", version: "0" });
+  await client.connect(transport);
+  return { client, stderr: () => stderr };
+}
+
+/** A tool result, flattened for assertions. */
+export interface ToolCallResult {
+  text: string;
+  images: { data: string; mimeType: string }[];
+  structured: Record<string, unknown> | undefined;
+  isError: boolean;
+  /** The result as JSON (to search for secrets). */
+  raw: string;
+}
+
+/** Calls a tool and flattens the result. */
+export async function callTool(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<ToolCallResult> {
+  const r = await client.callTool({ name, arguments: args });
+  const content = r.content as { type: string; text?: string; data?: string; mimeType?: string }[];
+  return {
+    text: content.filter((c) => c.type === "text").map((c) => c.text).join("\n"),
+    images: content.filter((c) => c.type === "image").map((c) => ({
+      data: c.data!,
+      mimeType: c.mimeType!,
+    })),
+    structured: r.structuredContent as Record<string, unknown> | undefined,
+    isError: r.isError === true,
+    raw: JSON.stringify(r),
+  };
 }

@@ -11,16 +11,19 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type McpHandle, McpHandleSchema } from "../lib/handle.ts";
 import {
+  callTool,
+  mcpStdioClient,
   runCli,
   serverFlags,
   serverKernels,
   sharedServer,
+  type StdioLaunch,
   tempHome,
   tinyModels,
+  type ToolCallResult,
   writeConfig,
 } from "./helpers.ts";
 
@@ -130,45 +133,18 @@ const launch = Object.values(handle.mcp_config.mcpServers)[0];
 /** Every tool result, checked for the token at the end. */
 const seen: string[] = [];
 
-function denoEnv(): Record<string, string> {
-  const dir = Deno.env.get("DENO_DIR");
-  return dir ? { DENO_DIR: dir } : {};
+function stdioClient(extraArgs: string[] = []) {
+  return mcpStdioClient(launch as StdioLaunch, { args: extraArgs });
 }
 
-async function stdioClient(extraArgs: string[] = []) {
-  const transport = new StdioClientTransport({
-    command: launch.command,
-    args: [...launch.args, ...extraArgs],
-    env: { ...launch.env, NO_COLOR: "1", ...denoEnv() },
-    stderr: "pipe",
-  });
-  let stderr = "";
-  transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
-  const client = new Client({ name: "interp-exec-test", version: "0" });
-  await client.connect(transport);
-  return { client, stderr: () => stderr };
-}
-
-interface Result {
-  text: string;
-  images: { data: string; mimeType: string }[];
-  structured: Record<string, unknown> | undefined;
-  isError: boolean;
-}
-
-async function call(client: Client, name: string, args: Record<string, unknown>): Promise<Result> {
-  const r = await client.callTool({ name, arguments: args });
-  seen.push(JSON.stringify(r));
-  const content = r.content as { type: string; text?: string; data?: string; mimeType?: string }[];
-  return {
-    text: content.filter((c) => c.type === "text").map((c) => c.text).join("\n"),
-    images: content.filter((c) => c.type === "image").map((c) => ({
-      data: c.data!,
-      mimeType: c.mimeType!,
-    })),
-    structured: r.structuredContent as Record<string, unknown> | undefined,
-    isError: r.isError === true,
-  };
+async function call(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<ToolCallResult> {
+  const r = await callTool(client, name, args);
+  seen.push(r.raw);
+  return r;
 }
 
 Deno.test({
@@ -369,7 +345,7 @@ Deno.test({
   async fn() {
     const child = new Deno.Command(launch.command, {
       args: [...launch.args, "--http", "0"],
-      env: { ...launch.env, NO_COLOR: "1", ...denoEnv() },
+      env: { ...launch.env, NO_COLOR: "1" },
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
@@ -479,15 +455,9 @@ execution:
     });
     assert.equal(w.code, 0, w.stderr);
     const h = McpHandleSchema.parse(JSON.parse(w.stdout));
-    const l = Object.values(h.mcp_config.mcpServers)[0];
-    const transport = new StdioClientTransport({
-      command: l.command,
-      args: l.args,
-      env: { ...l.env, NO_COLOR: "1", ...denoEnv() },
-      stderr: "pipe",
-    });
-    const client = new Client({ name: "t", version: "0" });
-    await client.connect(transport);
+    const { client } = await mcpStdioClient(
+      Object.values(h.mcp_config.mcpServers)[0] as StdioLaunch,
+    );
     try {
       const tools = JSON.stringify(await client.listTools());
       const info = await client.callTool({ name: "model_info", arguments: {} });

@@ -121,3 +121,43 @@ export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>)
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
   }
 }
+
+/** How a serving subcommand serves: over HTTP when a port is given, else stdio. */
+export interface ServeChoice {
+  /** --http PORT (undefined: stdio). */
+  port?: number;
+  /** Names the server in log lines ("notebook MCP server"). */
+  label: string;
+  /** What an unauthenticated local user could do through an HTTP port. */
+  risk: string;
+  /** The stdio ready line. */
+  ready: string;
+  onListen?: (port: number) => void;
+  /** Stops serving besides SIGINT/SIGTERM. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Serves `factory` until SIGINT/SIGTERM (or `signal`): Streamable HTTP with
+ * INTERP_EXEC_MCP_TOKEN as the bearer token, or stdio.
+ */
+export async function serveUntilStopped(
+  factory: ServerFactory,
+  choice: ServeChoice,
+): Promise<void> {
+  await untilSignal(async (stopped) => {
+    const signal = choice.signal ? AbortSignal.any([stopped, choice.signal]) : stopped;
+    if (choice.port !== undefined) {
+      await serveHttp(factory, {
+        port: choice.port,
+        bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
+        signal,
+        label: choice.label,
+        risk: choice.risk,
+        onListen: choice.onListen,
+      });
+    } else {
+      await serveStdio(factory, { signal, ready: choice.ready });
+    }
+  });
+}

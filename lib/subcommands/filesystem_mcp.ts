@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { printText, setQuiet } from "../log.ts";
 import { FilesContext } from "../mcp/files/context.ts";
 import { createServer } from "../mcp/files/server.ts";
-import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
+import { serveUntilStopped } from "../mcp/serve.ts";
 
 export const help =
   `interp-exec filesystem-mcp: serve a workspace's file tools and warm script runs over MCP
@@ -78,23 +78,12 @@ export async function filesystemMcpCommand(args: string[]): Promise<void> {
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "filesystem-mcp");
   const ctx = await FilesContext.open(client, values.session!, values.workspace!, settings);
-  const factory = () => createServer(ctx);
   try {
-    await untilSignal(async (signal) => {
-      if (port !== undefined) {
-        await serveHttp(factory, {
-          port,
-          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
-          signal,
-          label: "filesystem MCP server",
-          risk: "write files and run scripts in the workspace",
-        });
-      } else {
-        await serveStdio(factory, {
-          signal,
-          ready: `filesystem MCP server ready on stdio: workspace ${ctx.workspace}`,
-        });
-      }
+    await serveUntilStopped(() => createServer(ctx), {
+      port,
+      label: "filesystem MCP server",
+      risk: "write files and run scripts in the workspace",
+      ready: `filesystem MCP server ready on stdio: workspace ${ctx.workspace}`,
     });
   } finally {
     ctx.close();

@@ -4,7 +4,7 @@ import { UsageError } from "../errors.ts";
 import { printText, progress, setQuiet } from "../log.ts";
 import { FunctionsContext } from "../mcp/functions/context.ts";
 import { createServer } from "../mcp/functions/server.ts";
-import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
+import { serveUntilStopped } from "../mcp/serve.ts";
 
 export const help =
   `interp-exec mcp-serve: serve an mcp-mode session's functions to an agent over MCP
@@ -78,39 +78,29 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "mcp-serve");
   const ctx = await FunctionsContext.open(client, values.session, settings);
-  const factory = () => createServer(ctx);
+  const gone = new AbortController();
+  if (values["exit-with-kernel"]) watchKernel(ctx, gone);
   try {
-    await untilSignal(async (stopped) => {
-      const gone = new AbortController();
-      const signal = AbortSignal.any([stopped, gone.signal]);
-      if (values["exit-with-kernel"]) watchKernel(ctx, gone, signal);
-      if (port !== undefined) {
-        await serveHttp(factory, {
-          port,
-          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
-          signal,
-          label: "mcp-mode MCP server",
-          risk: "call the experiment's functions on its models",
-          onListen: (p) => {
-            const file = values["ready-file"];
-            if (file) Deno.writeTextFileSync(file, `http://127.0.0.1:${p}/mcp\n`, { mode: 0o600 });
-          },
-        });
-      } else {
-        await serveStdio(factory, {
-          signal,
-          ready:
-            `mcp-mode MCP server ready on stdio: ${ctx.table.tools.length} function(s) on kernel ${ctx.kernel.id}`,
-        });
-      }
+    await serveUntilStopped(() => createServer(ctx), {
+      port,
+      label: "mcp-mode MCP server",
+      risk: "call the experiment's functions on its models",
+      ready:
+        `mcp-mode MCP server ready on stdio: ${ctx.table.tools.length} function(s) on kernel ${ctx.kernel.id}`,
+      signal: gone.signal,
+      onListen: (p) => {
+        const file = values["ready-file"];
+        if (file) Deno.writeTextFileSync(file, `http://127.0.0.1:${p}/mcp\n`, { mode: 0o600 });
+      },
     });
   } finally {
+    gone.abort();
     ctx.close();
   }
 }
 
 /** Aborts `gone` once the kernel has been missing from its server twice in a row. */
-function watchKernel(ctx: FunctionsContext, gone: AbortController, until: AbortSignal): void {
+function watchKernel(ctx: FunctionsContext, gone: AbortController): void {
   let misses = 0;
   const timer = setInterval(async () => {
     try {
@@ -124,5 +114,5 @@ function watchKernel(ctx: FunctionsContext, gone: AbortController, until: AbortS
       gone.abort();
     }
   }, 2000);
-  until.addEventListener("abort", () => clearInterval(timer), { once: true });
+  gone.signal.addEventListener("abort", () => clearInterval(timer), { once: true });
 }
