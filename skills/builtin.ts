@@ -10,6 +10,7 @@ import components from "./components.md" with { type: "text" };
 import generation from "./generation.md" with { type: "text" };
 import gpuEnvironment from "./gpu-environment.md" with { type: "text" };
 import heads from "./heads.md" with { type: "text" };
+import inputAttribution from "./input-attribution.md" with { type: "text" };
 import logitLens from "./logit-lens.md" with { type: "text" };
 import modelInternals from "./model-internals.md" with { type: "text" };
 import patching from "./patching.md" with { type: "text" };
@@ -28,6 +29,7 @@ export const BUILTIN_SKILLS: Readonly<Record<string, string>> = {
   "generation": generation,
   "gpu-environment": gpuEnvironment,
   "heads": heads,
+  "input-attribution": inputAttribution,
   "logit-lens": logitLens,
   "model-internals": modelInternals,
   "patching": patching,

@@ -584,3 +584,80 @@ def test_sae_reconstruction_error(sae_model, skip_bos):
     assert res["loss_delta"] == pytest.approx(with_sae - clean, abs=1e-5)
     assert res["loss_recovered"] == pytest.approx((zero - with_sae) / (zero - clean), abs=1e-4)
     assert res["fraction_variance_explained"] > 0.5, "the SAE trained in the test reconstructs poorly"
+
+
+# --------------------------------------------------------------------------
+# Gradient saliency and integrated gradients
+# --------------------------------------------------------------------------
+
+
+def logit_fn(model, ids, a, b):
+    """f(embeds [n, seq, hidden]) = logit[a] - logit[b] at the last position, through the model's own forward."""
+    def f(embeds):
+        logits = model(inputs_embeds=embeds, attention_mask=torch.ones(embeds.shape[:2], dtype=torch.long), use_cache=False).logits
+        return logits[:, -1, a] - logits[:, -1, b]
+    return f
+
+
+def test_gradient_saliency(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("input-attribution")
+    ids = tokenizer([PROMPTS[2]], return_tensors="pt")["input_ids"]
+    emb = base_of(model).get_input_embeddings()(ids).detach()
+    top2 = run_plain(model, {"input_ids": ids})[0, -1].topk(2).indices.tolist()
+    x = emb.clone().requires_grad_(True)
+    f = logit_fn(model, ids, *top2)(x)
+    (grad,) = torch.autograd.grad(f.sum(), [x])
+    res = ns["gradient_saliency"](model, tokenizer, PROMPTS[2], top2[0], contrast=top2[1])
+    assert res["value"] == pytest.approx(float(f), abs=1e-5)
+    assert res["gradient_norm"] == pytest.approx(grad[0].norm(dim=-1).tolist(), abs=1e-5)
+    assert res["gradient_x_input"] == pytest.approx((grad[0] * emb[0]).sum(-1).tolist(), abs=1e-5)
+    assert len(res["tokens"]) == ids.shape[1]
+    assert all(p.grad is None for p in model.parameters()), "parameter gradients were stored"
+
+
+def test_integrated_gradients_and_completeness(lm_any):
+    model, tokenizer = lm_any
+    ns = skill_ns("input-attribution")
+    prompt = PROMPTS[0]
+    ids = tokenizer([prompt], return_tensors="pt")["input_ids"]
+    emb = base_of(model).get_input_embeddings()(ids).detach()
+    top2 = run_plain(model, {"input_ids": ids})[0, -1].topk(2).indices.tolist()
+    f = logit_fn(model, ids, *top2)
+
+    def reference_ig(baseline, steps):
+        """Trapezoid rule on steps + 1 points, one point per backward pass."""
+        total = torch.zeros_like(emb[0], dtype=torch.float64)
+        for k in range(steps + 1):
+            point = (baseline + (k / steps) * (emb - baseline)).requires_grad_(True)
+            (grad,) = torch.autograd.grad(f(point).sum(), [point])
+            total += grad[0].double() * ((0.5 if k in (0, steps) else 1.0) / steps)
+        return ((emb - baseline)[0].double() * total).sum(-1)
+
+    zero = torch.zeros_like(emb)
+    res = ns["integrated_gradients"](model, tokenizer, prompt, top2[0], contrast=top2[1], steps=16, batch_size=5, method="trapezoid")
+    assert res["attributions"] == pytest.approx(reference_ig(zero, 16).tolist(), rel=1e-5, abs=1e-5)
+    with torch.no_grad():
+        fx, f0 = float(f(emb)), float(f(zero))
+    assert res["value"] == pytest.approx(fx, abs=1e-5) and res["reference_value"] == pytest.approx(f0, abs=1e-5)
+    assert res["delta"] == pytest.approx(fx - f0, abs=1e-5)
+    assert res["sum"] == pytest.approx(sum(res["attributions"]), abs=1e-9)
+    assert res["completeness_error"] == pytest.approx(res["sum"] - res["delta"], abs=1e-9)
+    # Completeness: with enough well-placed points the attributions add up to f(x) - f(x').
+    fine = ns["integrated_gradients"](model, tokenizer, prompt, top2[0], contrast=top2[1], steps=64, path_power=4, batch_size=33)
+    coarse = ns["integrated_gradients"](model, tokenizer, prompt, top2[0], contrast=top2[1], steps=4, path_power=4)
+    assert fine["delta"] == pytest.approx(fx - f0, abs=1e-5)
+    assert abs(fine["completeness_error"]) <= 0.01 * abs(fine["delta"]) + 1e-5, fine
+    assert abs(fine["completeness_error"]) <= abs(coarse["completeness_error"]) + 1e-6
+    # The same integral whatever the points: Gauss-Legendre agrees with a fine trapezoid rule where both converge.
+    if not is_llama(model):
+        uniform = ns["integrated_gradients"](model, tokenizer, prompt, top2[0], contrast=top2[1], steps=64, method="trapezoid", batch_size=65)
+        assert fine["attributions"] == pytest.approx(uniform["attributions"], abs=1e-3)
+    # A token reference: that token's embedding at every position.
+    pad = tokenizer.pad_token_id
+    pad_emb = base_of(model).get_input_embeddings()(torch.full_like(ids, pad)).detach()
+    padded = ns["integrated_gradients"](model, tokenizer, prompt, top2[0], contrast=top2[1], steps=4, reference="pad", method="trapezoid")
+    assert padded["attributions"] == pytest.approx(reference_ig(pad_emb, 4).tolist(), rel=1e-5, abs=1e-5)
+    alone = ns["integrated_gradients"](model, tokenizer, prompt, tokenizer.decode([top2[0]]), steps=4)
+    assert alone["contrast"] is None and alone["target"] == tokenizer.decode([top2[0]])
+    assert all(p.grad is None for p in model.parameters()), "parameter gradients were stored"
