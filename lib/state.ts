@@ -36,6 +36,12 @@ export interface SessionRecord {
   created_at: string;
   /** Seconds of idleness after which the session may be shut down (0: never). */
   idle_timeout: number;
+  /**
+   * Absolute path of the experiment config it was warmed from, so that
+   * restart_session (and `interp-exec restart`) can warm a new kernel the
+   * same way. Absent in records from before it was kept, and for bare kernels.
+   */
+  config_path?: string;
 }
 
 interface StateFile {

@@ -12,6 +12,7 @@ import { encode } from "fast-png";
 import { NotebookHandleSchema } from "../lib/handle.ts";
 import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
 import { jpegSize, renderOutputs, renderSvg } from "../lib/mcp/render.ts";
+import { join } from "node:path";
 import {
   api,
   deleteOnServer,
@@ -288,6 +289,7 @@ Deno.test({
             "edit_cell_source",
             "run_cell",
             "run_scratch",
+            "restart_session",
           ]
         ) assert.ok(byName[name], `${name} is missing`);
         for (const name of ["execute_code", "run_cell", "run_scratch", "edit_cell"]) {
@@ -557,6 +559,132 @@ Deno.test({
   },
 });
 
-addEventListener("unload", () => {
-  deleteOnServer(server, `api/sessions/${SID}`).catch(() => {});
+interface StateRecord {
+  id: string;
+  kernel_id: string;
+  notebook_path: string | null;
+  config_path?: string;
+}
+
+async function records(): Promise<StateRecord[]> {
+  return JSON.parse(await Deno.readTextFile(join(home, "state.json"))).sessions;
+}
+
+Deno.test({
+  name: "notebook-mcp restart_session: in place, after the session is gone, from a new server",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    const { client } = await stdioClient();
+    let current = SID;
+    try {
+      await t.step(
+        "in place: the same ids and notebook, the models back, the rest gone",
+        async () => {
+          await call(client, "execute_code", { code: "keep = 1" });
+          const bare = await call(client, "restart_session", {});
+          assert.equal(bare.isError, true);
+          assert.match(bare.text, /no experiment config is recorded.*\nhint: pass config_path/s);
+          const r = await call(client, "restart_session", { config_path: config });
+          assert.equal(r.isError, false, r.text);
+          assert.match(r.text, new RegExp(`^restarted session ${SID}: kernel ${handle.kernel_id}`));
+          assert.match(r.text, new RegExp(`notebook: ${PATH} \\(the same file`));
+          assert.match(r.text, /- model: LlamaForCausalLM/);
+          const after = await call(client, "execute_code", {
+            code: "print('keep' in globals(), type(model).__name__)",
+          });
+          assert.match(after.text, /^False LlamaForCausalLM$/m);
+          const rec = (await records()).find((x) => x.id === SID)!;
+          assert.equal(rec.config_path, config);
+          const cells = await fileCells();
+          assert.deepEqual(cells[0].metadata?.tags, ["interp-exec-setup"]);
+          assert.equal(
+            cells.filter((c) => c.metadata?.tags?.includes("interp-exec-setup")).length,
+            1,
+          );
+        },
+      );
+
+      await t.step(
+        "gone from the server: the first call says so, restart_session brings it back",
+        async () => {
+          await call(client, "execute_code", { code: "x = 20" });
+          await call(client, "execute_code", { code: "1 / 0" });
+          const before = await viewIds(client);
+          await fileSettles(before);
+          await deleteOnServer(server, `api/sessions/${SID}`);
+          const dead = await call(client, "execute_code", { code: "1" });
+          assert.equal(dead.isError, true);
+          assert.match(dead.text, /kernel is gone/);
+          assert.match(dead.text, new RegExp(`restart_session\\(session_id="${SID}"\\)`));
+          const r = await call(client, "restart_session", { rerun: true });
+          // The restart worked; the re-run's failing cell makes the result an error.
+          assert.equal(r.isError, true, r.text);
+          assert.match(
+            r.text,
+            new RegExp(`session ${SID} was gone from the server: new session (\\S+)`),
+          );
+          current = r.text.match(/new session (\S+)/)![1];
+          assert.match(r.text, new RegExp(`notebook: ${PATH} \\(the same file`));
+          // The re-run stops at the notebook's first failing cell (a 1 / 0), after an x = 20 ran.
+          assert.match(r.text, /stopped at code cell \d+ of \d+/);
+          assert.match(r.text, /ZeroDivisionError/);
+          const x = await call(client, "execute_code", { code: "print(x, type(model).__name__)" });
+          assert.match(x.text, /^20 LlamaForCausalLM$/m, "the old session_id keeps working");
+          const live = (await api<{ id: string; path: string }[]>(server, "api/sessions"))
+            .find((s) => s.id === current);
+          assert.equal(live?.path, PATH);
+          const recs = await records();
+          assert.ok(recs.some((x) => x.id === current && x.notebook_path === PATH));
+          assert.ok(!recs.some((x) => x.id === SID));
+          const cells = await fileCells();
+          assert.deepEqual(cells.map((c) => c.id).slice(0, before.length), before);
+        },
+      );
+    } finally {
+      await client.close();
+    }
+
+    await t.step(
+      "a new server process: the first call says what to call, and that works",
+      async () => {
+        await deleteOnServer(server, `api/sessions/${current}`);
+        const fresh = await stdioClient();
+        try {
+          const r = await fresh.client.callTool({
+            name: "execute_code",
+            arguments: { session_id: current, code: "1" },
+          });
+          const text = (r.content as { text: string }[])[0].text;
+          assert.equal(r.isError, true);
+          assert.match(text, new RegExp(`session ${current} is no longer on`));
+          assert.match(text, new RegExp(`its notebook ${PATH} is kept`));
+          assert.match(text, new RegExp(`restart_session\\(session_id="${current}"\\)`));
+          const back = await fresh.client.callTool(
+            {
+              name: "restart_session",
+              arguments: { session_id: current },
+            },
+            undefined,
+            { timeout: 300_000 },
+          );
+          const backText = (back.content as { text: string }[])[0].text;
+          assert.equal(back.isError, undefined, backText);
+          const next = backText.match(/new session (\S+)/)![1];
+          const ok = await fresh.client.callTool({
+            name: "execute_code",
+            arguments: { session_id: current, code: "print(type(model).__name__)" },
+          });
+          assert.match((ok.content as { text: string }[])[0].text, /^LlamaForCausalLM$/m);
+          await fresh.client.callTool({
+            name: "shutdown_session",
+            arguments: { session_id: next },
+          });
+        } finally {
+          await fresh.client.close();
+        }
+        await assertValid();
+      },
+    );
+  },
 });

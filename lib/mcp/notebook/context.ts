@@ -7,7 +7,7 @@
 
 import type { Connection, ServerFlags } from "../../connect.ts";
 import { serverForServing } from "../../connect.ts";
-import { UsageError } from "../../errors.ts";
+import { JupyterError, UsageError } from "../../errors.ts";
 import type { ServerInfo } from "../../handle.ts";
 import type { JupyterClient } from "../../jupyter.ts";
 import { redactor } from "../../redact.ts";
@@ -16,6 +16,7 @@ import type { EmbeddedServer } from "../../local_server.ts";
 import type { RenderLimits } from "../render.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "./document.ts";
+import { findRecord } from "./restart.ts";
 import { ContentsStore, MemoryStore, type NotebookStore } from "./store.ts";
 
 /** Settings from the command line. */
@@ -114,6 +115,19 @@ export class NotebookMcpContext {
     }
     kernel ??= await this.client.getKernel(id);
     if (!kernel) {
+      const rec = await findRecord(this.client.url, id);
+      if (rec) {
+        throw new JupyterError(
+          "kernel_died",
+          `session ${id} is no longer on ${this.client.url}: its server restarted, or it was ` +
+            `shut down or culled; its kernel's variables (the models too) are gone` +
+            (rec.notebook_path ? `, its notebook ${rec.notebook_path} is kept` : ""),
+          `restart_session(session_id="${id}") gives ${
+            rec.notebook_path ? "that notebook" : "it"
+          } a new warm kernel with the models loaded again (rerun=true re-runs your cells)` +
+            (rec.config_path ? "" : "; pass config_path, the experiment config, the first time"),
+        );
+      }
       const sessions = info.sessions_api ? await this.client.listSessions() : [];
       throw new UsageError(
         `no session or kernel '${id}' on ${this.client.url}`,
@@ -151,6 +165,21 @@ export class NotebookMcpContext {
     this.sessions.get(id)?.close();
     this.sessions.set(id, session);
     return session;
+  }
+
+  /** The session this process holds under `id`, without looking it up on the server. */
+  attached(id: string): AttachedSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  /** Makes every id in `ids` (old session and kernel ids) name `session` (after a restart). */
+  alias(ids: (string | undefined)[], session: AttachedSession): void {
+    for (const id of ids) {
+      if (!id || id === session.id) continue;
+      const old = this.sessions.get(id);
+      if (old && old !== session) old.close();
+      this.sessions.set(id, session);
+    }
   }
 
   /** Drops a session, under every id it was known by (after shutdown_session). */

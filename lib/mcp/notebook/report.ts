@@ -106,7 +106,7 @@ export function reportCell(
   const parts = [prefix + statusLine(ran)];
   parts.push(rendered.text || (run.status === "ok" ? "(no output)" : ""));
   if (run.note) parts.push(`[${run.note}]`);
-  const next = nextStep(run);
+  const next = nextStep(run, session.id);
   if (next) parts.push(`[${next}]`);
   if (ran.notebookError) parts.push(`[the notebook could not be updated: ${ran.notebookError}]`);
   const where = session.store.path && ran.cellId ? "; the notebook keeps all of it" : "";
@@ -203,12 +203,12 @@ export function cellStructured(
 }
 
 /** What the agent can do about a run that did not end with the kernel's reply. */
-function nextStep(run: RanCell["run"]): string | undefined {
+function nextStep(run: RanCell["run"], id: string): string | undefined {
   switch (run.status) {
     case "server_gone":
-      return "the kernel went with its server; its variables (the models too) are gone. When the server is back, restart_session gives this notebook a new warm kernel with the models loaded again";
+      return `the kernel went with its server; its variables (the models too) are gone. When the server is back, restart_session(session_id="${id}") gives this notebook a new warm kernel with the models loaded again`;
     case "died":
-      return "restart_session gives this notebook a new warm kernel (the models loaded again; rerun=true re-runs your cells)";
+      return `restart_session(session_id="${id}") gives this notebook a new warm kernel (the models loaded again; rerun=true re-runs your cells)`;
     case "timeout":
     case "interrupted":
       return run.note?.includes("may still be busy")

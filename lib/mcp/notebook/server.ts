@@ -19,6 +19,7 @@ import { registerInsertCell } from "./tools/insert_cell.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
 import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
+import { registerRestartSession } from "./tools/restart_session.ts";
 import { registerRunCell } from "./tools/run_cell.ts";
 import { registerRunScratch } from "./tools/run_scratch.ts";
 import { registerShutdownSession } from "./tools/shutdown_session.ts";
@@ -39,6 +40,7 @@ const TOOLS = [
   registerClearOutputs,
   registerReadNotebook,
   registerInterrupt,
+  registerRestartSession,
   registerStartNewSession,
   registerShutdownSession,
 ];

@@ -163,9 +163,12 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
         await store.save({ ...source, cells: [...setup, ...cells] });
         await client.deleteFile(handle.notebook_path);
         const rec = (await recordedSessions()).find((r) => r.id === handle.session_id);
-        if (rec) await recordSession({ ...rec, notebook_path: path });
+        if (rec) await recordSession({ ...rec, notebook_path: path, config_path: loaded.path });
       }
     }
+    // restart_session warms a new kernel the same way later.
+    const rec = (await recordedSessions()).find((r) => r.id === handle.session_id);
+    if (rec) await recordSession({ ...rec, config_path: loaded.path });
     const session = ctx.adopt(handle.session_id, kernel, store);
     return { session, intro: handle.agent_prompt, source };
   }
@@ -252,7 +255,7 @@ function newNotebookPath(original?: string): string {
 }
 
 /** Runs the notebook's code cells in order, stopping at the first that fails. */
-async function replay(
+export async function replay(
   ctx: NotebookMcpContext,
   session: AttachedSession,
   lines: string[],
