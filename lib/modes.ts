@@ -141,9 +141,10 @@ export async function runMode(
 export type BindStep = (conn: Connection, wk: WarmKernel, opts: WarmOptions) => Promise<Handle>;
 
 // The bind steps of the modes runMode knows; a mode may pass its own to runMode.
-const BIND_STEPS: Partial<Record<ExecutionType, () => Promise<BindStep>>> = {
+const BIND_STEPS: Record<ExecutionType, () => Promise<BindStep>> = {
   notebook: async () => (await import("./notebook.ts")).bindNotebook,
   mcp: async () => (await import("./mcp_mode.ts")).bindMcp,
+  filesystem: async () => (await import("./filesystem.ts")).bindFilesystem,
 };
 
 /**

@@ -7,9 +7,9 @@ import type { McpHandle } from "../handle.ts";
 import { sleep } from "../jupyter.ts";
 import { printText, progress } from "../log.ts";
 import { selfCommand } from "../mcp_config.ts";
-import { warmMcpSession } from "../mcp_mode.ts";
+import { bindMcp, warmMcpSession } from "../mcp_mode.ts";
 import { modeFlagHelp, modeFlagOptions, runMode } from "../modes.ts";
-import type { WarmOptions } from "../provision.ts";
+import type { WarmKernel, WarmOptions } from "../provision.ts";
 import { endSession } from "../sessions.ts";
 import { ensureStateDir, forgetSessions, stateDir } from "../state.ts";
 
@@ -40,11 +40,17 @@ export async function mcpCommand(args: string[], experiment?: Experiment): Promi
   const { values } = parseFlags("mcp", args, { ...modeFlagOptions, http: { type: "string" } });
   if (values.help) return printText(help);
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
-  const warm = port === undefined
-    ? warmMcpSession
-    : async (conn: Connection, opts: WarmOptions) =>
-      await serveOverHttp(conn, await warmMcpSession(conn, opts), port);
-  await runMode("mcp", values, warm, experiment);
+  if (port === undefined) return await runMode("mcp", values, warmMcpSession, experiment);
+  // Warmed here or claimed from a pool: either way the HTTP server starts after binding.
+  await runMode(
+    "mcp",
+    values,
+    async (conn: Connection, opts: WarmOptions) =>
+      await serveOverHttp(conn, await warmMcpSession(conn, opts), port),
+    experiment,
+    async (conn: Connection, wk: WarmKernel, opts: WarmOptions) =>
+      await serveOverHttp(conn, await bindMcp(conn, wk, opts), port),
+  );
 }
 
 /**
