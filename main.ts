@@ -42,6 +42,10 @@ const commands: Record<string, Command> = {
     run: async (a) => (await import("./lib/subcommands/shutdown.ts")).shutdownCommand(a),
     summary: "end sessions (--session, --handle, --all, --idle)",
   },
+  restart: {
+    run: async (a) => (await import("./lib/subcommands/restart.ts")).restartCommand(a),
+    summary: "give a notebook session a new warm kernel (models loaded again), same notebook",
+  },
   server: {
     run: async (a) => (await import("./lib/subcommands/server.ts")).serverCommand(a),
     summary: "the embedded server: status, stop, config",

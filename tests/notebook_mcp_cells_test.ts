@@ -676,15 +676,32 @@ Deno.test({
             arguments: { session_id: current, code: "print(type(model).__name__)" },
           });
           assert.match((ok.content as { text: string }[])[0].text, /^LlamaForCausalLM$/m);
-          await fresh.client.callTool({
-            name: "shutdown_session",
-            arguments: { session_id: next },
-          });
+          current = next;
         } finally {
           await fresh.client.close();
         }
         await assertValid();
       },
     );
+
+    await t.step("interp-exec restart --session: in place, from the record", async () => {
+      const before = (await fileCells()).map((c) => c.id);
+      const r = await runCli(["restart", "--session", current, "--json"], {
+        env: { INTERP_EXEC_HOME: home },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.equal(out.session_id, current);
+      assert.equal(out.in_place, true);
+      assert.equal(out.notebook_path, PATH);
+      assert.equal(out.config_path, config);
+      const cells = await fileCells();
+      assert.deepEqual(cells.map((c) => c.id), before);
+      assert.equal(cells[0].metadata?.tags?.[0], "interp-exec-setup");
+      const down = await runCli(["shutdown", "--session", current], {
+        env: { INTERP_EXEC_HOME: home },
+      });
+      assert.equal(down.code, 0, down.stderr);
+    });
   },
 });
