@@ -915,6 +915,8 @@ def test_serve_without_a_kernel(monkeypatch):
 
     ns = {"double": double}
     mcp.describe(ns, {"models": [], "skills": []}, ["double"], limits={"max_chars": 10})
+    # Another test file may have put its own copy of kernel_rpc.py there: serve() imports this one.
+    monkeypatch.setitem(sys.modules, "interp_exec_rpc", rpc)
     monkeypatch.setattr(rpc, "reply", sent.append)
     monkeypatch.setattr(rpc, "current_call", lambda: {"name": "double", "args": {"x": 21}})
     assert mcp.serve(ns) is None
