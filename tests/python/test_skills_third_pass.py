@@ -17,6 +17,15 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 HEADS, HEAD_DIM = 4, 16
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models run faster on one thread (much faster on a busy machine); restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(params=["tiny-llama", "tiny-gpt2", "tiny-llama-lora"])
 def lm_any(request, loaded):  # noqa: F811
     """(model, tokenizer) for both architectures and the peft LoRA model; checks the model is left clean."""
