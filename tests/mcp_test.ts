@@ -192,10 +192,18 @@ Deno.test({
         assert.deepEqual(tools.map((x: { name: string }) => x.name).sort(), [
           "add_markdown",
           "attach_to_session",
+          "clear_outputs",
+          "delete_cell",
           "edit_cell",
+          "edit_cell_source",
           "execute_code",
+          "insert_cell",
           "interrupt",
+          "move_cell",
           "read_notebook",
+          "restart_session",
+          "run_cell",
+          "run_scratch",
           "shutdown_session",
           "start_new_session",
         ]);
@@ -496,7 +504,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
               requestInit: { headers: { Authorization: "Bearer test-bearer" } },
             }),
           );
-          assert.equal((await http.listTools()).tools.length, 8);
+          assert.equal((await http.listTools()).tools.length, 16);
           const r = await exec(http, 'print("over http", value)');
           assert.match(r.text, /over http 2/);
           await http.close();
@@ -665,10 +673,16 @@ Deno.test({
         });
         assert.equal(r.isError, false, r.text);
         assert.match(r.text, /^embedded-mcp$/m);
+        // The cell is recorded behind the result (write-behind): wait for it on disk.
         const file = join(home, "notebooks", h.notebook_path!);
-        const nb = JSON.parse(await Deno.readTextFile(file));
-        // On disk nbformat stores sources as lists of lines.
-        assert.equal([nb.cells.at(-1).source].flat().join(""), "print(experiment_name)");
+        let last = "";
+        for (let i = 0; i < 100 && last !== "print(experiment_name)"; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 100));
+          const nb = JSON.parse(await Deno.readTextFile(file));
+          // On disk nbformat stores sources as lists of lines.
+          last = [nb.cells.at(-1).source].flat().join("");
+        }
+        assert.equal(last, "print(experiment_name)");
         assert.deepEqual(errors, []);
       } finally {
         await client.close();
