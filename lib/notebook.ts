@@ -85,6 +85,8 @@ export async function bindNotebook(
       notebook_path: started.notebookPath,
       created_at: new Date().toISOString(),
       idle_timeout: loaded.config.execution.idle_timeout,
+      // What restart_session / `interp-exec restart` warm the same notebook from.
+      config_path: loaded.path,
     });
     const { ok: _ok, ...namespace } = warm.summary;
     const handle: NotebookHandle = {

@@ -268,6 +268,7 @@ export async function recordBound(
     notebook_path: started.notebookPath,
     created_at: new Date().toISOString(),
     idle_timeout: opts.idleTimeout,
+    config_path: opts.loaded.path,
   });
   return id;
 }
