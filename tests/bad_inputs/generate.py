@@ -229,7 +229,7 @@ handle("nested_array.json", [[VALID]], ["[0]: expected a handle (a JSON object)"
 handle("empty_object.json", {}, ["schema_version: missing"])
 handle("schema_version_2.json", with_(schema_version=2), ["schema_version: got 2", "reads handle schema_version 1"])
 handle("schema_version_string.json", with_(schema_version="1"), ["schema_version: got \"1\""], cmd="shutdown")
-handle("mode_unknown.json", with_(mode="filesystem"), ["mode: got \"filesystem\"", "expected one of notebook"])
+handle("mode_unknown.json", with_(mode="shell"), ["mode: got \"shell\"", "expected one of notebook, mcp, filesystem"])
 handle("mode_missing.json", without("mode"), ["mode: missing"])
 handle("session_id_missing.json", without("session_id"), ["session_id: required (string) but missing"])
 handle("session_id_missing_shutdown.json", without("session_id"), ["session_id: required (string) but missing"], cmd="shutdown")
