@@ -122,6 +122,56 @@ export function normalizeBaseUrl(raw: string, source = "the Jupyter URL"): strin
   return u.toString();
 }
 
+/**
+ * The kernel WebSocket class with the token in an `Authorization` header too.
+ * @jupyterlab/services puts the token only in the URL (`?token=`), and
+ * JupyterHub's single-user servers (JupyterHub 5+) ignore a token in the URL
+ * unless the request says `Sec-Fetch-Mode: websocket`, which only browsers
+ * send: without the header, the handshake is refused (403) behind a Hub.
+ */
+function withAuthHeader(Base: typeof WebSocket, token: string): typeof WebSocket {
+  if (!token) return Base;
+  const headers = { Authorization: `token ${token}` };
+  if (Base === WebSocket) {
+    // Deno's own WebSocket takes handshake headers in its (non-standard) options.
+    return class extends WebSocket {
+      constructor(url: string | URL, protocols?: string | string[]) {
+        super(url, { protocols, headers });
+      }
+    } as unknown as typeof WebSocket;
+  }
+  // NoDelayWebSocket (ws_transport.ts): headers are its third argument.
+  const NoDelay = Base as unknown as new (
+    url: string | URL,
+    protocols?: string | string[],
+    options?: { headers?: Record<string, string> },
+  ) => WebSocket;
+  return class extends NoDelay {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, protocols, { headers });
+    }
+  } as unknown as typeof WebSocket;
+}
+
+const hubTokenHint = "behind JupyterHub, use a token the Hub issued (its token page, or " +
+  "POST /hub/api/users/NAME/tokens) with access to this server (access:servers!server=NAME/)";
+
+/** Whether a response came from JupyterHub's login page (…/hub/login). */
+function isHubLogin(url: string): boolean {
+  try {
+    return /\/hub\/(login|oauth_login)\/?$/.test(new URL(url).pathname);
+  } catch {
+    return false;
+  }
+}
+
+/** The Hub origin, prefix and user of a JupyterHub single-user URL (…/user/NAME/). */
+function hubUser(url: string): { origin: string; prefix: string; user: string } | undefined {
+  const u = new URL(url);
+  const m = u.pathname.match(/^(.*\/)user\/([^/]+)\//);
+  return m ? { origin: u.origin, prefix: m[1], user: decodeURIComponent(m[2]) } : undefined;
+}
+
 /** A JupyterHub-style /lab or /tree suffix is a browser page, not the API base. */
 function describeUrl(url: string): string {
   return url.replace(/\/$/, "");
@@ -147,7 +197,7 @@ export class JupyterClient {
    */
   constructor(readonly target: ServerTarget, opts: { webSocket?: typeof WebSocket } = {}) {
     this.url = normalizeBaseUrl(target.url);
-    this.webSocket = opts.webSocket ?? kernelWebSocketClass();
+    this.webSocket = opts.webSocket ?? withAuthHeader(kernelWebSocketClass(), target.token);
     loadServices().catch(() => {}); // a failure surfaces where it is awaited
   }
 
@@ -194,22 +244,53 @@ export class JupyterClient {
         "check --jupyter-url (or jupyter_url in --env) and that the server is running",
       );
     }
+    if (res.redirected && isHubLogin(res.url)) {
+      // JupyterHub sends requests it cannot authenticate to its login page
+      // (HTML, HTTP 200 after the redirect): the token was refused.
+      await res.body?.cancel();
+      throw new JupyterError(
+        "auth",
+        `JupyterHub refused the token for ${describeUrl(this.url)} ` +
+          `(it sent ${path} to its login page)`,
+        hubTokenHint,
+        401,
+      );
+    }
     if (res.ok || init.allow?.includes(res.status)) return res;
     const body = await res.text().catch(() => "");
+    let reason = "";
+    try {
+      reason = JSON.parse(body).message ?? "";
+    } catch { /* not JSON */ }
+    if (res.status === 424 || (res.status === 503 && /JupyterHub server/.test(reason))) {
+      // JupyterHub answers for a user's server that is not running (424;
+      // 503 with use_legacy_stopped_server_status_code).
+      const spawn = reason.match(/Restart the server at (\S+)/)?.[1];
+      const hub = hubUser(this.url);
+      throw new JupyterError(
+        "unreachable",
+        `JupyterHub has no running server at ${describeUrl(this.url)} ` +
+          `(HTTP ${res.status} on ${path}: stopped, culled when idle, or never started)`,
+        `start it from the Hub${spawn ? ` (${spawn})` : ""}` +
+          (hub
+            ? `, or with the Hub API: POST ${hub.origin}${hub.prefix}hub/api/users/${hub.user}/server`
+            : "") +
+          "; kernels that ran on it are gone",
+        res.status,
+      );
+    }
     if (res.status === 401 || res.status === 403) {
       throw new JupyterError(
         "auth",
         `the Jupyter server at ${
           describeUrl(this.url)
         } refused the token (HTTP ${res.status} on ${path})`,
-        "check --token-file, JUPYTER_TOKEN or jupyter_token in --env",
+        hubUser(this.url)
+          ? `check --token-file, JUPYTER_TOKEN or jupyter_token in --env; ${hubTokenHint}`
+          : "check --token-file, JUPYTER_TOKEN or jupyter_token in --env",
         res.status,
       );
     }
-    let reason = "";
-    try {
-      reason = JSON.parse(body).message ?? "";
-    } catch { /* not JSON */ }
     throw new JupyterError(
       "http",
       `${init.method ?? "GET"} ${path} failed: HTTP ${res.status}${reason ? `: ${reason}` : ""}`,
