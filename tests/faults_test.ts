@@ -12,6 +12,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
 import { pidAlive } from "../lib/local_server.ts";
 import {
+  api,
   runCli,
   serverFlags,
   startStockServer,
@@ -202,7 +203,7 @@ Deno.test("faults: a server killed during an MCP execute_code gives an error res
     assert.equal(r.isError, true, text);
     assert.match(text, /server_gone/);
     assert.match(text, /the Jupyter server at \S+ is gone/);
-    assert.match(text, /start_new_session/);
+    assert.match(text, /restart_session\(session_id="/);
     assert.doesNotMatch(text, /call interrupt/);
     assert.ok(noticed < NOTICED_WITHIN_MS, `noticed after ${Math.round(noticed)} ms`);
     assert.ok(await gone(kernelPid), "the kernel outlived its server");
@@ -240,23 +241,26 @@ Deno.test("faults: a server restarted under an attached MCP server: the next cal
     const text = JSON.stringify(after.content);
     assert.equal(after.isError, true, text);
     assert.match(text, /the kernel is gone/);
-    assert.match(text, /start_new_session with config_path/);
-    assert.doesNotMatch(text, /attach_to_session/);
-    // What it says to call works: a fresh warm session on the restarted server.
-    const fresh = await client.callTool({
-      name: "start_new_session",
-      arguments: { config_path: config },
+    assert.match(text, /restart_session\(session_id=/);
+    // What it says to call works: the same notebook gets a new warm kernel,
+    // the model loaded again, on the restarted server.
+    const restart = await client.callTool({
+      name: "restart_session",
+      arguments: { session_id: handle.session_id, config_path: config },
     });
-    const freshText = JSON.stringify(fresh.content);
-    assert.notEqual(fresh.isError, true, freshText);
-    const sid = /session_id[^0-9a-f]*([0-9a-f-]{36})/.exec(freshText)?.[1];
-    assert.ok(sid, freshText);
+    const restartText = JSON.stringify(restart.content);
+    assert.notEqual(restart.isError, true, restartText);
     const ran = await client.callTool({
       name: "execute_code",
-      arguments: { session_id: sid, code: "print(type(model).__name__)" },
+      arguments: { session_id: handle.session_id, code: "print(type(model).__name__)" },
     });
     assert.notEqual(ran.isError, true, JSON.stringify(ran.content));
     assert.match(JSON.stringify(ran.content), /GPT2LMHeadModel/);
+    const sessions = await api<{ id: string; path: string }[]>(restarted, "api/sessions");
+    assert.ok(
+      sessions.some((x) => x.path === handle.notebook_path),
+      `no session on ${handle.notebook_path}: ${JSON.stringify(sessions)}`,
+    );
   } finally {
     await client.close();
     await restarted?.stop();

@@ -11,6 +11,9 @@ import assert from "node:assert/strict";
 import { JupyterClient } from "../lib/jupyter.ts";
 import { runCode } from "../lib/kernel_run.ts";
 
+// @jupyterlab/services logs every WebSocket it opens with console.debug.
+console.debug = () => {};
+
 type Msg = {
   header: { msg_id: string; msg_type: string; session: string };
   parent_header: Record<string, unknown>;

@@ -3,6 +3,8 @@ import { existingServerFlagOptions, readStdin } from "../connect.ts";
 import { CliError, InterruptedError, JupyterError, UsageError } from "../errors.ts";
 import { type ExecuteResult, type JupyterClient, type KernelChannel, sleep } from "../jupyter.ts";
 import { cellId, type Output, stripAnsi } from "../nbformat.ts";
+import { NotebookDoc } from "../mcp/notebook/document.ts";
+import { ContentsStore } from "../mcp/notebook/store.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
 import { redactor, redactOutputs } from "../redact.ts";
 import {
@@ -326,7 +328,11 @@ function cleanOutput(raw: Output): Output {
   return { ...out, evalue: stripAnsi(out.evalue), traceback: out.traceback.map(stripAnsi) };
 }
 
-/** Appends the cell to the session's notebook; returns whether it did. */
+/**
+ * Appends the cell to the session's notebook through the same writer the
+ * notebook MCP server uses (a stamp check and merge, turns taken with every
+ * other writer on this machine); returns whether it did.
+ */
 async function appendCell(
   client: JupyterClient,
   path: string,
@@ -334,21 +340,29 @@ async function appendCell(
   result: ExecuteResult | undefined,
   outputs: Output[],
 ): Promise<boolean> {
+  const store = new ContentsStore(client, path);
   try {
-    const nb = await client.readNotebook(path);
-    if (!nb) {
+    if ((await store.stamp()) === null) {
       warn(`the session's notebook ${path} is gone; the cell was not recorded`);
       return false;
     }
-    nb.cells.push({
-      cell_type: "code",
-      id: cellId(),
-      source: redactText(code),
-      metadata: { tags: ["interp-exec-exec"] },
-      execution_count: result?.execution_count ?? null,
-      outputs: redactOutputs(mergeStreams(outputs), redactText),
+    // Read, merged and written under the notebook's lock (NotebookDoc.write).
+    const doc = new NotebookDoc(store, { delayMs: 0 });
+    doc.apply({
+      op: "insert",
+      before: null,
+      cell: {
+        cell_type: "code",
+        id: cellId(),
+        source: redactText(code),
+        metadata: { tags: ["interp-exec-exec"] },
+        execution_count: result?.execution_count ?? null,
+        outputs: redactOutputs(mergeStreams(outputs), redactText),
+      },
     });
-    await client.saveNotebook(path, nb);
+    const written = await doc.close(60_000);
+    const error = doc.takeError();
+    if (!written) throw new Error(error ?? "the write did not finish in 60 s");
     return true;
   } catch (err) {
     warn(`could not record the cell in ${path}: ${(err as Error).message}`);

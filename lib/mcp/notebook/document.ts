@@ -10,10 +10,14 @@
  * `interp-exec exec`, another server), the file is read again and the
  * pending operations are applied to that version, so their cells stay.
  * Every operation is idempotent, so applying one twice changes nothing.
+ * Writers on one machine (sharing interp-exec's state folder) also take
+ * turns on a lock per file, so no check-then-save of one can interleave
+ * with another's.
  */
 
 import { progress } from "../../log.ts";
 import type { Notebook, NotebookCell, Output } from "../../nbformat.ts";
+import { withFileLock } from "../../state.ts";
 import type { NotebookStore } from "./store.ts";
 
 /** One change to a notebook, by cell id. */
@@ -251,16 +255,22 @@ export class NotebookDoc {
     const run = async () => {
       const t0 = performance.now();
       try {
-        if (!this.view) await this.load();
-        else {
-          const stamp = await this.store.stamp();
-          if (stamp !== this.stamp) await this.reload();
-        }
-        const n = this.pending.length;
-        // Serialised here, in one go: later changes wait for the next write.
-        const stamp = await this.store.write(this.view!);
-        this.pending.splice(0, n);
-        this.stamp = stamp;
+        // Check, merge and write as one step, taking turns with every other
+        // writer of this file on the machine (CLI exec, other MCP servers):
+        // between the stamp check and the save nobody else writes. A writer
+        // on another machine is caught by the stamp check and merged.
+        await withNotebookLock(this.store.lockKey, async () => {
+          if (!this.view) await this.load();
+          else {
+            const stamp = await this.store.stamp();
+            if (stamp !== this.stamp) await this.reload();
+          }
+          const n = this.pending.length;
+          // Serialised here, in one go: later changes wait for the next write.
+          const stamp = await this.store.write(this.view!);
+          this.pending.splice(0, n);
+          this.stamp = stamp;
+        });
         this.failures = 0;
         this.stats.writes++;
       } catch (err) {
@@ -282,4 +292,13 @@ export class NotebookDoc {
     this.writing = run();
     return this.writing;
   }
+}
+
+/** Runs `fn` holding the machine-wide lock of a notebook file (none for `undefined`). */
+async function withNotebookLock(key: string | undefined, fn: () => Promise<void>): Promise<void> {
+  if (!key) return await fn();
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(key));
+  const name = "notebook-" +
+    [...new Uint8Array(digest).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  await withFileLock(name, fn);
 }

@@ -28,14 +28,22 @@ export interface NotebookStore {
   write(nb: Notebook): Promise<string | null>;
   /** The current stamp, without the content (null: no file). */
   stamp(): Promise<string | null>;
+  /**
+   * Names the file across processes (server and path): writers on this
+   * machine that share it take turns (document.ts). Absent: in memory only.
+   */
+  readonly lockKey?: string;
 }
 
 /** A .ipynb on the Jupyter server. */
 export class ContentsStore implements NotebookStore {
   private readonly url: string;
 
+  readonly lockKey: string;
+
   constructor(private readonly client: JupyterClient, readonly path: string) {
     this.url = `api/contents/${path.split("/").map(encodeURIComponent).join("/")}`;
+    this.lockKey = `${client.url}${this.url}`;
   }
 
   async load(): Promise<Notebook> {
@@ -47,14 +55,17 @@ export class ContentsStore implements NotebookStore {
   }
 
   async read(): Promise<Stamped> {
-    let res = await this.client.api(`${this.url}?type=notebook&content=1`, { allow: [400, 404] });
+    let res = await this.client.api(`${this.url}?type=notebook&content=1`, {
+      allow: [400, 404, 500],
+    });
     // Jupyter writes a file in place: a read during another writer's save sees
-    // half a notebook (HTTP 400, unreadable). It is whole again a moment later.
-    for (let i = 0; res.status === 400 && i < 20; i++) {
+    // half a notebook (HTTP 400, or 500 while it is being replaced). It is
+    // whole again a moment later.
+    for (let i = 0; (res.status === 400 || res.status === 500) && i < 20; i++) {
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, 25 * (i + 1)));
       res = await this.client.api(`${this.url}?type=notebook&content=1`, {
-        allow: i === 19 ? [404] : [400, 404],
+        allow: i === 19 ? [404] : [400, 404, 500],
       });
     }
     if (res.status === 404) {
