@@ -171,6 +171,48 @@ export async function callTool(client: Client, name: string, args: Record<string
   };
 }
 
+/**
+ * A warm pool on a cluster server: `pool start --size 1 --wait`, a `notebook`
+ * of the same config claims its kernel, `pool stop --all` stops the refill
+ * (and a warm-up under way), and `shutdown` ends the claimed session.
+ * Returns the claimed kernel's id.
+ */
+export async function checkPool(
+  run: (args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>,
+  config: string,
+  flags: string[],
+): Promise<string> {
+  const started = await run([
+    "pool",
+    "start",
+    "--config",
+    config,
+    "--size",
+    "1",
+    "--wait",
+    ...flags,
+  ]);
+  if (started.code !== 0) throw new Error(`pool start: ${started.stderr}`);
+  let claimed: string | undefined;
+  let failure: unknown;
+  try {
+    const claim = await run(["notebook", "--config", config, ...flags]);
+    if (claim.code !== 0) throw new Error(`claim: ${claim.stderr}`);
+    if (!/claimed pooled kernel/.test(claim.stderr)) {
+      throw new Error(`the notebook did not claim the pooled kernel: ${claim.stderr}`);
+    }
+    claimed = (JSON.parse(claim.stdout) as { kernel_id: string }).kernel_id;
+    const down = await run(["shutdown", "--session", claimed]);
+    if (down.code !== 0) throw new Error(`shutdown: ${down.stderr}`);
+  } catch (err) {
+    failure = err;
+  }
+  const stop = await run(["pool", "stop", "--all", "--json"]);
+  if (failure) throw failure;
+  if (stop.code !== 0) throw new Error(`pool stop: ${stop.stderr}`);
+  return claimed!;
+}
+
 // ------------------------------------------------------------------ JupyterHub
 
 /** A running JupyterHub behind its proxy. */

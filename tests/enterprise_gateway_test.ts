@@ -13,9 +13,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FilesystemHandleSchema, McpHandleSchema, NotebookHandleSchema } from "../lib/handle.ts";
 import { kernelMemory } from "../lib/sessions.ts";
-import { ROOT, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
+import { pidsWith, ROOT, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 import {
   callTool,
+  checkPool,
   EG_NODELAY_CONFIG,
   type EnterpriseGateway,
   mcpClient,
@@ -204,6 +205,17 @@ Deno.test({
         }
       });
 
+      await t.step("a warm pool on the gateway: a notebook claims its kernel", async () => {
+        const kernelProcesses = async () => (await pidsWith(join(gw.dir, "runtime"))).length;
+        const before = await kernelProcesses();
+        const config = await writeConfig(`name: eg-pool\n${model}`);
+        const claimed = await checkPool((args) => runCli(args, { env: warmEnv }), config, flags);
+        assert.equal(await hasKernel(gw, claimed), false);
+        // The refill's kernel went with pool stop, the claimed one with shutdown.
+        await waitUntil("the pool's kernel processes to end", async () =>
+          (await kernelProcesses()) === before ? true : undefined, { timeoutMs: 30_000 });
+      });
+
       await t.step("a token the gateway refuses: one error line, exit 3", async () => {
         const r = await runCli([
           "notebook",
@@ -223,7 +235,9 @@ Deno.test({
 
       await t.step("shutdown ends every kernel on the gateway", async () => {
         const ids = await Promise.all(
-          Object.values(handles).map(async (f) => JSON.parse(await Deno.readTextFile(f)).kernel_id),
+          Object.values(handles).map(async (f) =>
+            JSON.parse(await Deno.readTextFile(f)).kernel_id
+          ),
         );
         const down = await runCli(["shutdown", "--all", "--json"], { env });
         assert.equal(down.code, 0, down.stderr);

@@ -16,6 +16,7 @@ import { FilesystemHandleSchema, McpHandleSchema, NotebookHandleSchema } from ".
 import { runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 import {
   callTool,
+  checkPool,
   type Hub,
   mcpClient,
   spawnServer,
@@ -23,6 +24,7 @@ import {
   startUserServer,
   stopUserServer,
   tokenFile,
+  waitUntil,
 } from "./cluster_helpers.ts";
 
 const models = await tinyModels();
@@ -209,6 +211,19 @@ Deno.test({
           assert.deepEqual(rows.map((r: { experiment: string }) => r.experiment), ["hub-nb"]);
         },
       );
+
+      await t.step("a warm pool on the user's server: a notebook claims its kernel", async () => {
+        const before = await userKernels(server.url, server.token);
+        const config = await writeConfig(`name: hub-pool\n${model}`);
+        const claimed = await checkPool((args) => runCli(args, { env }), config, flags);
+        assert.ok(!before.includes(claimed));
+        // pool stop ended the refill's kernel; shutdown the claimed one.
+        await waitUntil("the pool's kernels to go", async () => {
+          const now = await userKernels(server.url, server.token);
+          return now.length === before.length ? true : undefined;
+        }, { timeoutMs: 30_000 });
+        assert.deepEqual(await userKernels(server.url, server.token), before);
+      });
 
       await t.step("a token the Hub refuses: one error line, exit 3, nothing started", async () => {
         const config = await writeConfig("name: hub-refused\n");
