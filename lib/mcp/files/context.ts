@@ -14,6 +14,7 @@ import { callKernel, type CallOutcome, installModules } from "../../kernel_call.
 import type { RunOptions } from "../../kernel_run.ts";
 import { progress } from "../../log.ts";
 import { redactor } from "../../redact.ts";
+import { endSession } from "../../sessions.ts";
 import { forgetSessions, recordedSessions, recordSession } from "../../state.ts";
 
 /** Settings from filesystem-mcp's command line. */
@@ -142,7 +143,11 @@ export class FilesContext {
   private async replaceWorker(oldId: string): Promise<void> {
     this.channel?.close();
     this.channel = undefined;
-    await this.client.shutdownKernel(oldId).catch(() => {});
+    // The server may be restarting the dead kernel under the same id: delete
+    // it until it is gone, so no kernel of ours is left behind unrecorded.
+    await endSession(this.client, { sessionId: null, kernelId: oldId }).catch((err) =>
+      progress(`could not shut the old worker ${oldId} down: ${(err as Error).message}`)
+    );
     const kernel = await this.client.startKernel({
       kernelName: this.settings.kernelName,
       timeoutMs: this.settings.kernelStartTimeoutMs,
