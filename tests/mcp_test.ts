@@ -607,7 +607,15 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
       );
 
       await t.step("the .ipynb is valid nbformat with every cell in order", async () => {
-        const nb = await api<{ content: unknown }>(server, `api/contents/${handle.notebook_path}`);
+        // Cells are recorded behind the results (write-behind): wait for the last one.
+        type Nb = { content: { cells: { source: string | string[] }[] } };
+        let nb = await api<Nb>(server, `api/contents/${handle.notebook_path}`);
+        for (let i = 0; i < 50; i++) {
+          const sources = nb.content.cells.slice(1).map((c) => [c.source].flat().join(""));
+          if (JSON.stringify(sources) === JSON.stringify(expected)) break;
+          await new Promise((r) => setTimeout(r, 200));
+          nb = await api<Nb>(server, `api/contents/${handle.notebook_path}`);
+        }
         const file = await Deno.makeTempFile({ suffix: ".ipynb" });
         await Deno.writeTextFile(file, JSON.stringify(nb.content));
         const out = await new Deno.Command(PYTHON, {
