@@ -171,8 +171,8 @@ export class AttachedSession {
         opts = { ...opts, onChange: (o) => (bump(), onChange?.(o)) };
       }
       let run: RunResult;
-      try {
-        run = await runCode(channel, source, {
+      const attempt = (on: KernelChannel) =>
+        runCode(on, source, {
           timeoutMs: opts.timeoutMs,
           timeoutLabel: opts.timeoutLabel,
           signal: opts.signal,
@@ -181,6 +181,22 @@ export class AttachedSession {
             opts.onChange?.(latest);
           },
         });
+      try {
+        run = await attempt(channel);
+        if (
+          run.status === "lost" && run.execution_count === null && run.outputs.length === 0 &&
+          !opts.signal?.aborted
+        ) {
+          // Nothing of the request came back, not even the kernel's busy or
+          // execute_input: it went out on a connection that had just dropped
+          // (the library had not noticed yet) and never reached the kernel.
+          // Send it once more on a fresh connection. (Were it delivered and
+          // every message of it lost, it would run twice; that needs a drop
+          // between the send and the kernel's first message, and is rarer.)
+          progress(`the request went out on a dropped connection; sending it again`);
+          this.dropped = true;
+          run = await attempt(await this.connect());
+        }
       } finally {
         if (flusher !== undefined) clearInterval(flusher);
       }
