@@ -213,7 +213,7 @@ Deno.test({
         assert.equal(await hasKernel(gw, claimed), false);
         // The refill's kernel went with pool stop, the claimed one with shutdown.
         await waitUntil("the pool's kernel processes to end", async () =>
-          (await kernelProcesses()) === before ? true : undefined, { timeoutMs: 30_000 });
+          (await kernelProcesses()) === before ? true : undefined, { timeoutMs: 120_000 });
       });
 
       await t.step("a token the gateway refuses: one error line, exit 3", async () => {

@@ -582,10 +582,8 @@ Deno.test({
         "in place: the same ids and notebook, the models back, the rest gone",
         async () => {
           await call(client, "execute_code", { code: "keep = 1" });
-          const bare = await call(client, "restart_session", {});
-          assert.equal(bare.isError, true);
-          assert.match(bare.text, /no experiment config is recorded.*\nhint: pass config_path/s);
-          const r = await call(client, "restart_session", { config_path: config });
+          // No config_path: the one `interp-exec notebook` recorded for the session.
+          const r = await call(client, "restart_session", {});
           assert.equal(r.isError, false, r.text);
           assert.match(r.text, new RegExp(`^restarted session ${SID}: kernel ${handle.kernel_id}`));
           assert.match(r.text, new RegExp(`notebook: ${PATH} \\(the same file`));
