@@ -235,7 +235,9 @@ async function fileSettles(
   ok: (cells: FileCell[]) => boolean = () => true,
   path = PATH,
 ): Promise<FileCell[]> {
-  const deadline = performance.now() + 10_000;
+  // Writes are paced behind the results (a slow save on a loaded machine
+  // spaces the next one out): give the file time, then check it.
+  const deadline = performance.now() + 30_000;
   let cells: FileCell[] = [];
   while (performance.now() < deadline) {
     cells = await fileCells(path);
