@@ -6,7 +6,7 @@
  */
 
 import { fail, UsageError } from "./lib/errors.ts";
-import { guardStdout, printText } from "./lib/log.ts";
+import { guardStdout, printText, trace } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 // Subcommands load on demand: `--version` and `validate` should not pay for
 // the Jupyter client and the MCP SDK. The literal specifiers keep every module
@@ -107,6 +107,7 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const command = commands[name];
+  trace(`main: dispatching ${name}`);
   if (!command) {
     const known = Object.keys(commands);
     throw new UsageError(`unknown command '${name}'`, `commands: ${known.join(", ")}`);

@@ -46,3 +46,15 @@ export function guardStdout(verbose = false): void {
 export function printText(text: string): void {
   Deno.stdout.writeSync(encoder.encode(text.endsWith("\n") ? text : text + "\n"));
 }
+
+const tracing = Deno.env.get("INTERP_EXEC_TRACE") === "1";
+
+/**
+ * With INTERP_EXEC_TRACE=1, one `trace: <ms since process start> <label>`
+ * line on stderr: where a command's time goes (the benchmark reads them).
+ */
+export function trace(label: string): void {
+  if (tracing) {
+    Deno.stderr.writeSync(encoder.encode(`trace: ${performance.now().toFixed(1)} ${label}\n`));
+  }
+}

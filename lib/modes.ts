@@ -11,7 +11,7 @@ import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./c
 import { CliError, InterruptedError, UsageError } from "./errors.ts";
 import type { Handle } from "./handle.ts";
 import { stopEmbeddedServer } from "./local_server.ts";
-import { printJson, progress, setQuiet, warn } from "./log.ts";
+import { printJson, progress, setQuiet, trace, warn } from "./log.ts";
 import { trapSignals } from "./signals.ts";
 import { endSession } from "./sessions.ts";
 import { forgetSessions } from "./state.ts";
@@ -76,7 +76,9 @@ export async function runMode(
     120,
     false,
   );
+  trace("mode: start");
   const exp = experiment ?? await loadExperiment(values, command);
+  trace("mode: config and skills loaded");
   const { loaded, skills } = exp;
   if (values.workspace !== undefined) {
     if (!values.workspace.trim()) throw new UsageError("--workspace: must not be empty");
@@ -94,6 +96,7 @@ export async function runMode(
   try {
     conn = await connect(values, { idleTimeout: loaded.config.execution.idle_timeout });
     const connectMs = performance.now() - t0;
+    trace("mode: connected");
     const base: WarmOptions = {
       loaded,
       skills,
@@ -118,6 +121,7 @@ export async function runMode(
         : `ready: ${n} sessions in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     printJson(n === 1 ? handles[0] : handles);
+    trace("mode: handle printed");
   } catch (err) {
     if (conn?.startedEmbedded && conn.embedded && !values["keep-on-error"]) {
       // Commands started beside this one share the server: keep it for their kernels.

@@ -9,7 +9,7 @@ import { executionFor, type LoadedConfig } from "./config.ts";
 import type { Connection } from "./connect.ts";
 import { handleBase, type NotebookHandle, type ServerInfo } from "./handle.ts";
 import type { KernelModel } from "./jupyter.ts";
-import { cellId, emptyNotebook } from "./nbformat.ts";
+import { cellId, emptyNotebook, type Notebook } from "./nbformat.ts";
 import { mcpConfigFor } from "./mcp_config.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import {
@@ -21,6 +21,7 @@ import {
 } from "./provision.ts";
 import { redactor, redactOutputs } from "./redact.ts";
 import { recordSession } from "./state.ts";
+import { trace } from "./log.ts";
 import { SETUP_CELL_SOURCE } from "./warmup.ts";
 import { VERSION } from "./version.ts";
 
@@ -56,14 +57,10 @@ export async function bindNotebook(
   let started = wk.started;
   let ok = false;
   try {
-    if (!started.sessionId && info.sessions_api && info.contents_api) {
-      // Provisioned without a notebook (ahead of time): give it one now.
-      started = await notebookSession(conn, loaded, { index: opts.index, kernel: started.kernel });
-    }
-    if (started.notebookPath && !executionFor(loaded.config, "notebook").hide_setup) {
-      const nb = emptyNotebook(loaded.config.execution.kernel_name, {
-        interp_exec: { version: VERSION },
-      });
+    const nb = emptyNotebook(loaded.config.execution.kernel_name, {
+      interp_exec: { version: VERSION },
+    });
+    if (!executionFor(loaded.config, "notebook").hide_setup) {
       nb.cells.push({
         cell_type: "code",
         id: cellId(),
@@ -73,7 +70,19 @@ export async function bindNotebook(
         // The setup's log is the user's code too (custom_load_code may print anything).
         outputs: redactOutputs(warm.outputs, redactor(client.target.token)),
       });
+    }
+    if (!started.sessionId && info.sessions_api && info.contents_api) {
+      // Provisioned without a notebook (ahead of time): give it one now,
+      // written once with its setup cell.
+      started = await notebookSession(conn, loaded, {
+        index: opts.index,
+        kernel: started.kernel,
+        notebook: nb,
+      });
+      trace("bind: session made");
+    } else if (started.notebookPath && nb.cells.length > 0) {
       await client.saveNotebook(started.notebookPath, nb);
+      trace("bind: notebook written");
     }
     const sessionId = started.sessionId ?? started.kernel.id;
     await recordSession({
@@ -88,6 +97,7 @@ export async function bindNotebook(
       // What restart_session / `interp-exec restart` warm the same notebook from.
       config_path: loaded.path,
     });
+    trace("bind: session recorded");
     const { ok: _ok, ...namespace } = warm.summary;
     const handle: NotebookHandle = {
       mode: "notebook",
@@ -148,14 +158,23 @@ export async function warmNotebookSession(
 async function notebookSession(
   conn: Connection,
   loaded: LoadedConfig,
-  opts: { index?: number; env?: Record<string, string>; kernel?: KernelModel },
+  opts: {
+    index?: number;
+    env?: Record<string, string>;
+    kernel?: KernelModel;
+    /** What the notebook holds when created (default: no cells). */
+    notebook?: Notebook;
+  },
 ): Promise<StartedKernel> {
   const { client } = conn;
   const kernelName = loaded.config.execution.kernel_name;
   const path = notebookPathFor(loaded, new Date(), opts.index);
   const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) : "";
   if (dir) await client.ensureDirectory(dir);
-  await client.saveNotebook(path, emptyNotebook(kernelName, { interp_exec: { version: VERSION } }));
+  await client.saveNotebook(
+    path,
+    opts.notebook ?? emptyNotebook(kernelName, { interp_exec: { version: VERSION } }),
+  );
   try {
     const session = await client.startSession({
       path,

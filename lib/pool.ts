@@ -21,18 +21,17 @@ import { JupyterError } from "./errors.ts";
 import type { Experiment } from "./experiment.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
 import { runCode } from "./kernel_run.ts";
-import { progress, warn } from "./log.ts";
+import { progress, trace, warn } from "./log.ts";
 import {
   defaultWorkspace,
   discardKernel,
+  provisionKernel,
   type StartedKernel,
   type WarmKernel,
   type WarmOptions,
 } from "./provision.ts";
-import { redactor } from "./redact.ts";
-import { skillSpec } from "./skills.ts";
 import { ensureStateDir, stateDir, withFileLock, writeFileAtomic } from "./state.ts";
-import { buildSpec, pyString, warmUp, type WarmupResult } from "./warmup.ts";
+import { buildSpec, pyString, type WarmupResult } from "./warmup.ts";
 
 /** Where a pooled kernel is in its life. */
 export type PooledState = "warming" | "ready" | "claimed" | "died";
@@ -241,7 +240,9 @@ export async function claimPooled(
   const url = conn.client.url;
   const onServer = (await readPools()).filter((p) => sameServer(p.server_url, url));
   if (onServer.length === 0) return undefined;
+  trace("claim: pools read");
   const fp = await fingerprint(experiment);
+  trace("claim: fingerprinted");
   const kernelName = experiment.loaded.config.execution.kernel_name;
   const pre = preimportFingerprint(kernelName);
   const usable = (p: PoolRecord) => p.status !== "stopping" && p.status !== "failed";
@@ -281,6 +282,7 @@ export async function claimPooled(
       return undefined;
     }
     const { pool, kernel } = picked;
+    trace("claim: kernel picked");
     const wk = await takeKernel(conn, experiment, opts, pool, kernel, t0);
     if (wk) return wk;
   }
@@ -298,7 +300,7 @@ async function takeKernel(
   t0: number,
 ): Promise<WarmKernel | undefined> {
   const { client } = conn;
-  const { loaded, skills } = experiment;
+  const { loaded } = experiment;
   const gone = async (why: string) => {
     await markDied(pool.id, record.id, why);
     progress(`pooled kernel ${record.id} (pool ${pool.id}) ${why}; trying another`);
@@ -312,6 +314,7 @@ async function takeKernel(
   }
   if (!model || model.execution_state === "dead") return await gone("is gone from the server");
   const tSession = performance.now();
+  trace("claim: kernel model got");
   let channel: KernelChannel;
   try {
     channel = await client.connectKernel(model, { startTimeoutMs: 15_000 });
@@ -319,43 +322,35 @@ async function takeKernel(
     return await gone(`did not answer: ${(err as Error).message}`);
   }
   const tReady = performance.now();
+  trace("claim: kernel connected");
   const started: StartedKernel = { sessionId: null, kernel: model, notebookPath: null };
-  const workspace = defaultWorkspace(conn, loaded);
+  const times = { t0, session: tSession, ready: tReady };
   progress(`claimed pooled kernel ${record.id} from pool ${pool.id} (${pool.kind})`);
+  // A preimport kernel: torch and transformers are imported; the config's warm-up runs in it.
+  if (!record.warm) {
+    return await provisionKernel(conn, { ...opts, running: { started, channel, times } });
+  }
+  const workspace = defaultWorkspace(conn, loaded);
   try {
-    let warm: WarmupResult;
-    if (record.warm) {
-      // Loaded already: only what belongs to this experiment changes.
-      const t = performance.now();
-      const r = await runCode(channel, bindCode(workspace, loaded.config.name), {
-        silent: true,
-        storeHistory: false,
-        timeoutMs: 30_000,
-        signal: opts.signal,
-      });
-      if (r.status !== "ok") {
-        throw new JupyterError(
-          r.status === "died" ? "kernel_died" : "setup_failed",
-          `setting workspace and experiment_name in pooled kernel ${record.id} failed: ${
-            r.error ? `${r.error.ename}: ${r.error.evalue}` : r.note ?? r.status
-          }`,
-        );
-      }
-      warm = { ...record.warm, elapsed_ms: performance.now() - t };
-    } else {
-      // A preimport kernel: torch and transformers are imported; run the warm-up here.
-      const spec = buildSpec(loaded, skills.map(skillSpec), workspace);
-      progress(`warming up: ${spec.models.length} model(s), ${spec.skills.length} skill(s)`);
-      warm = await warmUp(channel, spec, {
-        hidden: opts.hiddenSetup,
-        label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
-        redact: redactor(client.target.token),
-        timeoutMs: opts.timeoutMs,
-        signal: opts.signal,
-        abortReason: opts.abortReason,
-      });
+    // Loaded already: only what belongs to this experiment changes.
+    const t = performance.now();
+    const r = await runCode(channel, bindCode(workspace, loaded.config.name), {
+      silent: true,
+      storeHistory: false,
+      timeoutMs: 30_000,
+      signal: opts.signal,
+    });
+    if (r.status !== "ok") {
+      throw new JupyterError(
+        r.status === "died" ? "kernel_died" : "setup_failed",
+        `setting workspace and experiment_name in pooled kernel ${record.id} failed: ${
+          r.error ? `${r.error.ename}: ${r.error.evalue}` : r.note ?? r.status
+        }`,
+      );
     }
-    return { started, channel, warm, workspace, times: { t0, session: tSession, ready: tReady } };
+    const warm = { ...record.warm, elapsed_ms: performance.now() - t };
+    trace("claim: bound to this experiment");
+    return { started, channel, warm, workspace, times };
   } catch (err) {
     channel.close();
     if (opts.keepOnError) {

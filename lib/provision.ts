@@ -13,7 +13,7 @@ import { recordSession } from "./state.ts";
 import type { Connection } from "./connect.ts";
 import { InterruptedError, JupyterError } from "./errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
-import { progress, warn } from "./log.ts";
+import { progress, trace, warn } from "./log.ts";
 import { redactor } from "./redact.ts";
 import { endSession } from "./sessions.ts";
 import type { Skill } from "./skills.ts";
@@ -161,6 +161,16 @@ export interface ProvisionOptions extends WarmOptions {
   session?: (env: Record<string, string> | undefined) => Promise<StartedKernel>;
   /** Run the warm-up silently (no execution count, no history). */
   hiddenSetup: boolean;
+  /**
+   * A kernel that runs and answers already (a preimport pool's claimed
+   * kernel, its channel open): warmed instead of a new one started; on
+   * failure it is shut down like one started here. `times` as in WarmKernel.
+   */
+  running?: {
+    started: StartedKernel;
+    channel: KernelChannel;
+    times: { t0: number; session: number; ready: number };
+  };
 }
 
 /**
@@ -173,31 +183,36 @@ export async function provisionKernel(
   conn: Connection,
   opts: ProvisionOptions,
 ): Promise<WarmKernel> {
-  const t0 = performance.now();
+  const { running } = opts;
+  const t0 = running?.times.t0 ?? performance.now();
   const { client } = conn;
   const { loaded } = opts;
   const check = () => {
     if (opts.signal.aborted) throw new InterruptedError(opts.abortReason());
   };
   check();
-  const started = await startKernel(conn, {
+  const started = running?.started ?? await startKernel(conn, {
     loaded,
     kernelStartTimeoutMs: opts.kernelStartTimeoutMs,
     session: opts.session,
   });
-  const tSession = performance.now();
-  let channel: KernelChannel | undefined;
+  const tSession = running?.times.session ?? performance.now();
+  trace("provision: kernel started");
+  let channel: KernelChannel | undefined = running?.channel;
   try {
     check();
-    progress(
-      `kernel ${started.kernel.id} started${
-        started.notebookPath ? ` for ${started.notebookPath}` : ""
-      }`,
-    );
-    channel = await client.connectKernel(started.kernel, {
-      startTimeoutMs: opts.kernelStartTimeoutMs,
-    });
-    const tReady = performance.now();
+    if (!channel) {
+      progress(
+        `kernel ${started.kernel.id} started${
+          started.notebookPath ? ` for ${started.notebookPath}` : ""
+        }`,
+      );
+      channel = await client.connectKernel(started.kernel, {
+        startTimeoutMs: opts.kernelStartTimeoutMs,
+      });
+    }
+    const tReady = running?.times.ready ?? performance.now();
+    trace("provision: kernel answered");
     check();
     const workspace = defaultWorkspace(conn, loaded);
     const spec = buildSpec(loaded, opts.skills.map(skillSpec), workspace);

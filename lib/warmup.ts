@@ -12,7 +12,7 @@ import { type KernelSummary, KernelSummarySchema } from "./handle.ts";
 import type { ExecuteResult, KernelChannel } from "./jupyter.ts";
 import type { Output } from "./nbformat.ts";
 import { stripAnsi } from "./nbformat.ts";
-import { writeStderr } from "./log.ts";
+import { trace, writeStderr } from "./log.ts";
 import type { SkillSpec } from "./skills.ts";
 import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "./version.ts";
 import kernelSetupSource from "../kernel_setup.py" with { type: "text" };
@@ -191,6 +191,7 @@ async function runSetup(
   const write = opts.label ? linePrefixer(opts.label, sink) : sink;
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
   const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
+  trace("warm-up: stash sent");
   const stash = await kernel.execute(stashCode(spec), {
     silent: true,
     storeHistory: false,
@@ -199,6 +200,7 @@ async function runSetup(
     abortReason: opts.abortReason,
   });
   throwIfError(stash, "defining kernel_setup.py in the kernel");
+  trace("warm-up: stash replied");
   let summary: unknown;
   const result = await kernel.execute(SETUP_CELL_SOURCE, {
     silent: opts.hidden,
@@ -216,6 +218,7 @@ async function runSetup(
     },
   });
   throwIfError(result, "kernel_setup.py");
+  trace("warm-up: setup replied");
   const parsed = KernelSummarySchema.safeParse(summary);
   if (!parsed.success) {
     throw new JupyterError(
