@@ -14,7 +14,7 @@ import {
   runningEmbeddedServer,
   stopEmbeddedServer,
 } from "./local_server.ts";
-import { progress, trace, warn } from "./log.ts";
+import { progress, warn } from "./log.ts";
 import { findServer, rememberServer } from "./state.ts";
 
 /** The stage-1 environment handle: only the Jupyter fields matter here. */
@@ -155,7 +155,6 @@ export async function connect(
   opts: { idleTimeout?: number; stdinText?: () => Promise<string> } = {},
 ): Promise<Connection> {
   const target = await resolveTarget(flags, opts.stdinText);
-  trace("connect: target resolved");
   if (target) {
     const client = new JupyterClient(target);
     const probed = await client.probe();
@@ -173,11 +172,9 @@ export async function connect(
     rootDir: flags["root-dir"],
     idleTimeout: opts.idleTimeout,
   });
-  trace("connect: embedded server found");
   try {
     const client = new JupyterClient({ url: server.url, token: server.token });
     const probed = await client.probe();
-    trace("connect: probed");
     return {
       client,
       info: { ...probed, embedded: true },

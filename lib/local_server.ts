@@ -9,7 +9,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { EnvironmentError, JupyterError } from "./errors.ts";
 import { JupyterClient, sleep } from "./jupyter.ts";
-import { progress, trace, warn } from "./log.ts";
+import { progress, warn } from "./log.ts";
 import { childEnv } from "./redact.ts";
 import {
   ensureStateDir,
@@ -176,11 +176,8 @@ export async function ensureEmbeddedServer(opts: {
   rootDir?: string;
   idleTimeout?: number;
 }): Promise<{ server: EmbeddedServer; started: boolean }> {
-  trace("embedded: locking");
   return await withFileLock("embedded", async () => {
-    trace("embedded: locked");
     const existing = await reusable();
-    trace("embedded: checked");
     if (existing) {
       progress(`using the embedded Jupyter server at ${existing.url} (pid ${existing.pid})`);
       warnCulling(existing, opts.idleTimeout ?? 0);
