@@ -591,7 +591,16 @@ def test_sae_reconstruction_error(sae_model, skip_bos):
     assert res["loss_with_sae"] == pytest.approx(with_sae, abs=1e-5)
     assert res["loss_zero_ablated"] == pytest.approx(zero, abs=1e-5)
     assert res["loss_delta"] == pytest.approx(with_sae - clean, abs=1e-5)
-    assert res["loss_recovered"] == pytest.approx((zero - with_sae) / (zero - clean), abs=1e-4)
+    # loss_recovered is a ratio of differences of losses: check it against the
+    # skill's own losses tightly, and against the independent losses with the
+    # 1e-5 per-loss tolerance propagated through the ratio (it is not 1e-4 when
+    # zero - clean is small, and CPUs differ in the last digits of each loss).
+    own = (res["loss_zero_ablated"] - res["loss_with_sae"]) / (res["loss_zero_ablated"] - res["loss_clean"])
+    assert res["loss_recovered"] == pytest.approx(own, rel=1e-9, abs=1e-12)
+    eps = 1e-5
+    num, den = zero - with_sae, zero - clean
+    ratio_tol = (2 * eps + abs(num / den) * 2 * eps) / (abs(den) - 2 * eps)
+    assert res["loss_recovered"] == pytest.approx(num / den, abs=ratio_tol)
     assert res["fraction_variance_explained"] > 0.5, "the SAE trained in the test reconstructs poorly"
 
 
