@@ -46,6 +46,10 @@ const commands: Record<string, Command> = {
     run: async (a) => (await import("./lib/subcommands/restart.ts")).restartCommand(a),
     summary: "give a notebook session a new warm kernel (models loaded again), same notebook",
   },
+  open: {
+    run: async (a) => (await import("./lib/subcommands/open.ts")).openCommand(a),
+    summary: "print the JupyterLab URL of a session's notebook, for a person (--browser)",
+  },
   server: {
     run: async (a) => (await import("./lib/subcommands/server.ts")).serverCommand(a),
     summary: "the embedded server: status, stop, config",

@@ -201,6 +201,14 @@ export class JupyterClient {
     loadServices().catch(() => {}); // a failure surfaces where it is awaited
   }
 
+  /**
+   * A WebSocket to a server path (relative to the base URL), authenticated
+   * like the kernel connections (the token in a header, never in the URL).
+   */
+  openSocket(path: string): WebSocket {
+    return new this.webSocket(this.url.replace(/^http/, "ws") + path.replace(/^\//, ""));
+  }
+
   /** Settings for @jupyterlab/services' kernel connections. */
   kernelSettings(): Promise<ServerConnection.ISettings> {
     return this.settings ??= loadServices().then(({ ServerConnection }) =>

@@ -71,6 +71,23 @@ export type NotebookCell =
   }
   | { cell_type: "markdown"; id: string; source: string; metadata: Record<string, unknown> };
 
+/**
+ * A Python kernel's `language_info` as ipykernel reports it. JupyterLab
+ * writes the kernel's into a notebook it opens; a notebook that already
+ * holds the same is not marked changed (no "File Changed" dialog later).
+ */
+export function pythonLanguageInfo(version?: string): Record<string, unknown> {
+  return {
+    codemirror_mode: { name: "ipython", version: 3 },
+    file_extension: ".py",
+    mimetype: "text/x-python",
+    name: "python",
+    nbconvert_exporter: "python",
+    pygments_lexer: "ipython3",
+    ...(version ? { version } : {}),
+  };
+}
+
 /** An empty notebook for a Python kernel. */
 export function emptyNotebook(kernelName: string, extra: Record<string, unknown> = {}): Notebook {
   return {
@@ -78,7 +95,7 @@ export function emptyNotebook(kernelName: string, extra: Record<string, unknown>
     nbformat_minor: 5,
     metadata: {
       kernelspec: { name: kernelName, display_name: "Python 3 (ipykernel)", language: "python" },
-      language_info: { name: "python" },
+      language_info: pythonLanguageInfo(),
       ...extra,
     },
     cells: [],

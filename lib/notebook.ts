@@ -9,7 +9,10 @@ import { executionFor, type LoadedConfig } from "./config.ts";
 import type { Connection } from "./connect.ts";
 import { handleBase, type NotebookHandle, type ServerInfo } from "./handle.ts";
 import type { KernelModel } from "./jupyter.ts";
-import { cellId, emptyNotebook, type Notebook } from "./nbformat.ts";
+import { cellId, emptyNotebook, type Notebook, pythonLanguageInfo } from "./nbformat.ts";
+import { NotebookDoc } from "./mcp/notebook/document.ts";
+import { ContentsStore, setupCellMetadata } from "./mcp/notebook/store.ts";
+import { JupyterError } from "./errors.ts";
 import { mcpConfigFor } from "./mcp_config.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import {
@@ -57,15 +60,17 @@ export async function bindNotebook(
   let started = wk.started;
   let ok = false;
   try {
+    const languageInfo = pythonLanguageInfo(warm.summary.environment?.python);
     const nb = emptyNotebook(loaded.config.execution.kernel_name, {
       interp_exec: { version: VERSION },
+      language_info: languageInfo,
     });
     if (!executionFor(loaded.config, "notebook").hide_setup) {
       nb.cells.push({
         cell_type: "code",
         id: cellId(),
         source: SETUP_CELL_SOURCE,
-        metadata: { tags: ["interp-exec-setup"] },
+        metadata: setupCellMetadata(),
         execution_count: warm.execution_count,
         // The setup's log is the user's code too (custom_load_code may print anything).
         outputs: redactOutputs(warm.outputs, redactor(client.target.token)),
@@ -80,8 +85,20 @@ export async function bindNotebook(
         notebook: nb,
       });
       trace("bind: session made");
-    } else if (started.notebookPath && nb.cells.length > 0) {
-      await client.saveNotebook(started.notebookPath, nb);
+    } else if (started.notebookPath) {
+      // The session's notebook exists since before the warm-up, and a person
+      // may have opened it meanwhile: change it through the notebook writer
+      // (the shared document on collaboration servers), never by a PUT.
+      const doc = new NotebookDoc(new ContentsStore(client, started.notebookPath), { delayMs: 0 });
+      const first = (await doc.current()).cells[0]?.id ?? null;
+      doc.apply({ op: "metadata", key: "language_info", value: languageInfo });
+      for (const cell of nb.cells) doc.apply({ op: "insert", cell, before: first });
+      if (!(await doc.close(60_000))) {
+        throw new JupyterError(
+          "http",
+          `could not write the setup cell into ${started.notebookPath}: ${doc.takeError()}`,
+        );
+      }
       trace("bind: notebook written");
     }
     const sessionId = started.sessionId ?? started.kernel.id;

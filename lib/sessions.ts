@@ -397,3 +397,35 @@ export async function kernelMemory(kernelIds: Set<string>): Promise<Map<string, 
   } catch { /* no /proc (not Linux) */ }
   return found;
 }
+
+/**
+ * The session a command names: `--handle FILE|-` (with `--session` to pick
+ * among several), or `--session ID` (a recorded id or a unique prefix).
+ */
+export async function targetSession(
+  values: { session?: string; handle?: string },
+  command: string,
+): Promise<SessionRef> {
+  if (values.handle !== undefined) {
+    const handles = await readHandles(values.handle);
+    if (values.session !== undefined) {
+      const h = handles.find((h) =>
+        h.session_id === values.session || h.session_id.startsWith(values.session!)
+      );
+      if (!h) throw new UsageError(`${command}: --session ${values.session} is not in the handle`);
+      return refFromHandle(h);
+    }
+    if (handles.length > 1) {
+      throw new UsageError(
+        `${command}: the handle holds ${handles.length} sessions; pick one with --session ID`,
+        `sessions: ${handles.map((h) => h.session_id).join(", ")}`,
+      );
+    }
+    return refFromHandle(handles[0]);
+  }
+  if (values.session !== undefined) return await resolveSessionRef(values.session);
+  throw new UsageError(
+    `${command}: which session? pass --session ID or --handle FILE`,
+    "'interp-exec sessions' lists them",
+  );
+}

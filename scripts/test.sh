@@ -24,8 +24,9 @@ trap cleanup EXIT
 .venv/bin/python examples/tiny/build_models.py "$INTERP_EXEC_TEST_MODELS"
 
 # One stock Jupyter Server (not started by interp-exec, so Nagle stays on as
-# on servers we do not control) behind a JupyterHub-style prefix, shared by
-# the test files that need a remote server.
+# on servers we do not control; no real-time collaboration, as on a plain
+# server) behind a JupyterHub-style prefix, shared by the test files that
+# need a remote server.
 export INTERP_EXEC_TEST_SERVER_ROOT="$WORK/server-root"
 export INTERP_EXEC_TEST_SERVER_TOKEN_FILE="$WORK/server-token"
 mkdir -p "$INTERP_EXEC_TEST_SERVER_ROOT"
@@ -35,7 +36,8 @@ export INTERP_EXEC_TEST_SERVER_URL="http://127.0.0.1:$port/user/tester/"
 (cd "$INTERP_EXEC_TEST_SERVER_ROOT" && JUPYTER_TOKEN=$(cat "$INTERP_EXEC_TEST_SERVER_TOKEN_FILE") exec "$ROOT/.venv/bin/python" -m jupyter_server \
   --ServerApp.ip=127.0.0.1 --ServerApp.port="$port" --ServerApp.port_retries=0 \
   --ServerApp.base_url=/user/tester/ --ServerApp.root_dir="$INTERP_EXEC_TEST_SERVER_ROOT" \
-  --ServerApp.open_browser=False --ServerApp.allow_root=True >"$WORK/server.log" 2>&1) &
+  --ServerApp.open_browser=False --ServerApp.allow_root=True \
+  --ServerApp.jpserver_extensions=jupyter_server_ydoc=False >"$WORK/server.log" 2>&1) &
 SERVER_PID=$!
 for _ in $(seq 600); do
   if .venv/bin/python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + "api")' "$INTERP_EXEC_TEST_SERVER_URL" 2>/dev/null; then break; fi

@@ -102,6 +102,9 @@ export interface TestServer {
   kill?: (signal: Deno.Signal) => Promise<void>;
 }
 
+/** The flag that starts a Jupyter Server of the venv without real-time collaboration. */
+export const NO_COLLABORATION = "--ServerApp.jpserver_extensions=jupyter_server_ydoc=False";
+
 /**
  * Starts a stock Jupyter Server (no interp-exec config, so Nagle stays on as
  * on servers we do not control) on loopback with a token and base URL prefix.
@@ -117,6 +120,11 @@ export async function startStockServer(
     /** A fixed port and token (to restart a server where it was). */
     port?: number;
     token?: string;
+    /**
+     * Real-time collaboration (jupyter-collaboration, installed in the
+     * venv): off by default, as on a plain Jupyter Server.
+     */
+    collaboration?: boolean;
   } = {},
 ): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
@@ -135,6 +143,7 @@ export async function startStockServer(
       `--ServerApp.base_url=${prefix}`,
       "--ServerApp.open_browser=False",
       "--ServerApp.allow_root=True",
+      ...(opts.collaboration ? [] : [NO_COLLABORATION]),
       ...(opts.extraArgs ?? []),
     ]
     : [

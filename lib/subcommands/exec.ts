@@ -11,10 +11,7 @@ import {
   clientFor,
   isOwnServer,
   locate,
-  readHandles,
-  refFromHandle,
-  resolveSessionRef,
-  type SessionRef,
+  targetSession,
 } from "../sessions.ts";
 import { trapSignals } from "../signals.ts";
 import { forgetSessions } from "../state.ts";
@@ -117,7 +114,7 @@ export async function execCommand(args: string[]): Promise<void> {
     );
   }
 
-  const ref = await targetSession(values);
+  const ref = await targetSession(values, "exec");
   const code = values.code ?? await readCode(values.file);
   if (code.trim() === "") throw new UsageError("exec: no code to run");
   const client = await clientFor(values, ref.server_url);
@@ -211,31 +208,6 @@ export async function execCommand(args: string[]): Promise<void> {
     channel?.close();
     signals.dispose();
   }
-}
-
-async function targetSession(values: { session?: string; handle?: string }): Promise<SessionRef> {
-  if (values.handle !== undefined) {
-    const handles = await readHandles(values.handle);
-    if (values.session !== undefined) {
-      const h = handles.find((h) =>
-        h.session_id === values.session || h.session_id.startsWith(values.session!)
-      );
-      if (!h) throw new UsageError(`exec: --session ${values.session} is not in the handle`);
-      return refFromHandle(h);
-    }
-    if (handles.length > 1) {
-      throw new UsageError(
-        `exec: the handle holds ${handles.length} sessions; pick one with --session ID`,
-        `sessions: ${handles.map((h) => h.session_id).join(", ")}`,
-      );
-    }
-    return refFromHandle(handles[0]);
-  }
-  if (values.session !== undefined) return await resolveSessionRef(values.session);
-  throw new UsageError(
-    "exec: which session? pass --session ID or --handle FILE",
-    "'interp-exec sessions' lists them",
-  );
 }
 
 async function readCode(file: string | undefined): Promise<string> {

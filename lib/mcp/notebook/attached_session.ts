@@ -14,8 +14,10 @@ import { runCode, type RunResult } from "../../kernel_run.ts";
 import { NotebookDoc } from "./document.ts";
 import type { NotebookStore } from "./store.ts";
 
-/** How often a long-running cell's outputs are recorded in the notebook. */
+/** How often a long-running cell's outputs are recorded in the notebook file. */
 const FLUSH_MS = 3000;
+/** The same in a shared document: each update is a small CRDT change, seen live. */
+const LIVE_FLUSH_MS = 250;
 
 /** What a session needs from the server it lives on. */
 export interface AttachedSessionHost {
@@ -33,6 +35,8 @@ export interface RanCell {
   cellId: string;
   /** Why the notebook could not be updated lately (the writer keeps trying). */
   notebookError?: string;
+  /** Something the agent should know about its notebook (cells another writer removed). */
+  notebookNotice?: string;
 }
 
 /** A session (or a bare kernel) the agent works in. */
@@ -159,13 +163,14 @@ export class AttachedSession {
       if (record) {
         await this.doc.current().catch(() => undefined);
         write([], null);
+        this.doc.running(id, true);
         let version = 0;
         let flushed = 0;
         flusher = setInterval(() => {
           if (version === flushed) return;
           flushed = version;
           write(latest(), null);
-        }, FLUSH_MS);
+        }, this.doc.live ? LIVE_FLUSH_MS : FLUSH_MS);
         const bump = () => version++;
         const onChange = opts.onChange;
         opts = { ...opts, onChange: (o) => (bump(), onChange?.(o)) };
@@ -200,7 +205,10 @@ export class AttachedSession {
       } finally {
         if (flusher !== undefined) clearInterval(flusher);
       }
-      if (record) write(run.outputs, run.execution_count);
+      if (record) {
+        write(run.outputs, run.execution_count);
+        this.doc.running(id, false);
+      }
       if (run.status === "died") this.die(run.note ?? "the kernel died");
       if (run.status === "lost" || run.status === "server_gone") this.dropped = true;
       return {
@@ -208,6 +216,7 @@ export class AttachedSession {
         index: record ? this.doc.indexOf(id) : -1,
         cellId: id,
         notebookError: this.doc.takeError(),
+        notebookNotice: this.doc.takeNotice(),
       };
     });
   }

@@ -114,6 +114,8 @@ export function changeResult(
   const note = session.doc.takeError();
   const lines = [text];
   if (note) lines.push(`[the notebook could not be written lately: ${note}; retrying]`);
+  const notice = session.doc.takeNotice();
+  if (notice) lines.push(`[${notice}]`);
   return {
     ...textResult(ctx, lines.join("\n")),
     structuredContent: {

@@ -13,10 +13,20 @@
  * Writers on one machine (sharing interp-exec's state folder) also take
  * turns on a lock per file, so no check-then-save of one can interleave
  * with another's.
+ *
+ * On a server with real-time collaboration the file is not written at all:
+ * the notebook joins the shared document (collab/room.ts), every change is
+ * a CRDT operation on it at once, and the server saves the file itself. A
+ * change counts as written once the server confirms it has it; changes not
+ * yet confirmed when the room drops are applied again to the document the
+ * next connection brings (they are idempotent), and when no room can be had
+ * the file writer takes over with them.
  */
 
 import { progress } from "../../log.ts";
 import type { Notebook, NotebookCell, Output } from "../../nbformat.ts";
+import type { NotebookRoom } from "../../collab/room.ts";
+import { applySharedOp, setRunning, sharedToNotebook } from "../../collab/ops.ts";
 import { withFileLock } from "../../state.ts";
 import type { NotebookStore } from "./store.ts";
 
@@ -40,6 +50,8 @@ export type CellOp =
   /** Moves a cell before another (null: to the end). */
   | { op: "move"; id: string; before: string | null }
   | { op: "source"; id: string; source: string }
+  /** Sets one key of the notebook's metadata. */
+  | { op: "metadata"; key: string; value: unknown }
   | { op: "clear"; ids: string[] };
 
 /** Applies one operation in place. */
@@ -86,6 +98,9 @@ export function applyOp(nb: Notebook, op: CellOp): void {
       if (i >= 0) nb.cells[i] = { ...nb.cells[i], source: op.source };
       return;
     }
+    case "metadata":
+      nb.metadata = { ...nb.metadata, [op.key]: structuredClone(op.value) };
+      return;
     case "clear":
       for (const id of op.ids) {
         const i = at(id);
@@ -128,6 +143,16 @@ export class NotebookDoc {
   /** Writes done and the last one's duration (for diagnostics and the bench). */
   readonly stats = { writes: 0, merges: 0, lastWriteMs: 0 };
   private readonly opts: WriterOptions;
+  /** The shared document, once joined (collaboration servers). */
+  private room: NotebookRoom | undefined;
+  /** "none": the file is written (no collaboration, or it failed). */
+  private roomState: "unknown" | "open" | "none" = "unknown";
+  /** Ops sent before the room was (re)joined must be applied to its document. */
+  private replay = false;
+  private sharedView: Notebook | undefined;
+  /** Ids of the cells this writer put in the notebook (to notice a save that drops them). */
+  private readonly ours = new Set<string>();
+  private notice: string | undefined;
 
   constructor(readonly store: NotebookStore, opts: Partial<WriterOptions> = {}) {
     this.opts = { ...DEFAULTS, ...opts };
@@ -143,6 +168,12 @@ export class NotebookDoc {
    * reads it again if so; otherwise the copy in memory answers.
    */
   async current(opts: { fresh?: boolean } = {}): Promise<Notebook> {
+    if (this.roomState === "unknown" && this.store.openRoom) await this.joinRoom();
+    if (this.roomState === "open") {
+      if (this.room && !this.room.closed) return this.shared(this.room);
+      await (this.writing ?? this.write());
+      if (this.room && !this.room.closed) return this.shared(this.room);
+    }
     if (!this.view) return await this.load();
     if (opts.fresh) {
       await this.writing;
@@ -154,20 +185,46 @@ export class NotebookDoc {
 
   /** The view when it is loaded (no I/O), for index lookups on the hot path. */
   peek(): Notebook | undefined {
+    if (this.room && !this.room.closed) return this.shared(this.room);
     return this.view;
   }
 
   /** Index of a cell in the view (-1: absent or not loaded). */
   indexOf(id: string): number {
-    return this.view?.cells.findIndex((c) => c.id === id) ?? -1;
+    return this.peek()?.cells.findIndex((c) => c.id === id) ?? -1;
+  }
+
+  /** Whether changes go to a shared document that people see live. */
+  get live(): boolean {
+    return this.roomState === "open";
   }
 
   /** Applies a change now and schedules its write. */
   apply(op: CellOp): void {
     if (this.closed) throw new Error("the notebook is closed");
     this.pending.push(op);
+    if (op.op === "upsert") this.ours.add(op.id);
+    else if (op.op === "insert") this.ours.add(op.cell.id);
+    else if (op.op === "delete") this.ours.delete(op.id);
+    if (this.room && !this.room.closed && !this.replay) applySharedOp(this.room.nb, op);
     if (this.view) applyOp(this.view, op);
     this.schedule();
+  }
+
+  /** Shows a code cell as running (or not) in a shared document; nothing on a file. */
+  running(id: string, on: boolean): void {
+    if (this.room && !this.room.closed && !this.replay) setRunning(this.room.nb, id, on);
+  }
+
+  /**
+   * A note for the agent, once: cells it wrote that another writer's save
+   * removed from the file (a person's "Overwrite" in JupyterLab without
+   * real-time collaboration).
+   */
+  takeNotice(): string | undefined {
+    const n = this.notice;
+    this.notice = undefined;
+    return n;
   }
 
   /**
@@ -203,6 +260,20 @@ export class NotebookDoc {
         await new Promise((r) => setTimeout(r, Math.min(1000, deadline - performance.now())));
       }
     }
+    if (!this.dirty && this.room && !this.room.closed) {
+      // The file on disk follows the document: ask the server to save now
+      // (it saves on its own a second after changes; "skipped" means a save
+      // of its own runs, so ask again).
+      for (let i = 0; i < 5 && performance.now() < deadline; i++) {
+        const status = await this.room.save(Math.max(1000, deadline - performance.now()));
+        if (status === "success") break;
+        if (status !== "skipped") {
+          this.error ??= `the server did not save the shared notebook (${status})`;
+          return false;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
     return !this.dirty;
   }
 
@@ -212,6 +283,7 @@ export class NotebookDoc {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.room?.close();
     return ok;
   }
 
@@ -233,6 +305,22 @@ export class NotebookDoc {
   /** Reads the file again and applies the pending changes to it. */
   private async reload(): Promise<void> {
     const { nb, stamp } = await this.store.read();
+    const there = new Set(nb.cells.map((c) => c.id));
+    const pendingIds = new Set(
+      this.pending.map((op) => op.op === "upsert" ? op.id : op.op === "insert" ? op.cell.id : ""),
+    );
+    const dropped = [...this.ours].filter((id) => !there.has(id) && !pendingIds.has(id));
+    if (dropped.length) {
+      for (const id of dropped) this.ours.delete(id);
+      this.notice =
+        `${dropped.length} cell(s) written earlier (${dropped.slice(0, 5).join(", ")}${
+          dropped.length > 5 ? ", ..." : ""
+        }) were removed from ${this.path ?? "the notebook"} ` +
+        `by another writer's save (a person's "Overwrite" in JupyterLab?); the notebook now ` +
+        `follows the file; their code is in your earlier results, and real-time collaboration ` +
+        `(jupyter-collaboration on the server) prevents this`;
+      progress(this.notice);
+    }
     for (const op of this.pending) applyOp(nb, op);
     this.view = nb;
     this.stamp = stamp;
@@ -250,11 +338,87 @@ export class NotebookDoc {
     Deno.unrefTimer(this.timer as unknown as number);
   }
 
+  /** The shared document as a notebook, cached until it changes. */
+  private shared(room: NotebookRoom): Notebook {
+    return this.sharedView ??= sharedToNotebook(room.nb);
+  }
+
+  /**
+   * The room when the server has one: joined on first use (after the file
+   * exists, since the server loads the document from it), joined again
+   * after a drop. Undefined: write the file.
+   */
+  private joinRoom(): Promise<NotebookRoom | undefined> {
+    if (this.roomState === "none" || !this.store.openRoom) return Promise.resolve(undefined);
+    if (this.room && !this.room.closed) return Promise.resolve(this.room);
+    return this.joining ??= this.join().finally(() => (this.joining = undefined));
+  }
+
+  private joining: Promise<NotebookRoom | undefined> | undefined;
+
+  private async join(): Promise<NotebookRoom | undefined> {
+    if (!this.store.openRoom) return undefined;
+    if (this.roomState === "unknown" && (await this.store.stamp()) === null) {
+      // A notebook that does not exist yet is created as a file first.
+      return undefined;
+    }
+    const dropped = this.room?.closed;
+    this.room = undefined;
+    this.sharedView = undefined;
+    let room: NotebookRoom | null = null;
+    try {
+      room = await this.store.openRoom();
+    } catch (err) {
+      progress(
+        `could not join the shared document of ${this.path}: ${(err as Error).message}; ` +
+          `writing the file instead`,
+      );
+    }
+    if (!room) {
+      this.roomState = "none";
+      return undefined;
+    }
+    if (dropped) progress(`rejoined the shared document of ${this.path} (${dropped})`);
+    this.room = room;
+    this.roomState = "open";
+    this.replay = true;
+    room.nb.ydoc.on("update", () => (this.sharedView = undefined));
+    room.onClose((why) => {
+      this.sharedView = undefined;
+      if (!this.closed) progress(`the shared document of ${this.path} dropped: ${why}`);
+      if (this.pending.length && !this.closed) this.schedule();
+    });
+    return room;
+  }
+
+  /** Sends the pending changes to the shared document and waits until the server has them. */
+  private async writeShared(room: NotebookRoom): Promise<void> {
+    if (this.replay) {
+      // A (re)joined document: what it may lack is applied again (idempotent).
+      for (const op of this.pending) applySharedOp(room.nb, op);
+      this.replay = false;
+    }
+    const n = this.pending.length;
+    if (!(await room.confirm(60_000))) {
+      throw new Error(
+        `the shared document did not confirm the changes (${room.closed ?? "timeout"})`,
+      );
+    }
+    this.pending.splice(0, n);
+  }
+
   /** One write of everything pending; never throws (errors are kept for the agent). */
   private write(): Promise<void> {
     const run = async () => {
       const t0 = performance.now();
       try {
+        const room = await this.joinRoom();
+        if (room) {
+          await this.writeShared(room);
+          this.failures = 0;
+          this.stats.writes++;
+          return;
+        }
         // Check, merge and write as one step, taking turns with every other
         // writer of this file on the machine (CLI exec, other MCP servers):
         // between the stamp check and the save nobody else writes. A writer

@@ -109,6 +109,7 @@ export function reportCell(
   const next = nextStep(run, session.id);
   if (next) parts.push(`[${next}]`);
   if (ran.notebookError) parts.push(`[the notebook could not be updated: ${ran.notebookError}]`);
+  if (ran.notebookNotice) parts.push(`[${ran.notebookNotice}]`);
   const where = session.store.path && ran.cellId ? "; the notebook keeps all of it" : "";
   const text = truncate(
     parts.filter(Boolean).join("\n"),

@@ -27,7 +27,7 @@ import {
 } from "../../state.ts";
 import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warmup.ts";
 import type { NotebookDoc } from "./document.ts";
-import { isSetupCell } from "./store.ts";
+import { isSetupCell, setupCellMetadata } from "./store.ts";
 
 /** What is known about the session to restart. */
 export interface RestartTarget {
@@ -171,7 +171,7 @@ export async function restartSession(
       source: setup?.source ?? SETUP_CELL_SOURCE,
       outputs,
       execution_count: warm.execution_count,
-      metadata: { tags: ["interp-exec-setup"] },
+      metadata: setupCellMetadata(),
       before: setup ? undefined : nb.cells[0]?.id ?? null,
     });
   }

@@ -7,6 +7,7 @@
  */
 
 import type { JupyterClient } from "../../jupyter.ts";
+import { NotebookRoom } from "../../collab/room.ts";
 import { cellId, emptyNotebook, type Notebook, type NotebookCell } from "../../nbformat.ts";
 
 /** A notebook as read, with the stamp of that version. */
@@ -33,6 +34,11 @@ export interface NotebookStore {
    * machine that share it take turns (document.ts). Absent: in memory only.
    */
   readonly lockKey?: string;
+  /**
+   * Joins the notebook's shared document when the server has real-time
+   * collaboration (null: it has none). Absent: never shared.
+   */
+  openRoom?(): Promise<NotebookRoom | null>;
 }
 
 /** A .ipynb on the Jupyter server. */
@@ -52,6 +58,10 @@ export class ContentsStore implements NotebookStore {
 
   async save(nb: Notebook): Promise<void> {
     await this.write(nb);
+  }
+
+  openRoom(): Promise<NotebookRoom | null> {
+    return NotebookRoom.open(this.client, this.path);
   }
 
   async read(): Promise<Stamped> {
@@ -156,6 +166,15 @@ export function normalize(nb: Notebook): Notebook {
 
 /** Tag of the warm-up cell notebook mode writes first. */
 export const SETUP_TAG = "interp-exec-setup";
+
+/**
+ * The warm-up cell's metadata: its tag, and the flags JupyterLab honours so
+ * that a person's edits cannot change or delete it (the MCP tools check the
+ * tag themselves).
+ */
+export function setupCellMetadata(): Record<string, unknown> {
+  return { tags: [SETUP_TAG], editable: false, deletable: false };
+}
 
 /** Whether a cell is interp-exec's warm-up cell (it cannot be run, moved or edited by itself). */
 export function isSetupCell(cell: NotebookCell): boolean {

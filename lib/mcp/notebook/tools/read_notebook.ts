@@ -80,6 +80,8 @@ export function registerReadNotebook(server: McpServer, ctx: NotebookMcpContext)
       ? ` (showing ${start} to ${end - 1})`
       : "";
     const lines = [`${title}: ${total} cells${range}`];
+    const notice = session.doc.takeNotice();
+    if (notice) lines.push(`[${notice}]`);
     shown.forEach((cell, k) => {
       lines.push("", `[${start + k}] ${describeCell(cell)}`);
       lines.push(clip(cell.source, SOURCE_CHARS));
