@@ -90,9 +90,15 @@ export async function bindNotebook(
       // may have opened it meanwhile: change it through the notebook writer
       // (the shared document on collaboration servers), never by a PUT.
       const doc = new NotebookDoc(new ContentsStore(client, started.notebookPath), { delayMs: 0 });
-      const first = (await doc.current()).cells[0]?.id ?? null;
+      const cells = (await doc.current()).cells;
+      const first = cells[0]?.id ?? null;
       doc.apply({ op: "metadata", key: "language_info", value: languageInfo });
       for (const cell of nb.cells) doc.apply({ op: "insert", cell, before: first });
+      // A collaboration server gives a notebook with no cells one empty cell
+      // when it loads it into the shared document; ours was created empty.
+      const blank = cells.length === 1 && cells[0].cell_type === "code" && cells[0].source === "" &&
+        cells[0].outputs.length === 0;
+      if (blank && nb.cells.length > 0) doc.apply({ op: "delete", id: cells[0].id });
       if (!(await doc.close(60_000))) {
         throw new JupyterError(
           "http",

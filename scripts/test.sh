@@ -45,6 +45,18 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 
+# Debian's Chromium for the tests of what a person sees in JupyterLab
+# (tests/shared_notebook_browser_test.ts); they skip, saying why, without it.
+if [ ! -x /usr/bin/chromium ] && [ -z "${INTERP_EXEC_CHROMIUM:-}" ] && command -v apt-get >/dev/null; then
+  echo "== installing Debian's chromium for the browser tests"
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
+    >"$WORK/chromium-install.log" 2>&1 ||
+    echo "interp-exec: could not install chromium (see above); the browser tests will skip" >&2
+fi
+# Screenshots of the browser tests, kept after the run.
+export INTERP_EXEC_TEST_ARTIFACTS="${INTERP_EXEC_TEST_ARTIFACTS:-$ROOT/test-artifacts}"
+
 echo "== deno fmt / lint / check"
 "$DENO" fmt --check
 "$DENO" lint

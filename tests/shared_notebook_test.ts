@@ -76,6 +76,7 @@ Deno.test({
       const before = sharedToNotebook(person.nb);
       const setupBefore = setupCellOf(before);
       assert.ok(setupBefore, "the warm-up cell is in the shared document");
+      assert.equal(before.cells.length, 1, "the warm-up cell alone (no blank cell left over)");
       assert.equal(setupBefore.metadata.editable, false);
       assert.equal(setupBefore.metadata.deletable, false);
 

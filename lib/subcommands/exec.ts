@@ -7,12 +7,7 @@ import { NotebookDoc } from "../mcp/notebook/document.ts";
 import { ContentsStore } from "../mcp/notebook/store.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
 import { redactor, redactOutputs } from "../redact.ts";
-import {
-  clientFor,
-  isOwnServer,
-  locate,
-  targetSession,
-} from "../sessions.ts";
+import { clientFor, isOwnServer, locate, targetSession } from "../sessions.ts";
 import { trapSignals } from "../signals.ts";
 import { forgetSessions } from "../state.ts";
 import { mergeStreams } from "../warmup.ts";
