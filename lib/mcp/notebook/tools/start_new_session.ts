@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../../errors.ts";
+import { JupyterError, UsageError } from "../../../errors.ts";
 import type { KernelModel } from "../../../jupyter.ts";
 import { emptyNotebook, type Notebook, type NotebookCell } from "../../../nbformat.ts";
 import { progress as log } from "../../../log.ts";
@@ -21,6 +21,7 @@ import {
   type NotebookStore,
 } from "../store.ts";
 import { timeoutSeconds } from "../schemas.ts";
+import type { NotebookDoc } from "../document.ts";
 
 /**
  * start_new_session: a new session, warmed from an experiment config or
@@ -160,7 +161,9 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
           body: JSON.stringify({ path, name: handle.experiment_name, type: "notebook" }),
         }).then((r) => r.body?.cancel());
         store = new ContentsStore(client, path);
-        await store.save({ ...source, cells: [...setup, ...cells] });
+        // Changed in place through the notebook writer (the shared document
+        // where the server has one: a person may have it open).
+        await resumeInPlace(ctx.docFor(store), setup, args.run_cells ? cells : undefined);
         await client.deleteFile(handle.notebook_path);
         const rec = (await recordedSessions()).find((r) => r.id === handle.session_id);
         if (rec) await recordSession({ ...rec, notebook_path: path, config_path: loaded.path });
@@ -182,7 +185,8 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
     if (args.notebook_path && !args.fork) {
       path = args.notebook_path;
       if (args.run_cells) {
-        await client.saveNotebook(path, { ...source!, cells: keepSetup(source!, cells) });
+        const doc = ctx.docFor(new ContentsStore(client, path));
+        await resumeInPlace(doc, (await doc.current()).cells.filter(isSetupCell), cells);
       }
     } else {
       path = newNotebookPath(args.notebook_path);
@@ -240,11 +244,6 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
   };
 }
 
-/** Resuming in place keeps the warm-up cell as a record (it is not run). */
-function keepSetup(source: Notebook, cells: NotebookCell[]): NotebookCell[] {
-  return [...source.cells.filter(isSetupCell), ...cells];
-}
-
 /** `<dir>/<stem>-fork-<stamp>.ipynb` beside the original, or `scratch-<stamp>.ipynb`. */
 function newNotebookPath(original?: string): string {
   const stamp = new Date().toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
@@ -287,4 +286,29 @@ export async function replay(
   }
   lines.push(`all ${todo.length} code cell(s) ran without error`);
   return textResult(ctx, lines.join("\n"));
+}
+
+/**
+ * An existing notebook taken over by a new session, changed in place: its
+ * warm-up cells replaced by `setup` (at the top), and with `rerun` the
+ * outputs of the cells to run again cleared. Waits until it is written.
+ */
+async function resumeInPlace(
+  doc: NotebookDoc,
+  setup: NotebookCell[],
+  rerun: NotebookCell[] | undefined,
+): Promise<void> {
+  const now = await doc.current({ fresh: true });
+  const keep = new Set(setup.map((c) => c.id));
+  for (const c of now.cells) {
+    if (isSetupCell(c) && !keep.has(c.id)) doc.apply({ op: "delete", id: c.id });
+  }
+  const first = now.cells.find((c) => !isSetupCell(c))?.id ?? null;
+  for (const c of setup) doc.apply({ op: "insert", cell: c, before: first });
+  if (rerun) {
+    doc.apply({ op: "clear", ids: rerun.filter((c) => c.cell_type === "code").map((c) => c.id) });
+  }
+  if (!(await doc.flush(60_000))) {
+    throw new JupyterError("http", `could not update ${doc.path}: ${doc.takeError()}`);
+  }
 }
