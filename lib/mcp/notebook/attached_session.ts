@@ -161,7 +161,7 @@ export class AttachedSession {
       let flusher: ReturnType<typeof setInterval> | undefined;
       let latest: () => Output[] = () => [];
       if (record) {
-        await this.doc.current().catch(() => undefined);
+        await this.doc.prepare().catch(() => undefined);
         write([], null);
         this.doc.running(id, true);
         let version = 0;

@@ -191,7 +191,19 @@ export class NotebookDoc {
 
   /** Index of a cell in the view (-1: absent or not loaded). */
   indexOf(id: string): number {
-    return this.peek()?.cells.findIndex((c) => c.id === id) ?? -1;
+    // Straight from the shared document: building its view costs the notebook's size.
+    if (this.room && !this.room.closed) return this.room.nb.cells.findIndex((c) => c.id === id);
+    return this.view?.cells.findIndex((c) => c.id === id) ?? -1;
+  }
+
+  /**
+   * Gets the notebook ready for changes (the file read, or the shared
+   * document joined) without building a view of it.
+   */
+  async prepare(): Promise<void> {
+    if (this.roomState === "unknown" && this.store.openRoom) await this.joinRoom();
+    if (this.room && !this.room.closed) return;
+    await this.current();
   }
 
   /** Whether changes go to a shared document that people see live. */
