@@ -1,0 +1,556 @@
+"""Issue 24: the skills on a matrix of architectures and dtypes.
+
+Tiny seeded models with random weights, built here from configs (no hub):
+GPT-2 (LayerNorm, biases, tied unembedding), Llama (RMSNorm, GQA, gated MLP),
+GPT-NeoX (parallel residual), Qwen2 (qkv biases), Gemma-2 (post-norms,
+soft-capping, (1 + w) norms), OLMo-2 (post-norms only) and a LoRA model; each in
+float32, bfloat16 and float16. Every skill result is checked against plain
+PyTorch written here. Tolerances are derived from the dtype's unit roundoff
+u = eps / 2 (2^-24 float32, 2^-8 bfloat16, 2^-11 float16), times the
+magnitudes that are rounded, as the comments say.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from test_builtin_skills import all_hooks, skill_ns
+
+PROMPTS = ["the cat sat on the mat and the dog", "a dog", "hello world, how are you today"]
+ARCHS = ["gpt2", "llama", "neox", "qwen2", "gemma2", "olmo2", "llama-lora"]
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
+POST_NORM = {"gemma2", "olmo2"}
+HIDDEN, HEADS, LAYERS = 32, 4, 2
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny models run faster on one thread (much faster on a busy machine); restored afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def u_of(dtype: torch.dtype) -> float:
+    """Unit roundoff: the largest relative error of rounding one value to dtype."""
+    return float(torch.finfo(dtype).eps) / 2
+
+
+# --------------------------------------------------------------------------
+# The models
+# --------------------------------------------------------------------------
+
+
+def _config(arch: str, tok):
+    import transformers as tf
+
+    common = dict(
+        vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, initializer_range=0.2,
+    )
+    gated = dict(
+        hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        num_key_value_heads=2, max_position_embeddings=64,
+    )
+    if arch == "gpt2":
+        return tf.GPT2LMHeadModel, tf.GPT2Config(n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS, n_positions=64, **common)
+    if arch in ("llama", "llama-lora"):
+        return tf.LlamaForCausalLM, tf.LlamaConfig(tie_word_embeddings=False, attention_bias=True, **gated, **common)
+    if arch == "neox":
+        return tf.GPTNeoXForCausalLM, tf.GPTNeoXConfig(
+            hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+            max_position_embeddings=64, rotary_pct=0.5, use_parallel_residual=True, tie_word_embeddings=False,
+            **common,
+        )
+    if arch == "qwen2":
+        return tf.Qwen2ForCausalLM, tf.Qwen2Config(tie_word_embeddings=True, **gated, **common)
+    if arch == "gemma2":
+        return tf.Gemma2ForCausalLM, tf.Gemma2Config(
+            head_dim=HIDDEN // HEADS, final_logit_softcapping=3.0, attn_logit_softcapping=20.0,
+            query_pre_attn_scalar=HIDDEN // HEADS, sliding_window=4, **gated, **common,
+        )
+    if arch == "olmo2":
+        return tf.Olmo2ForCausalLM, tf.Olmo2Config(tie_word_embeddings=False, **gated, **common)
+    raise KeyError(arch)
+
+
+_BUILT: dict = {}
+
+
+def build(arch: str, dtype: torch.dtype):
+    """(model, tokenizer): seeded random float32 weights, then cast (a copy) to dtype. Cached per run."""
+    if arch not in _BUILT:
+        import build_models
+
+        tok = _BUILT.setdefault("tok", build_models.build_tokenizer(chat=False))
+        cls, config = _config(arch, tok)
+        config._attn_implementation = "eager"
+        torch.manual_seed(len(arch))
+        model = cls(config).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("bias"):
+                    p.normal_(0, 0.1)  # the inits zero biases; make them matter
+                elif "norm" in name or "ln_" in name:
+                    p.add_(torch.randn_like(p) * 0.2)  # not all ones (Gemma's (1 + w): not all zeros)
+        if arch == "llama-lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj", "down_proj"],
+                              init_lora_weights=False)
+            model = get_peft_model(model, lora).eval()
+        _BUILT[arch] = model
+    key = (arch, dtype)
+    if key not in _BUILT:
+        _BUILT[key] = _BUILT[arch] if dtype == torch.float32 else copy.deepcopy(_BUILT[arch]).to(dtype)
+    return _BUILT[key], _BUILT["tok"]
+
+
+@pytest.fixture(params=[(a, d) for a in ARCHS for d in DTYPES], ids=lambda p: f"{p[0]}-{p[1]}")
+def cell(request):
+    arch, dname = request.param
+    model, tok = build(arch, DTYPES[dname])
+    assert all_hooks(model) == 0
+    yield arch, model, tok
+    assert all_hooks(model) == 0, "a skill left a hook on the model"
+
+
+# --------------------------------------------------------------------------
+# Plain PyTorch access to the modules, per architecture (written here, not the skills')
+# --------------------------------------------------------------------------
+
+
+def base_of(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def blocks(model):
+    base = base_of(model)
+    if hasattr(base, "transformer"):
+        return base.transformer.h
+    if hasattr(base, "gpt_neox"):
+        return base.gpt_neox.layers
+    return base.model.layers
+
+
+def final_norm(model):
+    base = base_of(model)
+    if hasattr(base, "transformer"):
+        return base.transformer.ln_f
+    if hasattr(base, "gpt_neox"):
+        return base.gpt_neox.final_layer_norm
+    return base.model.norm
+
+
+def lm_head(model):
+    base = base_of(model)
+    return getattr(base, "embed_out", None) or base.lm_head
+
+
+def attn_of(block):
+    for name in ("self_attn", "attn", "attention"):
+        if hasattr(block, name):
+            return getattr(block, name)
+
+
+def added_module(arch, block, component):
+    """The module whose output the block adds to the residual (its post-norm on Gemma-2 / OLMo-2)."""
+    if arch in POST_NORM:
+        return block.post_attention_layernorm if component == "attn" else block.post_feedforward_layernorm
+    return attn_of(block) if component == "attn" else block.mlp
+
+
+def out_proj(block):
+    attn = attn_of(block)
+    for name in ("o_proj", "c_proj", "dense"):
+        if hasattr(attn, name):
+            return getattr(attn, name)
+
+
+def down_proj(block):
+    for name in ("down_proj", "c_proj", "dense_4h_to_h"):
+        if hasattr(block.mlp, name):
+            return getattr(block.mlp, name)
+
+
+def proj_weight(proj) -> torch.Tensor:
+    """[out, in] float64 weight of a Linear or a GPT-2 Conv1D (whose weight is [in, out])."""
+    w = proj.weight.detach().double()
+    return w if isinstance(proj, torch.nn.Linear) or "lora" in type(proj).__module__ else w.T
+
+
+def capture(model, enc, post: dict, pre: dict | None = None):
+    """Plain forward hooks: {key: module} outputs (first of a tuple) and {key: module} first inputs."""
+    seen, handles = {}, []
+    try:
+        for key, module in post.items():
+            handles.append(module.register_forward_hook(
+                lambda m, a, o, k=key: seen.__setitem__(k, (o[0] if isinstance(o, tuple) else o).detach())))
+        for key, module in (pre or {}).items():
+            handles.append(module.register_forward_pre_hook(
+                lambda m, a, kw, k=key: seen.__setitem__(k, (a[0] if a else kw["hidden_states"]).detach()),
+                with_kwargs=True))
+        with torch.no_grad():
+            seen["logits"] = model(**enc, use_cache=False).logits.detach()
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def frozen_norm_map(arch, norm, x: torch.Tensor):
+    """Plain frozen-scale linearisation of `norm` at x [hidden] (float64): (coefficient [hidden] or fn, bias)."""
+    x = x.double()
+    w = norm.weight.detach().double()
+    b = norm.bias.detach().double() if getattr(norm, "bias", None) is not None else torch.zeros_like(w)
+    if isinstance(norm, torch.nn.LayerNorm):
+        scale = 1 / torch.sqrt(x.var(unbiased=False) + norm.eps)
+        return (lambda c: w * scale * (c - c.mean(-1, keepdim=True))), b
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    g = (1 + w) if arch == "gemma2" else w
+    scale = 1 / torch.sqrt((x**2).mean() + eps)
+    return (lambda c: g * scale * c), b
+
+
+# --------------------------------------------------------------------------
+# The residual identity, and the cache against plain hooks
+# --------------------------------------------------------------------------
+
+
+def test_cache_residual_identity(cell):
+    """embed + sum(attn_out + mlp_out) up to block i == resid_out[i], on every block, within dtype rounding;
+    every cached point equals what plain hooks see."""
+    arch, model, tok = cell
+    ns = skill_ns("cache")
+    dtype = next(model.parameters()).dtype
+    cache = ns["run_with_cache"](model, tok, PROMPTS, names=["*"])
+    enc = ns["encode_prompts"](tok, PROMPTS)
+    mask = enc["attention_mask"].bool()
+    bl = blocks(model)
+    post = {("attn", i): added_module(arch, b, "attn") for i, b in enumerate(bl)}
+    post.update({("mlp", i): added_module(arch, b, "mlp") for i, b in enumerate(bl)})
+    post.update({("resid", i): b for i, b in enumerate(bl)})
+    post["final_norm"] = final_norm(model)
+    pre = {"embed": bl[0]}
+    pre.update({("z", i): out_proj(b) for i, b in enumerate(bl)})
+    pre.update({("neurons", i): down_proj(b) for i, b in enumerate(bl)})
+    seen = capture(model, enc, post, pre)
+
+    def same(name, plain):
+        expect = plain.float().masked_fill(~mask.reshape(*mask.shape, *([1] * (plain.dim() - 2))), 0)
+        torch.testing.assert_close(cache[name], expect.reshape(cache[name].shape), rtol=0, atol=0, msg=name)
+
+    same("embed", seen["embed"])
+    same("final_norm", seen["final_norm"])
+    same("logits", seen["logits"])
+    for i in range(LAYERS):
+        same(f"blocks.{i}.attn_out", seen[("attn", i)])
+        same(f"blocks.{i}.mlp_out", seen[("mlp", i)])
+        same(f"blocks.{i}.resid_out", seen[("resid", i)])
+        same(f"blocks.{i}.heads", seen[("z", i)])
+        same(f"blocks.{i}.mlp_hidden", seen[("neurons", i)])
+
+    # The identity, added up in float64. The model adds in its dtype, rounding each partial sum once
+    # (error <= u |partial|); GPT-NeoX adds attn + mlp first (error <= u |attn + mlp|). So per element:
+    # |ours - model's| <= u * (sum |partials| + sum |parts|), doubled for the float32 -> dtype casts
+    # some blocks do around the add, plus float32 rounding of the f64 comparison itself.
+    u = u_of(dtype)
+    parts = [cache["embed"].double()]
+    partial = parts[0].clone()
+    bound = torch.zeros_like(partial)
+    for i in range(LAYERS):
+        for c in ("attn_out", "mlp_out"):
+            part = cache[f"blocks.{i}.{c}"].double()
+            partial += part
+            bound += partial.abs() + part.abs()
+        resid = cache[f"blocks.{i}.resid_out"].double()
+        allowed = 2 * u * bound + 2 * u_of(torch.float32) * resid.abs()
+        gap = (partial - resid).abs()
+        assert bool((gap <= allowed).all()), f"block {i}: gap {float(gap.max()):.3g} > {float(allowed.flatten()[gap.argmax()]):.3g}"
+    if dtype == torch.float32:  # the bound is real, not huge: float32 sums agree to ~1e-6 of the residual
+        assert float((partial - resid).abs().max()) < 1e-5 * float(resid.abs().max())
+
+
+# --------------------------------------------------------------------------
+# Direct logit attribution, per component and per head, against plain PyTorch
+# --------------------------------------------------------------------------
+
+PROMPT = PROMPTS[0]
+
+
+def _targets(model, tok):
+    """The model's own top two tokens at the last position, as ids (no string round trip)."""
+    enc = tok([PROMPT], return_tensors="pt")
+    with torch.no_grad():
+        top = model(**enc).logits[0, -1].float().topk(2).indices
+    return int(top[0]), int(top[1])
+
+
+def _plain_dla(arch, model, tok, a, b):
+    """Plain float64 DLA: {key: term}, the raw logit difference (lm_head output, before any soft-capping),
+    the model's returned one, and the rounding bound on |sum of terms - raw logit|."""
+    enc = tok([PROMPT], return_tensors="pt")
+    bl = blocks(model)
+    post = {(i, c): added_module(arch, blk, c) for i, blk in enumerate(bl) for c in ("attn", "mlp")}
+    post["normed"] = final_norm(model)
+    post["raw"] = lm_head(model)
+    pre = {"embed": bl[0], "final": final_norm(model)}
+    pre.update({(i, "z"): out_proj(blk) for i, blk in enumerate(bl)})
+    pre.update({(i, "attn_in"): blk.post_attention_layernorm for i, blk in enumerate(bl) if arch in POST_NORM})
+    seen = capture(model, enc, post, pre)
+    at = {k: v[0, -1].double() for k, v in seen.items()}
+    linear, nbias = frozen_norm_map(arch, final_norm(model), at["final"])
+    W = lm_head(model).weight.detach().double()
+    d = W[a] - W[b]
+    head_b = getattr(lm_head(model), "bias", None)
+    const = float(head_b[a] - head_b[b]) if head_b is not None else 0.0
+    terms = {"embed": float(linear(at["embed"]) @ d)}
+    for i in range(LAYERS):
+        for c in ("attn", "mlp"):
+            terms[(i, c)] = float(linear(at[(i, c)]) @ d)
+    terms["bias"] = float(nbias @ d) + const
+    # Per head: head h's slice of z through its slice of the output projection (minus nothing: the
+    # projection's bias is its own term), then the post-norm's frozen map on post-norm blocks.
+    heads, bias_terms = torch.zeros(LAYERS, HEADS, dtype=torch.float64), {}
+    dh = HIDDEN // HEADS
+    for i, blk in enumerate(bl):
+        proj = out_proj(blk)
+        Wo = proj_weight(proj)
+        if "lora" in type(proj).__module__:  # the adapted projection: W + scale * B A
+            Wo = Wo + proj.get_delta_weight("default").double()
+            pbias = proj.base_layer.bias
+        else:
+            pbias = proj.bias
+        outs = [at[(i, "z")][h * dh : (h + 1) * dh] @ Wo[:, h * dh : (h + 1) * dh].T for h in range(HEADS)]
+        pb = pbias.detach().double() if pbias is not None else torch.zeros(HIDDEN, dtype=torch.float64)
+        if arch in POST_NORM:
+            plin, pnb = frozen_norm_map(arch, blk.post_attention_layernorm, at[(i, "attn_in")])
+            outs, pb = [plin(o) for o in outs], plin(pb) + pnb
+        for h in range(HEADS):
+            heads[i, h] = float(linear(outs[h]) @ d)
+        bias_terms[i] = float(linear(pb) @ d)
+    raw = float(at["raw"][a] - at["raw"][b])
+    returned = float(at["logits"][a] - at["logits"][b]) if "logits" in at else None
+    returned = float(seen["logits"][0, -1, a].double() - seen["logits"][0, -1, b].double())
+    # |sum of terms - raw| comes from rounding only: the residual adds (u per partial sum, bounded by
+    # the identity test's bound), the final norm's output (a few u of |normed|), and lm_head's dot
+    # products (one rounding of each logit: u (|logit a| + |logit b|); input products are exact
+    # products of stored values, accumulated in at least float32). All go through |d| or |W|.
+    dtype = next(model.parameters()).dtype
+    u = u_of(dtype)
+    coef = (linear(torch.ones_like(d)) - (0 if isinstance(final_norm(model), torch.nn.LayerNorm) else 0)).abs()
+    parts = [at["embed"]] + [at[(i, c)] for i in range(LAYERS) for c in ("attn", "mlp")]
+    partial, resid_bound = torch.zeros_like(d), torch.zeros_like(d)
+    for p in parts:
+        partial = partial + p
+        resid_bound = resid_bound + 2 * u * (partial.abs() + p.abs())
+    # LayerNorm's map also subtracts the mean, which can move an element's error onto all others:
+    # bound it by the full error vector's L1 norm times the largest coefficient.
+    lin_err = float(coef.max() * resid_bound.sum() * d.abs().max()) if isinstance(final_norm(model), torch.nn.LayerNorm) \
+        else float((coef * resid_bound * d.abs()).sum())
+    normed_err = float(8 * u * (at["normed"].abs() * (W[a].abs() + W[b].abs())).sum())
+    logit_err = float(u * (at["raw"][a].abs() + at["raw"][b].abs()))
+    return terms, heads, bias_terms, raw, returned, lin_err + normed_err + logit_err + 1e-9 * (1 + abs(raw))
+
+
+def test_direct_logit_attribution(cell):
+    arch, model, tok = cell
+    ns = skill_ns("components")
+    a, b = _targets(model, tok)
+    dla = ns["direct_logit_attribution"](model, tok, PROMPT, a, baseline=b)
+    terms, _, _, raw, returned, bound = _plain_dla(arch, model, tok, a, b)
+    assert dla["target_id"] == a and dla["baseline_id"] == b
+    # Both sides are float64 arithmetic on the same stored values: only the order differs.
+    scale = sum(abs(v) for v in terms.values())
+    for key, value in terms.items():
+        assert dla["contributions"][key] == pytest.approx(value, abs=1e-12 * (1 + scale)), key
+    assert dla["total"] == pytest.approx(sum(terms.values()), abs=1e-12 * (1 + scale))
+    assert abs(dla["total"] - raw) <= bound, (dla["total"], raw, bound)
+    if arch == "gemma2":  # soft-capped: the terms add up to the raw logit; the capped one is reported too
+        assert dla["softcapped_logit"] == pytest.approx(returned, abs=1e-12)
+        # "logit" is the raw one, read from the final norm's output in float64: within lm_head's rounding.
+        assert dla["logit"] == pytest.approx(raw, abs=bound)
+        assert dla["softcap"] == 3.0
+    else:
+        assert dla["logit"] == pytest.approx(returned, abs=1e-12)
+        assert "softcapped_logit" not in dla
+
+
+def test_head_logit_attribution(cell):
+    arch, model, tok = cell
+    ns = skill_ns("heads")
+    a, b = _targets(model, tok)
+    res = ns["head_logit_attribution"](model, tok, PROMPT, a, baseline=b)
+    dla = ns["direct_logit_attribution"](model, tok, PROMPT, a, baseline=b)
+    terms, heads, bias_terms, raw, _, bound = _plain_dla(arch, model, tok, a, b)
+    dtype = next(model.parameters()).dtype
+    u = u_of(dtype)
+    # The skill runs each head through the projection in the model's dtype (one rounding of each output
+    # element, relative u, plus an accumulation of head_dim products in at most the dtype); the test
+    # multiplies in float64. Bound: (head_dim + 2) u per unit of |term|, summed over everything that
+    # enters a layer's terms; the magnitude is the sum of the absolute plain head terms and attn term.
+    dh = HIDDEN // HEADS
+    for i in range(LAYERS):
+        mag = float(heads[i].abs().sum()) + abs(bias_terms[i]) + abs(terms[(i, "attn")])
+        tol = (dh + 2) * 4 * u * mag + 1e-10 * (1 + mag)
+        if arch in POST_NORM:  # the post-norm's frozen scale comes from the rounded attention output too
+            tol *= 2
+        torch.testing.assert_close(res["heads"][i], heads[i], rtol=0, atol=tol)
+        assert res["attn_bias"][i] == pytest.approx(bias_terms[i], abs=tol)
+        # Heads + projection bias make up the block's attention term of direct_logit_attribution.
+        assert float(res["heads"][i].sum()) + res["attn_bias"][i] == pytest.approx(dla["contributions"][(i, "attn")], abs=tol)
+        assert res["mlp"][i] == pytest.approx(terms[(i, "mlp")], abs=1e-12 * (1 + mag))
+    assert res["total"] == pytest.approx(dla["total"], abs=bound + 2 * LAYERS * (dh + 2) * 4 * u * sum(abs(v) for v in terms.values()))
+    assert abs(res["total"] - raw) <= bound + 2 * LAYERS * (dh + 2) * 4 * u * sum(abs(v) for v in terms.values())
+
+
+_F32_DLA: dict = {}
+
+
+@pytest.mark.parametrize("dname", ["bf16", "f16"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_low_precision_dla_agrees_with_float32(arch, dname):
+    """The same weights in bf16 / f16 give DLA terms within a dtype-derived tolerance of the float32 copy.
+
+    The low-precision model rounds its weights (relative u each) and every activation it computes. A
+    term of block i passes through ~ 2 (i + 1) roundings of matmul outputs plus the norms before it;
+    on these tiny well-conditioned models each rounding moves the residual by at most about
+    u times its size, so each term moves by at most C u (layers + 1) M, M = the largest |term|, C = 16
+    (two components per block, a few roundings each, two norms): this is the derived budget.
+    """
+    dtype = DTYPES[dname]
+    ns = skill_ns("components")
+    model32, tok = build(arch, torch.float32)
+    model, _ = build(arch, dtype)
+    a, b = _targets(model32, tok)
+    if arch not in _F32_DLA:
+        _F32_DLA[arch] = ns["direct_logit_attribution"](model32, tok, PROMPT, a, baseline=b)
+    ref = _F32_DLA[arch]
+    low = ns["direct_logit_attribution"](model, tok, PROMPT, a, baseline=b)
+    big = max(abs(v) for v in ref["contributions"].values())
+    tol = 16 * u_of(dtype) * (LAYERS + 1) * big
+    for key, value in ref["contributions"].items():
+        assert low["contributions"][key] == pytest.approx(value, abs=tol), (key, tol)
+    assert low["total"] == pytest.approx(ref["total"], abs=tol * len(ref["contributions"]))
+
+
+# --------------------------------------------------------------------------
+# Ablation, patching, saliency
+# --------------------------------------------------------------------------
+
+
+def test_ablate_component_hits_what_is_added(cell):
+    """Zero / mean ablation of a component equals a plain hook on what the block adds to the residual."""
+    arch, model, tok = cell
+    ns = skill_ns("components")
+    enc = ns["encode_prompts"](tok, PROMPTS)
+    means = ns["component_means"](model, tok, PROMPTS, layers=[0])
+    blk = blocks(model)[0]
+    for c in ("attn", "mlp"):
+        module = added_module(arch, blk, c)
+        for mode, value in (("zero", None), ("mean", means[(0, c)])):
+            fill = (lambda o: torch.zeros_like(o)) if value is None else (lambda o, v=value: v.to(o.dtype).expand_as(o).clone())
+            h = module.register_forward_hook(
+                lambda m, a, o, f=fill: (f(o[0]),) + tuple(o[1:]) if isinstance(o, tuple) else f(o))
+            try:
+                with torch.no_grad():
+                    plain = model(**enc, use_cache=False).logits
+            finally:
+                h.remove()
+            with ns["ablate_component"](model, 0, c, mode=mode, mean=value), torch.no_grad():
+                skill = model(**enc, use_cache=False).logits
+            torch.testing.assert_close(skill, plain, rtol=0, atol=0, msg=f"{c} {mode}")
+    # The mean is the mean over real tokens of what plain hooks see.
+    seen = capture(model, enc, {c: added_module(arch, blk, c) for c in ("attn", "mlp")})
+    real = enc["attention_mask"].bool()
+    for c in ("attn", "mlp"):
+        expect = seen[c][real].double().mean(0).float()
+        # float32 means of float32 copies of the same values: order-of-summation error only,
+        # at most (n tokens) * 2^-24 relative of the mean absolute value.
+        n = int(real.sum())
+        tol = n * u_of(torch.float32) * float(seen[c][real].float().abs().mean(0).max()) + 1e-12
+        torch.testing.assert_close(means[(0, c)], expect, rtol=0, atol=tol)
+
+
+def test_gradient_saliency_matches_autograd(cell):
+    arch, model, tok = cell
+    ns = skill_ns("input-attribution")
+    a, b = _targets(model, tok)
+    sal = ns["gradient_saliency"](model, tok, PROMPT, a, b)
+    enc = ns["encode_prompts"](tok, [PROMPT])
+    emb = base_of(model).get_input_embeddings()(enc["input_ids"]).detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = base_of(model)(inputs_embeds=emb, attention_mask=enc["attention_mask"], use_cache=False).logits
+        f = logits[0, -1].float()
+        (grad,) = torch.autograd.grad(f[a] - f[b], [emb])
+    grad = grad[0].double()
+    assert sal["value"] == pytest.approx(float(f[a] - f[b]), abs=1e-6)
+    # Same operations in the same order: equal up to float32 rounding of the float64 reductions.
+    torch.testing.assert_close(torch.tensor(sal["gradient_norm"], dtype=torch.float64), grad.norm(dim=-1), rtol=1e-6, atol=1e-9)
+    gxi = (grad * emb[0].detach().double()).sum(-1)
+    torch.testing.assert_close(
+        torch.tensor(sal["gradient_x_input"], dtype=torch.float64), gxi, rtol=0,
+        atol=1e-6 * float((grad.abs() * emb[0].detach().double().abs()).sum(-1).max()) + 1e-12,
+    )
+
+
+def test_full_patch_restores_clean(cell):
+    """activation_patching at one layer, every position, reproduces the clean run: restored == 1."""
+    arch, model, tok = cell
+    ns = skill_ns("patching")
+    clean, corrupt = "the cat is", "the man is"
+    ids_c = ns["encode_prompts"](tok, [clean])["input_ids"]
+    ids_k = ns["encode_prompts"](tok, [corrupt])["input_ids"]
+    if ids_c.shape != ids_k.shape:
+        pytest.skip("prompts tokenize to different lengths")
+    res = ns["activation_patching"](model, tok, clean, corrupt, layers=[0])
+    value = res["restored"][0] if not isinstance(res["restored"][0], dict) else next(iter(res["restored"][0].values()))
+    assert float(value) == pytest.approx(1.0, abs=1e-6) or res["clean"] == res["corrupt"]
+
+
+# --------------------------------------------------------------------------
+# Targets: one token or an id; never silently the first of several
+# --------------------------------------------------------------------------
+
+
+def _multi_token_word(tok) -> str:
+    for word in (" Paris", " Rome", " interpretability", " xylophone", " zqxj"):
+        if len(tok.encode(word, add_special_tokens=False)) > 1:
+            return word
+    raise AssertionError("no multi-token word found")
+
+
+def test_targets_refuse_multi_token_strings_and_equal_baselines():
+    model, tok = build("llama", torch.float32)
+    word = _multi_token_word(tok)
+    ids = tok.encode(word, add_special_tokens=False)
+    comps, heads, attr, patch = skill_ns("components"), skill_ns("heads"), skill_ns("input-attribution"), skill_ns("patching")
+    calls = [
+        lambda t, bl: comps["direct_logit_attribution"](model, tok, PROMPT, t, baseline=bl),
+        lambda t, bl: heads["head_logit_attribution"](model, tok, PROMPT, t, baseline=bl),
+        lambda t, bl: attr["gradient_saliency"](model, tok, PROMPT, t, bl),
+        lambda t, bl: attr["integrated_gradients"](model, tok, PROMPT, t, bl, steps=2),
+        lambda t, bl: patch["metric_logit_diff"](tok, t, bl),
+        lambda t, bl: heads["head_ablation_scan"](model, tok, PROMPT, t, baseline=bl),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError) as err:
+            call(word, ids[0] + 1 if ids[0] + 1 != ids[0] else 0)
+        assert f"{len(ids)} tokens" in str(err.value) and repr(tok.decode([ids[0]])) in str(err.value)
+        with pytest.raises(ValueError, match="same token"):
+            call(ids[0], ids[0])
+    # Ids work, also ones whose decoded text would not survive a round trip.
+    odd = next(i for i in range(len(tok)) if "\ufffd" in tok.decode([i]))
+    metric = patch["metric_logit_diff"](tok, odd, ids[0])
+    logits = torch.arange(len(tok), dtype=torch.float32)
+    assert metric(logits) == float(odd - ids[0])
+    # The new names and the old ones give the same metric.
+    assert patch["metric_logit_diff"](tok, target=odd, baseline=ids[0])(logits) == metric(logits)
+    assert patch["metric_logit_diff"](tok, correct=odd, incorrect=ids[0])(logits) == metric(logits)
+    old = attr["gradient_saliency"](model, tok, PROMPT, ids[0], contrast=ids[1])
+    new = attr["gradient_saliency"](model, tok, PROMPT, ids[0], baseline=ids[1])
+    assert old["gradient_norm"] == new["gradient_norm"] and new["baseline"] == new["contrast"]
