@@ -275,6 +275,77 @@ def test_cache_residual_identity(cell):
         assert float((partial - resid).abs().max()) < 1e-5 * float(resid.abs().max())
 
 
+def test_cache_new_points_and_transformerlens_names(cell):
+    """resid_pre / resid_mid / q / k / v / pattern / final_scale against plain PyTorch, z == pattern @ v,
+    and the TransformerLens names give the same tensors."""
+    arch, model, tok = cell
+    ns = skill_ns("cache")
+    dtype = next(model.parameters()).dtype
+    u = u_of(dtype)
+    enc = ns["encode_prompts"](tok, PROMPTS)
+    real = enc["attention_mask"].bool()
+    cache = ns["run_with_cache"](model, tok, PROMPTS, names=["*"])
+    bl = blocks(model)
+    seen = capture(model, enc, {}, {("pre", i): b for i, b in enumerate(bl)} | {"final": final_norm(model)})
+    with torch.no_grad():
+        plain = base_of(model)(**enc, use_cache=False, output_attentions=True)
+    for i in range(LAYERS):
+        torch.testing.assert_close(cache[f"blocks.{i}.resid_pre"][real], seen[("pre", i)].float()[real], rtol=0, atol=0)
+        # HF's own attention weights (eager), padded queries and keys zeroed.
+        pattern = cache[f"blocks.{i}.pattern"]
+        ref = plain.attentions[i].float()
+        for r in range(len(PROMPTS)):
+            n = int(real[r].sum())
+            torch.testing.assert_close(pattern[r, :, :n, :n], ref[r, :, :n, :n], rtol=0, atol=0)
+            assert float(pattern[r, :, n:].abs().sum() + pattern[r, :, :, n:].abs().sum()) == 0
+        # z is the pattern applied to v (GQA: head h reads kv head h // group): checks q/k/v/pattern/z
+        # together. The model multiplies in its dtype: per element, seq products accumulated and one
+        # rounding of the probabilities and the output, so |error| <= (seq + 2) u sum_k p |v|.
+        v, z = cache[f"blocks.{i}.v"].double(), cache[f"blocks.{i}.heads"].double()
+        group = HEADS // v.shape[2]
+        v = v.repeat_interleave(group, dim=2)  # [b, s, heads, d]
+        pz = torch.einsum("bhqk,bkhd->bqhd", pattern.double(), v)
+        bound = (pattern.shape[-1] + 2) * u * torch.einsum("bhqk,bkhd->bqhd", pattern.double(), v.abs()) + 1e-6 * (1 + z.abs())
+        assert bool(((pz - z).abs() <= bound)[real].all()), f"block {i}: z != pattern @ v"
+        assert cache[f"blocks.{i}.q"].shape[2] == HEADS and cache[f"blocks.{i}.k"].shape == cache[f"blocks.{i}.v"].shape
+        # resid_mid: the residual between attention and MLP = resid_pre + attn_out, rounded once to dtype.
+        if arch == "neox":
+            assert f"blocks.{i}.resid_mid" not in cache
+            with pytest.raises(ValueError, match="parallel"):
+                ns["run_with_cache"](model, tok, PROMPTS, names=[f"blocks.{i}.resid_mid"])
+        else:
+            mid = cache[f"blocks.{i}.resid_mid"].double()
+            expect = cache[f"blocks.{i}.resid_pre"].double() + cache[f"blocks.{i}.attn_out"].double()
+            assert bool(((mid - expect).abs() <= 2 * u * expect.abs() + 1e-7).all())
+    # final_scale: the divisor of the final norm (TransformerLens's ln_final.hook_scale), float32 from
+    # the stored input: only float32 rounding of a mean over HIDDEN values (<= HIDDEN 2^-24 relative).
+    x = seen["final"].double()
+    norm = final_norm(model)
+    if isinstance(norm, torch.nn.LayerNorm):
+        x = x - x.mean(-1, keepdim=True)
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    scale = torch.sqrt((x**2).mean(-1, keepdim=True) + eps)
+    torch.testing.assert_close(cache["final_scale"][real].double(), scale[real], rtol=HIDDEN * u_of(torch.float32), atol=0)
+    # TransformerLens names: same tensors, kept under the names asked for.
+    tl = ns["run_with_cache"](model, tok, PROMPTS, names=[
+        "blocks.*.hook_resid_pre", "blocks.1.hook_resid_post", "blocks.0.hook_attn_out", "blocks.0.hook_mlp_out",
+        "blocks.0.attn.hook_z", "blocks.0.attn.hook_pattern", "blocks.0.attn.hook_q", "blocks.0.attn.hook_k",
+        "blocks.0.attn.hook_v", "blocks.0.mlp.hook_post", "ln_final.hook_normalized", "ln_final.hook_scale",
+    ])
+    pairs = {
+        "blocks.0.hook_resid_pre": "blocks.0.resid_pre", "blocks.1.hook_resid_pre": "blocks.1.resid_pre",
+        "blocks.1.hook_resid_post": "blocks.1.resid_out", "blocks.0.hook_attn_out": "blocks.0.attn_out",
+        "blocks.0.hook_mlp_out": "blocks.0.mlp_out", "blocks.0.attn.hook_z": "blocks.0.heads",
+        "blocks.0.attn.hook_pattern": "blocks.0.pattern", "blocks.0.attn.hook_q": "blocks.0.q",
+        "blocks.0.attn.hook_k": "blocks.0.k", "blocks.0.attn.hook_v": "blocks.0.v",
+        "blocks.0.mlp.hook_post": "blocks.0.mlp_hidden", "ln_final.hook_normalized": "final_norm",
+        "ln_final.hook_scale": "final_scale",
+    }
+    for name, ours in pairs.items():
+        torch.testing.assert_close(tl[name], cache[ours], rtol=0, atol=0, msg=name)
+    torch.testing.assert_close(cache["blocks.0.resid_pre"], cache["embed"], rtol=0, atol=0)
+
+
 # --------------------------------------------------------------------------
 # Direct logit attribution, per component and per head, against plain PyTorch
 # --------------------------------------------------------------------------
