@@ -694,3 +694,59 @@ def test_fit_probe_converges_weakly_regularised_multiclass():
     # A tiny budget says it did not converge.
     short = ns["fit_probe"](x, y.tolist(), test_fraction=0.0, l2=l2, max_iter=5)
     assert not short["converged"]
+
+
+# --------------------------------------------------------------------------
+# One way to call things: top_neurons(by="abs"), head_ablation_scan(layers, positions), patch_heads pairs
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_heads_options_against_plain_hooks(arch):
+    model, tok = build(arch, torch.float32)
+    ns = skill_ns("heads")
+    enc = tok([PROMPT], return_tensors="pt")
+    bl = blocks(model)
+    seen = capture(model, enc, {}, {"neurons": down_proj(bl[-1])})
+    acts = seen["neurons"][0, -1]
+    for by, keys in (("signed", acts), ("abs", acts.abs())):
+        top = ns["top_neurons"](model, tok, PROMPT, layer=-1, k=5, by=by)
+        assert [t["neuron"] for t in top] == keys.topk(5).indices.tolist()
+        assert [t["activation"] for t in top] == pytest.approx(acts[keys.topk(5).indices].tolist(), abs=0)
+    with pytest.raises(ValueError, match="by="):
+        ns["top_neurons"](model, tok, PROMPT, layer=0, by="magnitude")
+
+    a, b = _targets(model, tok)
+    dh = HIDDEN // HEADS
+
+    def plain_metric(layer, head, values=None):
+        """Zero (or overwrite with values [seq, head_dim]) head `head`'s z at the last position only."""
+        def hook(module, args):
+            z = args[0].clone()
+            z[:, -1, head * dh : (head + 1) * dh] = 0 if values is None else values[-1]
+            return (z,) + tuple(args[1:])
+
+        h = out_proj(bl[layer]).register_forward_pre_hook(hook)
+        try:
+            with torch.no_grad():
+                logits = model(**enc, use_cache=False).logits[0, -1].float()
+        finally:
+            h.remove()
+        return float(logits[a] - logits[b])
+
+    scan = ns["head_ablation_scan"](model, tok, PROMPT, a, baseline=b, layers=[-1], positions=[-1])
+    assert scan["layers"] == [-1] and tuple(scan["ablated"].shape) == (1, HEADS)
+    for head in range(HEADS):
+        assert float(scan["ablated"][0, head]) == pytest.approx(plain_metric(LAYERS - 1, head), abs=1e-6 * (1 + abs(scan["clean"])))
+
+    # patch_heads: the pairs form and the older form write the same thing a plain hook writes.
+    z_other = ns["extract_head_outputs"](model, tok, [PROMPT], layers=[1])[1][0]  # [seq, heads, d]
+    z_other = z_other + 0.5  # something different from the clean z
+    run = lambda: model(**enc, use_cache=False).logits[0, -1].float()  # noqa: E731
+    with torch.no_grad(), ns["patch_heads"](model, [[1, 2]], values={1: z_other}, positions=[-1]):
+        pairs = run()
+    with torch.no_grad(), ns["patch_heads"](model, 1, [2], z_other, positions=[-1]):
+        older = run()
+    torch.testing.assert_close(pairs, older, rtol=0, atol=0)
+    plain = plain_metric(1, 2, values=z_other[:, 2])
+    assert float(pairs[a] - pairs[b]) == pytest.approx(plain, abs=1e-6 * (1 + abs(plain)))
