@@ -3,7 +3,8 @@
 Tiny seeded models with random weights, built here from configs (no hub):
 GPT-2 (LayerNorm, biases, tied unembedding), Llama (RMSNorm, GQA, gated MLP),
 GPT-NeoX (parallel residual), Qwen2 (qkv biases), Gemma-2 (post-norms,
-soft-capping, (1 + w) norms), OLMo-2 (post-norms only) and a LoRA model; each in
+soft-capping, (1 + w) norms), Gemma-3 (post-norms, q/k norms), OLMo-2 (post-norms
+only) and a LoRA model; each in
 float32, bfloat16 and float16. Every skill result is checked against plain
 PyTorch written here. Tolerances are derived from the dtype's unit roundoff
 u = eps / 2 (2^-24 float32, 2^-8 bfloat16, 2^-11 float16), times the
@@ -20,9 +21,9 @@ import torch
 from test_builtin_skills import all_hooks, skill_ns
 
 PROMPTS = ["the cat sat on the mat and the dog", "a dog", "hello world, how are you today"]
-ARCHS = ["gpt2", "llama", "neox", "qwen2", "gemma2", "olmo2", "llama-lora"]
+ARCHS = ["gpt2", "llama", "neox", "qwen2", "gemma2", "gemma3", "olmo2", "llama-lora"]
 DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}
-POST_NORM = {"gemma2", "olmo2"}
+POST_NORM = {"gemma2", "gemma3", "olmo2"}
 HIDDEN, HEADS, LAYERS = 32, 4, 2
 
 
@@ -72,6 +73,11 @@ def _config(arch: str, tok):
         return tf.Gemma2ForCausalLM, tf.Gemma2Config(
             head_dim=HIDDEN // HEADS, final_logit_softcapping=3.0, attn_logit_softcapping=20.0,
             query_pre_attn_scalar=HIDDEN // HEADS, sliding_window=4, **gated, **common,
+        )
+    if arch == "gemma3":
+        return tf.Gemma3ForCausalLM, tf.Gemma3TextConfig(
+            head_dim=HIDDEN // HEADS, query_pre_attn_scalar=HIDDEN // HEADS, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"], **gated, **common,
         )
     if arch == "olmo2":
         return tf.Olmo2ForCausalLM, tf.Olmo2Config(tie_word_embeddings=False, **gated, **common)
@@ -211,7 +217,7 @@ def frozen_norm_map(arch, norm, x: torch.Tensor):
         scale = 1 / torch.sqrt(x.var(unbiased=False) + norm.eps)
         return (lambda c: w * scale * (c - c.mean(-1, keepdim=True))), b
     eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
-    g = (1 + w) if arch == "gemma2" else w
+    g = (1 + w) if arch.startswith("gemma") else w
     scale = 1 / torch.sqrt((x**2).mean() + eps)
     return (lambda c: g * scale * c), b
 
@@ -750,3 +756,76 @@ def test_heads_options_against_plain_hooks(arch):
     torch.testing.assert_close(pairs, older, rtol=0, atol=0)
     plain = plain_metric(1, 2, values=z_other[:, 2])
     assert float(pairs[a] - pairs[b]) == pytest.approx(plain, abs=1e-6 * (1 + abs(plain)))
+
+
+# --------------------------------------------------------------------------
+# The other skills' functions in every cell, against plain PyTorch
+# --------------------------------------------------------------------------
+
+
+def test_other_skills_against_plain(cell):
+    arch, model, tok = cell
+    dtype = next(model.parameters()).dtype
+    u = u_of(dtype)
+    ns = {}
+    for name in ("activations", "components", "heads", "logit-lens", "steering", "attention", "token-probs", "input-attribution"):
+        ns.update(skill_ns(name))
+    enc = ns["encode_prompts"](tok, PROMPTS)
+    lengths = enc["attention_mask"].sum(1).tolist()
+    bl = blocks(model)
+    post = {("resid", i): b for i, b in enumerate(bl)}
+    post.update({("attn", i): added_module(arch, b, "attn") for i, b in enumerate(bl)})
+    pre = {("z", i): out_proj(b) for i, b in enumerate(bl)} | {("neurons", i): down_proj(b) for i, b in enumerate(bl)}
+    seen = capture(model, enc, post, pre)
+    last = lambda t: torch.stack([t[r, n - 1] for r, n in enumerate(lengths)]).float()  # noqa: E731
+
+    acts = ns["extract_activations"](model, tok, PROMPTS, layers=[0, -1], positions=-1)
+    torch.testing.assert_close(acts[0][:, 0], last(seen[("resid", 0)]), rtol=0, atol=0)
+    torch.testing.assert_close(acts[-1][:, 0], last(seen[("resid", LAYERS - 1)]), rtol=0, atol=0)
+    comp = ns["extract_component_outputs"](model, tok, PROMPTS, layers=[1], components="attn", positions=[-1])
+    torch.testing.assert_close(comp[(1, "attn")][:, 0], last(seen[("attn", 1)]), rtol=0, atol=0)
+    z = ns["extract_head_outputs"](model, tok, PROMPTS, layers=[0], positions=[-1])[0][:, 0]
+    torch.testing.assert_close(z, last(seen[("z", 0)]).view(-1, HEADS, HIDDEN // HEADS), rtol=0, atol=0)
+    neurons = ns["extract_neuron_activations"](model, tok, PROMPTS, layers=[1], positions=[-1])[1][:, 0]
+    torch.testing.assert_close(neurons, last(seen[("neurons", 1)]), rtol=0, atol=0)
+
+    # Logit lens at the last layer is the model's output (soft-capped on Gemma-2 as the model does).
+    # It reruns norm + unembedding on one row instead of the batch: the same ops in the same dtype,
+    # but kernels may block differently per shape, so allow a few roundings of the logits' size.
+    one = tok([PROMPT], return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**one, use_cache=False).logits[0, -1].float()
+    lens = ns["logit_lens_logits"](model, tok, PROMPT, layers=[-1])[-1]
+    torch.testing.assert_close(lens, logits, rtol=0, atol=8 * u * float(logits.abs().max()) + 1e-6)
+
+    # next_token_probs: the softmax of the model's logits (computed by the skill in float32).
+    probs = logits.softmax(-1)
+    top = ns["next_token_probs"](model, tok, PROMPT, top_k=3)["top"]
+    assert [p for _, p in top] == pytest.approx(probs.topk(3).values.tolist(), abs=8 * u)
+
+    # steer: adds scale * vector to the residual after the layer, exactly as a plain hook does.
+    vec = torch.randn(HIDDEN, generator=torch.Generator().manual_seed(1))
+    h = bl[0].register_forward_hook(lambda m, a, o: ((o[0] + 2.0 * vec.to(o[0].dtype),) + tuple(o[1:])) if isinstance(o, tuple) else o + 2.0 * vec.to(o.dtype))
+    try:
+        with torch.no_grad():
+            plain = model(**one, use_cache=False).logits
+    finally:
+        h.remove()
+    with ns["steer"](model, 0, vec, scale=2.0), torch.no_grad():
+        steered = model(**one, use_cache=False).logits
+    torch.testing.assert_close(steered, plain, rtol=0, atol=0)
+
+    # attention_patterns: HF's own eager attention weights.
+    with torch.no_grad():
+        hf = base_of(model)(**one, use_cache=False, output_attentions=True).attentions
+    pats = ns["attention_patterns"](model, tok, PROMPT)["patterns"]
+    for i in range(LAYERS):
+        torch.testing.assert_close(pats[i], hf[i][0].float(), rtol=0, atol=0)
+
+    # integrated_gradients: f(x) and f(reference) are the model's own logit differences; the sum of
+    # the attributions is reported with its completeness error (which may be large: see the skill).
+    a, b = _targets(model, tok)
+    ig = ns["integrated_gradients"](model, tok, PROMPT, a, baseline=b, steps=8, reference="pad")
+    assert ig["value"] == pytest.approx(float(logits[a] - logits[b]), abs=8 * u * float(logits.abs().max()) + 1e-6)
+    assert ig["completeness_error"] == pytest.approx(ig["sum"] - ig["delta"], abs=1e-12 * (1 + abs(ig["sum"])))
+    assert all(torch.isfinite(torch.tensor(ig["attributions"])))
