@@ -829,3 +829,20 @@ def test_other_skills_against_plain(cell):
     assert ig["value"] == pytest.approx(float(logits[a] - logits[b]), abs=8 * u * float(logits.abs().max()) + 1e-6)
     assert ig["completeness_error"] == pytest.approx(ig["sum"] - ig["delta"], abs=1e-12 * (1 + abs(ig["sum"])))
     assert all(torch.isfinite(torch.tensor(ig["attributions"])))
+
+
+def test_integrated_gradients_says_when_incomplete():
+    import warnings
+
+    model, tok = build("llama", torch.float32)
+    ns = skill_ns("input-attribution")
+    a, b = _targets(model, tok)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        coarse = ns["integrated_gradients"](model, tok, PROMPT, a, baseline=b, steps=1)
+        fine = ns["integrated_gradients"](model, tok, PROMPT, a, baseline=b, steps=64, path_power=4, reference="pad")
+    for ig in (coarse, fine):
+        assert ig["relative_error"] == pytest.approx(abs(ig["completeness_error"]) / abs(ig["delta"]), rel=1e-12)
+    assert coarse["relative_error"] > 0.05 and fine["relative_error"] < 0.05, (coarse["relative_error"], fine["relative_error"])
+    messages = [str(w.message) for w in caught if "integrated_gradients" in str(w.message)]
+    assert len(messages) == 1 and "steps=1" in messages[0] and "path_power" in messages[0]
