@@ -846,3 +846,43 @@ def test_integrated_gradients_says_when_incomplete():
     assert coarse["relative_error"] > 0.05 and fine["relative_error"] < 0.05, (coarse["relative_error"], fine["relative_error"])
     messages = [str(w.message) for w in caught if "integrated_gradients" in str(w.message)]
     assert len(messages) == 1 and "steps=1" in messages[0] and "path_power" in messages[0]
+
+
+@pytest.mark.parametrize("dname", list(DTYPES))
+@pytest.mark.parametrize("arch", ["llama", "gemma2", "neox"])
+def test_dla_still_refuses_blocks_that_are_not_residual_sums(arch, dname):
+    """The dtype-derived tolerance is not a blank cheque: a block that adds something besides its attn and
+    MLP outputs (here a hook adding half the residual's size to every element) is refused, in every dtype."""
+    model, tok = build(arch, DTYPES[dname])
+    ns = skill_ns("components")
+    a, b = _targets(model, tok)
+    ns["direct_logit_attribution"](model, tok, PROMPT, a, baseline=b)  # fine as it is
+
+    def extra(module, args, out):
+        hidden = out[0] if isinstance(out, tuple) else out
+        shifted = hidden + 0.5 * hidden.abs().amax(dim=-1, keepdim=True)
+        return (shifted,) + tuple(out[1:]) if isinstance(out, tuple) else shifted
+
+    handle = blocks(model)[0].register_forward_hook(extra)
+    try:
+        with pytest.raises(ValueError, match="do not add up"):
+            ns["direct_logit_attribution"](model, tok, PROMPT, a, baseline=b)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("dname", ["bf16", "f16"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_low_precision_cache_agrees_with_float32(arch, dname):
+    """Residuals and component outputs of the low-precision copy stay within C u (layers + 1) of the
+    largest value of the float32 copy's, with C = 16 as in the DLA comparison above (same argument)."""
+    dtype = DTYPES[dname]
+    ns = skill_ns("cache")
+    model32, tok = build(arch, torch.float32)
+    model, _ = build(arch, dtype)
+    names = ["embed", "blocks.*.attn_out", "blocks.*.mlp_out", "blocks.*.resid_out", "final_norm"]
+    ref = ns["run_with_cache"](model32, tok, PROMPTS, names=names)
+    low = ns["run_with_cache"](model, tok, PROMPTS, names=names)
+    for name, value in ref.items():
+        tol = 16 * u_of(dtype) * (LAYERS + 1) * float(value.abs().max())
+        torch.testing.assert_close(low[name], value, rtol=0, atol=tol, msg=name)
