@@ -691,7 +691,10 @@ def test_activation_patching_results(lm):
     model, tokenizer = lm
     ns = skill_ns("patching")
     res = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT)
-    assert set(res) == {"metric", "clean", "corrupt", "patched", "restored", "tokens"}
+    assert set(res) == {"metric", "clean", "corrupt", "patched", "restored", "layers", "positions", "patched_tensor", "restored_tensor", "tokens"}
+    assert res["layers"] == [0, 1] and res["positions"] is None
+    assert res["patched_tensor"].tolist() == pytest.approx([res["patched"][0], res["patched"][1]], rel=1e-6)
+    assert res["restored_tensor"].tolist() == pytest.approx([res["restored"][0], res["restored"][1]], rel=1e-5, abs=1e-6)
     assert res["metric"].startswith(("logit[", "prob["))
     assert list(res["patched"]) == [0, 1]
     # restored = (patched - corrupt) / (clean - corrupt): a full patch reruns the clean computation,
@@ -710,6 +713,8 @@ def test_activation_patching_results(lm):
     grid = ns["activation_patching"](model, tokenizer, CLEAN, CORRUPT, layers=[1], per_position=True)
     seq = len(res["tokens"])
     assert list(grid["patched"][1]) == list(range(seq))
+    assert grid["positions"] == list(range(seq)) and grid["patched_tensor"].shape == (1, seq)
+    assert grid["patched_tensor"][0].tolist() == pytest.approx([grid["patched"][1][p] for p in range(seq)], rel=1e-6)
     # At the last layer only the last position reaches the final logits.
     assert grid["restored"][1][seq - 1] == pytest.approx(1.0, abs=ratio_tol)
     for p in range(seq - 1):

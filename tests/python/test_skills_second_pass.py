@@ -667,6 +667,10 @@ def test_attribution_patching_matches_gradients_and_tracks_real_patching(lm):
     layers = ["embed", 0, 1]
     res = ns["attribution_patching"](model, tokenizer, CLEAN, CORRUPT, layers=layers, metric=metric)
     assert list(res["attribution"]) == layers
+    assert res["layers"] == layers and res["attribution_tensor"].shape == (len(layers), seq)
+    for row, layer in enumerate(layers):
+        assert torch.equal(res["attribution_tensor"][row], res["attribution"][layer])
+        assert torch.equal(res["restored_tensor"][row], res["restored"][layer])
 
     grads_ok, estimates, actual = [], [], []
     for layer in layers:
