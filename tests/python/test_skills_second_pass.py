@@ -667,6 +667,10 @@ def test_attribution_patching_matches_gradients_and_tracks_real_patching(lm):
     layers = ["embed", 0, 1]
     res = ns["attribution_patching"](model, tokenizer, CLEAN, CORRUPT, layers=layers, metric=metric)
     assert list(res["attribution"]) == layers
+    assert res["layers"] == layers and res["attribution_tensor"].shape == (len(layers), seq)
+    for row, layer in enumerate(layers):
+        assert torch.equal(res["attribution_tensor"][row], res["attribution"][layer])
+        assert torch.equal(res["restored_tensor"][row], res["restored"][layer])
 
     grads_ok, estimates, actual = [], [], []
     for layer in layers:
@@ -682,7 +686,9 @@ def test_attribution_patching_matches_gradients_and_tracks_real_patching(lm):
         reference = ((acts["clean"] - acts["corrupt"]) * grad).sum(-1)[0]
         torch.testing.assert_close(res["attribution"][layer], reference, atol=1e-5, rtol=1e-4)
         span = res["clean"] - res["corrupt"]
-        torch.testing.assert_close(res["restored"][layer], reference / span, atol=1e-5, rtol=1e-4)
+        # restored = attribution / span: the attribution's atol 1e-5 becomes 1e-5 / |span| here
+        # (span is the skill's own clean - corrupt, so it adds no error of its own).
+        torch.testing.assert_close(res["restored"][layer], reference / span, atol=1e-5 / abs(span), rtol=1e-4)
 
         # Real patching, one position at a time.
         for p in range(seq):
