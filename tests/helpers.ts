@@ -380,7 +380,7 @@ export interface StdioLaunch {
 export async function mcpStdioClient(
   launch: StdioLaunch,
   opts: { args?: string[]; env?: Record<string, string> } = {},
-): Promise<{ client: Client; stderr: () => string }> {
+): Promise<{ client: Client; stderr: () => string; transport: StdioClientTransport }> {
   const dir = Deno.env.get("DENO_DIR");
   const transport = new StdioClientTransport({
     command: launch.command,
@@ -392,7 +392,7 @@ export async function mcpStdioClient(
   transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
   const client = new Client({ name: "interp-exec-test", version: "0" });
   await client.connect(transport);
-  return { client, stderr: () => stderr };
+  return { client, stderr: () => stderr, transport };
 }
 
 /** A tool result, flattened for assertions. */

@@ -309,12 +309,7 @@ export class NotebookRoom {
   }
 }
 
-/**
- * The document session of a notebook, or null when the server has no
- * collaboration endpoint. A 404 is ambiguous (no such route, or no such
- * file): the route's own 404 names the file, so anything else means the
- * extension is absent.
- */
+/** The document session of a notebook, or null when the server has no collaboration endpoint. */
 async function docSession(client: JupyterClient, path: string): Promise<DocSession | null> {
   const res = await client.api(`api/collaboration/session/${encodeURIComponent(path)}`, {
     method: "PUT",
@@ -322,10 +317,9 @@ async function docSession(client: JupyterClient, path: string): Promise<DocSessi
     allow: [404, 405],
   });
   if (res.status === 404 || res.status === 405) {
-    const text = await res.text().catch(() => "");
-    if (res.status === 404 && /does not exist|not found: .*ipynb/i.test(text)) {
-      throw new JupyterError("http", `the notebook ${path} does not exist on the server`);
-    }
+    // No such route: the server has no collaboration (the route itself
+    // answers for files that do not exist yet).
+    await res.body?.cancel();
     return null;
   }
   const body = await res.json() as Partial<DocSession>;

@@ -23,12 +23,13 @@
  * the file writer takes over with them.
  */
 
+import { join } from "node:path";
 import { progress } from "../../log.ts";
 import type { Notebook, NotebookCell, Output } from "../../nbformat.ts";
 import type { NotebookRoom } from "../../collab/room.ts";
 import { applySharedOp, setRunning, sharedToNotebook } from "../../collab/ops.ts";
-import { withFileLock } from "../../state.ts";
-import type { NotebookStore } from "./store.ts";
+import { stateDir, withFileLock } from "../../state.ts";
+import { type NotebookStore, UnreadableNotebook } from "./store.ts";
 
 /** One change to a notebook, by cell id. */
 export type CellOp =
@@ -154,8 +155,14 @@ export class NotebookDoc {
   private readonly ours = new Set<string>();
   private notice: string | undefined;
 
+  /** Changes not yet written, on local disk, for a writer that is killed meanwhile. */
+  private readonly journal: Journal | undefined;
+
   constructor(readonly store: NotebookStore, opts: Partial<WriterOptions> = {}) {
     this.opts = { ...DEFAULTS, ...opts };
+    if (store.lockKey) this.journal = new Journal(store.lockKey);
+    // Changes a killed writer of this file left unwritten come first.
+    for (const op of this.journal?.adoptOrphans() ?? []) this.apply(op);
   }
 
   get path(): string | null {
@@ -178,7 +185,7 @@ export class NotebookDoc {
     if (opts.fresh) {
       await this.writing;
       const stamp = await this.store.stamp().catch(() => this.stamp);
-      if (stamp !== this.stamp) await this.reload();
+      if (stamp !== this.stamp) await this.catchUp();
     }
     return this.view!;
   }
@@ -215,6 +222,7 @@ export class NotebookDoc {
   apply(op: CellOp): void {
     if (this.closed) throw new Error("the notebook is closed");
     this.pending.push(op);
+    this.journal?.append(op);
     if (op.op === "upsert") this.ours.add(op.id);
     else if (op.op === "insert") this.ours.add(op.cell.id);
     else if (op.op === "delete") this.ours.delete(op.id);
@@ -251,7 +259,7 @@ export class NotebookDoc {
 
   /** Whether changes wait to be written. */
   get dirty(): boolean {
-    return this.pending.length > 0 || this.writing !== undefined;
+    return this.pending.length > 0 || this.rewrite || this.writing !== undefined;
   }
 
   /**
@@ -267,7 +275,7 @@ export class NotebookDoc {
         this.timer = undefined;
       }
       if (this.writing) await this.writing;
-      else if (this.pending.length) await this.write();
+      else if (this.pending.length || this.rewrite) await this.write();
       if (this.pending.length && this.failures > 0) {
         await new Promise((r) => setTimeout(r, Math.min(1000, deadline - performance.now())));
       }
@@ -314,9 +322,52 @@ export class NotebookDoc {
     return await this.loading;
   }
 
+  /**
+   * The file changed under us: merge with it (one catch-up at a time; each
+   * looks at the file afresh). A deleted file and a file that is no longer
+   * a notebook (invalid JSON) would lose every earlier cell if merged, so
+   * the copy held here is written whole again (a broken file is kept aside
+   * first), and the agent is told.
+   */
+  private catchUp(): Promise<void> {
+    const next = this.catching.then(() => this.catchUpNow());
+    this.catching = next.catch(() => {});
+    return next;
+  }
+
+  private catching: Promise<void> = Promise.resolve();
+  /** The file must be written whole again (it was deleted or broken). */
+  private rewrite = false;
+
+  private async catchUpNow(): Promise<void> {
+    const stamp = await this.store.stamp();
+    if (stamp === this.stamp) return;
+    if (stamp === null && this.view) return this.lost("was deleted;");
+    try {
+      await this.reload();
+    } catch (err) {
+      if (!(err instanceof UnreadableNotebook) || !this.view || !this.store.rename) throw err;
+      const aside = this.path!.replace(/(\.ipynb)?$/, `.corrupt-${Date.now()}.ipynb`);
+      await this.store.rename(aside);
+      this.lost(`was no longer valid (${err.detail}); it was kept as ${aside}, and`);
+    }
+  }
+
+  /** The file is gone or broken: the copy held here is written whole again. */
+  private lost(what: string): void {
+    this.notice = `the notebook file ${this.path} ${what} it was written again from the copy ` +
+      `the server holds (${this.view?.cells.length ?? 0} cells)`;
+    progress(this.notice);
+    this.stamp = null;
+    this.rewrite = true;
+    this.schedule();
+  }
+
   /** Reads the file again and applies the pending changes to it. */
   private async reload(): Promise<void> {
     const { nb, stamp } = await this.store.read();
+    // Gone between the stamp and the read.
+    if (stamp === null && this.view) return this.lost("was deleted;");
     const there = new Set(nb.cells.map((c) => c.id));
     const pendingIds = new Set(
       this.pending.map((op) => op.op === "upsert" ? op.id : op.op === "insert" ? op.cell.id : ""),
@@ -344,7 +395,7 @@ export class NotebookDoc {
     const wait = Math.max(this.opts.delayMs, this.nextAt - performance.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.pending.length && !this.writing) this.write();
+      if ((this.pending.length || this.rewrite) && !this.writing) this.write();
     }, wait);
     // Pending writes must not keep a finished process alive: exit flushes them.
     Deno.unrefTimer(this.timer as unknown as number);
@@ -429,6 +480,7 @@ export class NotebookDoc {
           await this.writeShared(room);
           this.failures = 0;
           this.stats.writes++;
+          if (!this.pending.length) this.journal?.clear();
           return;
         }
         // Check, merge and write as one step, taking turns with every other
@@ -439,16 +491,18 @@ export class NotebookDoc {
           if (!this.view) await this.load();
           else {
             const stamp = await this.store.stamp();
-            if (stamp !== this.stamp) await this.reload();
+            if (stamp !== this.stamp) await this.catchUp();
           }
           const n = this.pending.length;
           // Serialised here, in one go: later changes wait for the next write.
           const stamp = await this.store.write(this.view!);
           this.pending.splice(0, n);
           this.stamp = stamp;
+          this.rewrite = false;
         });
         this.failures = 0;
         this.stats.writes++;
+        if (!this.pending.length) this.journal?.clear();
       } catch (err) {
         this.failures++;
         const msg = (err as Error).message;
@@ -462,7 +516,7 @@ export class NotebookDoc {
         const backoff = this.failures ? Math.min(10_000, 250 * 2 ** this.failures) : 0;
         this.nextAt = performance.now() + Math.max(this.opts.spacing * took, backoff);
         this.writing = undefined;
-        if (this.pending.length) this.schedule();
+        if (this.pending.length || this.rewrite) this.schedule();
       }
     };
     this.writing = run();
@@ -477,4 +531,96 @@ async function withNotebookLock(key: string | undefined, fn: () => Promise<void>
   const name = "notebook-" +
     [...new Uint8Array(digest).slice(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join("");
   await withFileLock(name, fn);
+}
+
+/**
+ * The changes a writer has applied but not yet written, appended to a file
+ * in the state folder as they are made (synchronously: the agent's result
+ * returns after its cell is on local disk), cleared once written. A writer
+ * killed in between (SIGKILL, a crash) leaves its file; the next writer of
+ * the same notebook on this machine applies those changes first. One file
+ * per notebook and process: `journal/<notebook hash>-<pid>.jsonl`.
+ */
+class Journal {
+  private readonly dir: string;
+  private readonly prefix: string;
+  private readonly file: string;
+  private dirty = false;
+
+  constructor(key: string) {
+    this.dir = join(stateDir(), "journal");
+    this.prefix = hashKey(key);
+    this.file = join(this.dir, `${this.prefix}-${Deno.pid}.jsonl`);
+  }
+
+  append(op: CellOp): void {
+    try {
+      if (!this.dirty) Deno.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      Deno.writeTextFileSync(this.file, JSON.stringify(op) + "\n", { append: true, mode: 0o600 });
+      this.dirty = true;
+    } catch {
+      // The journal is a safety net: without it the notebook is still written.
+    }
+  }
+
+  clear(): void {
+    if (!this.dirty) return;
+    this.dirty = false;
+    try {
+      Deno.removeSync(this.file);
+    } catch { /* gone */ }
+  }
+
+  /** The changes of writers of this notebook that died, their files removed. */
+  adoptOrphans(): CellOp[] {
+    const ops: CellOp[] = [];
+    let names: string[];
+    try {
+      names = [...Deno.readDirSync(this.dir)].map((e) => e.name);
+    } catch {
+      return ops;
+    }
+    for (const name of names) {
+      const m = name.match(/^([0-9a-f]+)-(\d+)\.jsonl$/);
+      if (!m || m[1] !== this.prefix || Number(m[2]) === Deno.pid || alive(Number(m[2]))) continue;
+      const path = join(this.dir, name);
+      try {
+        for (const line of Deno.readTextFileSync(path).split("\n")) {
+          if (line.trim()) ops.push(JSON.parse(line) as CellOp);
+        }
+      } catch { /* a torn last line: what came before still counts */ }
+      try {
+        Deno.removeSync(path);
+      } catch { /* another writer took it */ }
+    }
+    if (ops.length) {
+      progress(`recovered ${ops.length} unwritten notebook change(s) of a writer that died`);
+    }
+    return ops;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    // Without /proc (macOS), a process cannot be checked: assume it lives.
+    try {
+      Deno.statSync("/proc/self");
+      return false;
+    } catch {
+      return true;
+    }
+  }
+}
+
+function hashKey(key: string): string {
+  // FNV-1a, 64 bits: a stable file name for a notebook (not a secret).
+  let h = 0xcbf29ce484222325n;
+  for (const b of new TextEncoder().encode(key)) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, "0");
 }

@@ -27,6 +27,8 @@ export interface NotebookStore {
   read(): Promise<Stamped>;
   /** Writes the notebook; returns the new stamp. */
   write(nb: Notebook): Promise<string | null>;
+  /** Renames the file (absent: in memory only). */
+  rename?(to: string): Promise<string>;
   /** The current stamp, without the content (null: no file). */
   stamp(): Promise<string | null>;
   /**
@@ -75,8 +77,17 @@ export class ContentsStore implements NotebookStore {
       await res.body?.cancel();
       await new Promise((r) => setTimeout(r, 25 * (i + 1)));
       res = await this.client.api(`${this.url}?type=notebook&content=1`, {
-        allow: i === 19 ? [404] : [400, 404, 500],
+        allow: [400, 404, 500],
       });
+    }
+    if (res.status === 400) {
+      // Still unreadable after ~5 s: not a save in progress but a broken file.
+      const why = await res.text().catch(() => "");
+      throw new UnreadableNotebook(this.path, why.slice(0, 300));
+    }
+    if (res.status === 500) {
+      await res.body?.cancel();
+      throw new Error(`the server could not read ${this.path} (HTTP 500)`);
     }
     if (res.status === 404) {
       await res.body?.cancel();
@@ -97,6 +108,16 @@ export class ContentsStore implements NotebookStore {
     return model.last_modified ?? null;
   }
 
+  /** Renames the file (to keep a broken one aside); returns the new path. */
+  async rename(to: string): Promise<string> {
+    const res = await this.client.api(this.url, {
+      method: "PATCH",
+      body: JSON.stringify({ path: to }),
+    });
+    await res.body?.cancel();
+    return to;
+  }
+
   async stamp(): Promise<string | null> {
     const res = await this.client.api(`${this.url}?type=notebook&content=0`, { allow: [404] });
     if (res.status === 404) {
@@ -104,6 +125,22 @@ export class ContentsStore implements NotebookStore {
       return null;
     }
     return ((await res.json()) as { last_modified?: string }).last_modified ?? null;
+  }
+}
+
+/** A notebook file the server cannot read as a notebook (invalid JSON, say). */
+export class UnreadableNotebook extends Error {
+  /** The server's reason, short. */
+  readonly detail: string;
+
+  constructor(readonly path: string, body: string) {
+    let detail = body;
+    try {
+      detail = String(JSON.parse(body).message ?? body);
+    } catch { /* not JSON */ }
+    detail = detail.replace(/^Unreadable Notebook: \S+ /, "").slice(0, 120);
+    super(`${path} is not a readable notebook (${detail})`);
+    this.detail = detail;
   }
 }
 
