@@ -13,7 +13,7 @@ import { VERSION } from "./lib/version.ts";
 // in the graph that `deno compile` and `deno bundle` embed.
 type Command = { run: (args: string[]) => Promise<void>; summary: string };
 
-const commands: Record<string, Command> = {
+export const commands: Record<string, Command> = {
   notebook: {
     run: async (a) => (await import("./lib/subcommands/notebook.ts")).notebookCommand(a),
     summary: "warm a notebook session (models + skills) and print its handle",
@@ -89,11 +89,14 @@ Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join("\n")}
 
 Run 'interp-exec <command> --help' for a command's options.
-stdout carries only a command's data (handles, listings, exec's output); progress goes
-to stderr.
+stdout carries only a command's data; progress and errors go to stderr. notebook,
+filesystem, mcp and run print the handle (JSON), validate and schema print JSON;
+sessions, pool status, server status, skills list and exec print text, and shutdown
+and restart report on stderr only, unless given --json.
 Exit codes: 0 ok, 1 internal error (exec: the code raised), 2 bad usage or config,
 3 server unreachable or refused, 4 warm-up failed in the kernel, 5 kernel died,
-6 timeout, 7 no usable Python for the embedded server, 130/143 interrupted.`;
+6 timeout, 7 no usable Python for the embedded server, or a damaged state file,
+130/143 interrupted.`;
 
 async function main(argv: string[]): Promise<void> {
   guardStdout(Deno.env.get("INTERP_EXEC_DEBUG") === "1");

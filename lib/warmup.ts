@@ -172,8 +172,8 @@ export function warmUp(
         "timeout",
         `the warm-up did not finish within ${
           opts.timeoutMs / 1000
-        } s (--timeout); the kernel was interrupted`,
-        "raise --timeout for large models, or 0 for no limit",
+        } s (--warmup-timeout); the kernel was interrupted`,
+        "raise --warmup-timeout for large models, or 0 for no limit",
       );
     }
     throw err;

@@ -17,7 +17,12 @@ kernel variable names. Compiles each preloaded skill's Python blocks as the
 warm-up would (with the project's Python: INTERP_EXEC_PYTHON, the .venv, or
 python3): syntax errors, two skills defining the same name, and skills that
 would replace a model variable. Prints a JSON summary on stdout; exits 2 with
-one line naming the file, line and YAML path on the first problem.`;
+one line naming the file, line and YAML path on the first problem.
+
+Options:
+  -c, --config FILE    the experiment config (YAML); required
+  --skills-dir DIR     extra skill folder (repeatable; searched after the built-ins)
+  -h, --help           this help`;
 
 /** `interp-exec validate` */
 export async function validateCommand(args: string[]): Promise<void> {
