@@ -221,6 +221,7 @@ export async function provisionKernel(
       hidden: opts.hiddenSetup,
       label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
       redact: redactor(client.target.token),
+      configPath: loaded.path,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       abortReason: opts.abortReason,
