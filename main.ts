@@ -5,7 +5,7 @@
  * lib/subcommands/ with its own help.
  */
 
-import { fail, UsageError } from "./lib/errors.ts";
+import { EnvironmentError, fail, UsageError } from "./lib/errors.ts";
 import { guardStdout, printText, trace } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 // Subcommands load on demand: `--version` and `validate` should not pay for
@@ -115,7 +115,29 @@ async function main(argv: string[]): Promise<void> {
     const known = Object.keys(commands);
     throw new UsageError(`unknown command '${name}'`, `commands: ${known.join(", ")}`);
   }
-  await command.run(rest);
+  try {
+    await command.run(rest);
+  } catch (err) {
+    throw missingDependency(err) ?? err;
+  }
+}
+
+/**
+ * A subcommand's modules that are not in the Deno cache (run from source
+ * with --cached-only, as an mcp_config does, by a user or HOME whose cache
+ * lacks them): one clear line instead of an internal error.
+ */
+function missingDependency(err: unknown): EnvironmentError | undefined {
+  const text = err instanceof Error ? err.message : String(err);
+  if (!/not found in cache|--cached-only|Failed caching npm package/.test(text)) return undefined;
+  const dir = Deno.env.get("DENO_DIR");
+  return new EnvironmentError(
+    `interp-exec's dependencies are not in the Deno cache ${
+      dir ? `at ${dir} (DENO_DIR)` : "of this user"
+    }: ${text.split("\n")[0]}`,
+    "run it with DENO_DIR set to a cache this user can read (the mcp_config of a handle sets it), " +
+      "run './interp-exec --version' once as this user, or use the compiled binary (deno task compile)",
+  );
 }
 
 if (import.meta.main) {

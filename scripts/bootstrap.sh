@@ -21,6 +21,18 @@ if [ ! -x node_modules/.bin/deno ]; then
   npm ci --no-audit --no-fund --loglevel=error
   stage_end
 fi
+# Every module of main.ts, dynamic imports included, in the Deno cache once per
+# deno.lock: an mcp_config runs with --cached-only (lib/mcp_config.ts).
+lock_hash=$(sha256sum deno.lock | cut -c1-16)
+if [ ! -f "node_modules/.deno-cached-$lock_hash" ]; then
+  stage_start "1/3 interp-exec's TypeScript dependencies into the Deno cache"
+  if ! node_modules/.bin/deno cache --frozen --quiet main.ts 2>/dev/null; then
+    node_modules/.bin/deno cache --frozen main.ts
+  fi
+  rm -f node_modules/.deno-cached-*
+  touch "node_modules/.deno-cached-$lock_hash"
+  stage_end
+fi
 
 hash=$(sha256sum requirements.txt | cut -c1-16)
 cache=${INTERP_EXEC_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/interp-exec}
