@@ -117,6 +117,8 @@ export async function startStockServer(
     /** A fixed port and token (to restart a server where it was). */
     port?: number;
     token?: string;
+    /** The server process's working folder (default: its root_dir). */
+    cwd?: string;
   } = {},
 ): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
@@ -148,7 +150,7 @@ export async function startStockServer(
   const child = new Deno.Command(PYTHON, {
     args,
     env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token, ...opts.env },
-    cwd: rootDir,
+    cwd: opts.cwd ?? rootDir,
     stdin: "null",
     stdout: "null",
     stderr: "piped",
