@@ -188,7 +188,7 @@ Deno.test("lifecycle: run -> exec (output, --json, exceptions, timeout) -> noteb
     assert.equal(slow.code, 6, slow.stderr);
     assertOneError(
       slow.stderr,
-      /did not finish within 2 s \(--warmup-timeout\); the kernel was interrupted/,
+      /did not finish within 2 s \(--timeout\); the kernel was interrupted/,
     );
     const timedOut = JSON.parse(slow.stdout) as ExecJson;
     assert.equal(timedOut.status, "timeout");
