@@ -17,6 +17,25 @@ stage_end() {
   echo "interp-exec: ... done in $((SECONDS - _stage_t0)) s"
 }
 
+# with_heartbeat DIR CMD...: runs CMD; while it runs, every
+# $INTERP_EXEC_HEARTBEAT_S seconds (default 20) a line with the stage's
+# elapsed time and how much DIR holds so far. Exits with CMD's status.
+with_heartbeat() {
+  local dir=$1 every=${INTERP_EXEC_HEARTBEAT_S:-20} pid next
+  shift
+  "$@" &
+  pid=$!
+  next=$((SECONDS + every))
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if [ "$SECONDS" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      echo "interp-exec: ... still installing, $((SECONDS - _stage_t0)) s ($(du -sh "$dir" 2>/dev/null | cut -f1) so far)"
+      next=$((SECONDS + every))
+    fi
+  done
+  wait "$pid"
+}
+
 # build_venv DIR REQUIREMENTS STAGE-TEXT: a virtual environment from a
 # requirements file, built once under a lock (several clones may share DIR).
 build_venv() {
@@ -35,7 +54,7 @@ build_venv() {
         rm -rf "$dir"
         exit 1
       fi
-      "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+      with_heartbeat "$dir" "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
       touch "$dir/.complete"
       stage_end
     fi

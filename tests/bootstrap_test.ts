@@ -48,6 +48,26 @@ echo "ran $STAGES_RAN"`,
   assert.equal(lines[3], "ran 1");
 });
 
+Deno.test("bootstrap stages: a long install says it is still running, and keeps its exit status", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "interp-exec-stages-" });
+  const res = await bash(
+    `. scripts/stages.sh
+stage_start "1/1 slow"
+with_heartbeat "${dir}" sleep 3
+stage_end
+if with_heartbeat "${dir}" false; then echo "status lost"; else echo "failed as it should"; fi`,
+    { INTERP_EXEC_HEARTBEAT_S: "1" },
+  );
+  assert.equal(res.code, 0, res.stderr);
+  const lines = res.stdout.trim().split("\n");
+  assert.equal(lines[0], "interp-exec: installing 1/1 slow ...");
+  assert.ok(
+    lines.some((l) => /^interp-exec: \.\.\. still installing, \d+ s \(\S+ so far\)$/.test(l)),
+    res.stdout,
+  );
+  assert.equal(lines.at(-1), "failed as it should");
+});
+
 Deno.test("test-deps: prints the Enterprise Gateway Python and configurable-http-proxy it installed", async () => {
   const res = await bash("scripts/test-deps.sh");
   assert.equal(res.code, 0, res.stderr);
