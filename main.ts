@@ -136,7 +136,8 @@ function missingDependency(err: unknown): EnvironmentError | undefined {
       dir ? `at ${dir} (DENO_DIR)` : "of this user"
     }: ${text.split("\n")[0]}`,
     "run it with DENO_DIR set to a cache this user can read (the mcp_config of a handle sets it), " +
-      "run './interp-exec --version' once as this user, or use the compiled binary (deno task compile)",
+      "run 'deno cache --frozen main.ts' in the project once as this user (it needs the network), " +
+      "or use the compiled binary (deno task compile)",
   );
 }
 
