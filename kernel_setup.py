@@ -852,6 +852,29 @@ def _run(spec: dict, namespace: dict) -> dict:
     }
 
 
+def ready_line(summary: dict) -> str:
+    """The one line that ends a warm-up: counts, and the names an agent reaches for first.
+
+    e.g. "ready in 4.2 s: 1 model (model, tokenizer); 2 skills (steering, logit-lens)
+    defining 12 names; workspace, experiment_name". The summary lists every name.
+    """
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    models = summary["models"]
+    names = ", ".join(f"{m['var_name']}, {m['tokenizer_var_name']}" for m in models)
+    parts = [plural(len(models), "model") + (f" ({names})" if models else "")]
+    skills = [s for s in summary["skills"] if s["preload"]]
+    if skills:
+        defined = sum(len(s["functions"]) + len(s["classes"]) for s in skills)
+        parts.append(
+            f"{plural(len(skills), 'skill')} ({', '.join(s['name'] for s in skills)}) defining {plural(defined, 'name')}"
+        )
+    parts.append("workspace, experiment_name")
+    return f"ready in {summary['load_seconds']:.1f} s: " + "; ".join(parts)
+
+
 def _forget_sources(spec: dict) -> None:
     """Drop linecache entries naming a hidden model.
 
@@ -889,7 +912,7 @@ def run(spec: dict, namespace: dict) -> dict:
         raise
     if hidden:
         _forget_sources(spec)
-    _say(f"ready in {summary['load_seconds']:.1f} s: {', '.join(summary['variables'])}")
+    _say(ready_line(summary))
     _report(summary)
     return summary
 

@@ -5,7 +5,7 @@
  * lib/subcommands/ with its own help.
  */
 
-import { fail, UsageError } from "./lib/errors.ts";
+import { EnvironmentError, fail, UsageError } from "./lib/errors.ts";
 import { guardStdout, printText, trace } from "./lib/log.ts";
 import { VERSION } from "./lib/version.ts";
 // Subcommands load on demand: `--version` and `validate` should not pay for
@@ -13,7 +13,7 @@ import { VERSION } from "./lib/version.ts";
 // in the graph that `deno compile` and `deno bundle` embed.
 type Command = { run: (args: string[]) => Promise<void>; summary: string };
 
-const commands: Record<string, Command> = {
+export const commands: Record<string, Command> = {
   notebook: {
     run: async (a) => (await import("./lib/subcommands/notebook.ts")).notebookCommand(a),
     summary: "warm a notebook session (models + skills) and print its handle",
@@ -93,11 +93,14 @@ Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(14)} ${c.summary}`).join("\n")}
 
 Run 'interp-exec <command> --help' for a command's options.
-stdout carries only a command's data (handles, listings, exec's output); progress goes
-to stderr.
+stdout carries only a command's data; progress and errors go to stderr. notebook,
+filesystem, mcp and run print the handle (JSON), validate and schema print JSON;
+sessions, pool status, server status, skills list and exec print text, and shutdown
+and restart report on stderr only, unless given --json.
 Exit codes: 0 ok, 1 internal error (exec: the code raised), 2 bad usage or config,
 3 server unreachable or refused, 4 warm-up failed in the kernel, 5 kernel died,
-6 timeout, 7 no usable Python for the embedded server, 130/143 interrupted.`;
+6 timeout, 7 no usable Python for the embedded server, or a damaged state file,
+130/143 interrupted.`;
 
 async function main(argv: string[]): Promise<void> {
   guardStdout(Deno.env.get("INTERP_EXEC_DEBUG") === "1");
@@ -116,7 +119,30 @@ async function main(argv: string[]): Promise<void> {
     const known = Object.keys(commands);
     throw new UsageError(`unknown command '${name}'`, `commands: ${known.join(", ")}`);
   }
-  await command.run(rest);
+  try {
+    await command.run(rest);
+  } catch (err) {
+    throw missingDependency(err) ?? err;
+  }
+}
+
+/**
+ * A subcommand's modules that are not in the Deno cache (run from source
+ * with --cached-only, as an mcp_config does, by a user or HOME whose cache
+ * lacks them): one clear line instead of an internal error.
+ */
+function missingDependency(err: unknown): EnvironmentError | undefined {
+  const text = err instanceof Error ? err.message : String(err);
+  if (!/not found in cache|--cached-only|Failed caching npm package/.test(text)) return undefined;
+  const dir = Deno.env.get("DENO_DIR");
+  return new EnvironmentError(
+    `interp-exec's dependencies are not in the Deno cache ${
+      dir ? `at ${dir} (DENO_DIR)` : "of this user"
+    }: ${text.split("\n")[0]}`,
+    "run it with DENO_DIR set to a cache this user can read (the mcp_config of a handle sets it), " +
+      "run 'deno cache --frozen main.ts' in the project once as this user (it needs the network), " +
+      "or use the compiled binary (deno task compile)",
+  );
 }
 
 if (import.meta.main) {

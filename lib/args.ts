@@ -48,6 +48,15 @@ export function secondsFlag(
   return n * 1000;
 }
 
+/** The warm-up bound in ms: --warmup-timeout, or its older name --timeout (default 1800 s). */
+export function warmupTimeoutFlag(
+  values: { "warmup-timeout"?: string; timeout?: string },
+): number {
+  return values["warmup-timeout"] !== undefined
+    ? secondsFlag("warmup-timeout", values["warmup-timeout"], 1800)
+    : secondsFlag("timeout", values.timeout, 1800);
+}
+
 /** A positive integer from a flag. */
 export function intFlag(
   name: string,

@@ -303,6 +303,7 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
     }
   }
   sources.set(config.execution.skills, { file, text });
+  sources.set(config.environment.models, { file, text });
   return { config, path: file, dir, taskText };
 }
 

@@ -20,7 +20,7 @@ import {
 import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
 import { agentPrompt } from "./agent_prompt.ts";
-import { selfCommand } from "./mcp_config.ts";
+import { mcpEnv, selfCommand } from "./mcp_config.ts";
 import {
   bindTimings,
   provisionKernel,
@@ -30,7 +30,6 @@ import {
   type WarmOptions,
 } from "./provision.ts";
 import { type Skill, skillSpec } from "./skills.ts";
-import { stateDir } from "./state.ts";
 import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "./warmup.ts";
 import fsWorkerSource from "./python/fs_worker.py" with { type: "text" };
 
@@ -302,7 +301,7 @@ export async function bindFilesystem(
               ...(exec.run_timeout !== 600 ? ["--timeout", String(exec.run_timeout)] : []),
               ...(exec.fresh_process ? ["--fresh-process"] : []),
             ],
-            env: { INTERP_EXEC_HOME: stateDir() },
+            env: mcpEnv(self),
           },
         },
       },

@@ -399,9 +399,12 @@ export class JupyterClient {
       env?: Record<string, string>;
       timeoutMs?: number;
       kernelId?: string;
+      /** Folder (relative to the server's root_dir) the kernel starts in; "" for the root. */
+      path?: string;
     },
   ): Promise<KernelModel> {
     const body: Record<string, unknown> = { name: opts.kernelName };
+    if (opts.path !== undefined) body.path = opts.path;
     if (opts.env && Object.keys(opts.env).length > 0) body.env = opts.env;
     if (opts.kernelId) body.kernel_id = opts.kernelId;
     return await this.json<KernelModel>("api/kernels", {

@@ -32,6 +32,8 @@ export interface EmbeddedServer {
   log: string;
   started_at: string;
   idle_timeout: number;
+  /** The other idle_timeouts runs asked for, each warned about once. */
+  warned_idle_timeouts?: number[];
 }
 
 /** A Python that can run the embedded server, and how it was found. */
@@ -180,7 +182,7 @@ export async function ensureEmbeddedServer(opts: {
     const existing = await reusable();
     if (existing) {
       progress(`using the embedded Jupyter server at ${existing.url} (pid ${existing.pid})`);
-      warnCulling(existing, opts.idleTimeout ?? 0);
+      await warnCulling(existing, opts.idleTimeout ?? 0);
       return { server: existing, started: false };
     }
     return { server: await startEmbeddedServer(opts), started: true };
@@ -208,20 +210,29 @@ async function reusable(): Promise<EmbeddedServer | undefined> {
   return undefined;
 }
 
-function warnCulling(existing: EmbeddedServer, wanted: number): void {
+// Under the "embedded" lock. Said once per server and idle_timeout: the
+// record remembers which ones it warned about.
+async function warnCulling(existing: EmbeddedServer, wanted: number): Promise<void> {
   const culls = existing.idle_timeout ?? 0;
   // Culling is server-wide and fixed at start: restarting would kill other
   // sessions, so say what will happen instead.
-  if (wanted !== culls) {
-    warn(
-      culls === 0
-        ? `the embedded server was started without idle culling, so this session's idle_timeout (${wanted} s) ` +
-          "is only recorded: 'interp-exec shutdown --idle' ends it once idle that long " +
-          "('interp-exec server stop' and run again to have the server cull)"
-        : `the embedded server culls kernels idle for ${culls} s (the idle_timeout it was started with), ` +
-          `this one too (idle_timeout ${wanted} s here); 'interp-exec server stop' and run again to change it`,
-    );
-  }
+  if (wanted === culls || existing.warned_idle_timeouts?.includes(wanted)) return;
+  warn(
+    (culls === 0
+      ? `the embedded server was started without idle culling, so the config's idle_timeout ` +
+        `(${wanted} s) is only recorded: 'interp-exec shutdown --idle' ends sessions idle that long. ` +
+        "To have the server cull them itself: 'interp-exec server stop' (it ends every session " +
+        "on it), then run again"
+      : `the embedded server culls kernels idle for ${culls} s (the idle_timeout it was started with), ` +
+        `these too (the config asks for ${wanted} s). To change it: 'interp-exec server stop' ` +
+        "(it ends every session on it), then run again") +
+      ". (Said once for this server.)",
+  );
+  const rec = {
+    ...existing,
+    warned_idle_timeouts: [...existing.warned_idle_timeouts ?? [], wanted],
+  };
+  await writeFileAtomic(serverFile(), JSON.stringify(rec, null, 2)).catch(() => {});
 }
 
 async function startEmbeddedServer(opts: {

@@ -11,6 +11,11 @@ export function setQuiet(value: boolean): void {
   quiet = value;
 }
 
+/** Whether progress lines are silenced. */
+export function isQuiet(): boolean {
+  return quiet;
+}
+
 /** One progress line on stderr, prefixed with the program's name. */
 export function progress(message: string): void {
   if (!quiet) Deno.stderr.writeSync(encoder.encode(`interp-exec: ${message}\n`));

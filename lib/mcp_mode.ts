@@ -13,7 +13,7 @@ import { handleBase, type KernelSummary, type McpHandle, type ToolSummary } from
 import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
 import { agentPrompt } from "./agent_prompt.ts";
-import { selfCommand } from "./mcp_config.ts";
+import { mcpEnv, selfCommand } from "./mcp_config.ts";
 import {
   bindTimings,
   provisionKernel,
@@ -22,7 +22,6 @@ import {
   type WarmKernel,
   type WarmOptions,
 } from "./provision.ts";
-import { stateDir } from "./state.ts";
 import mcpFunctionsSource from "./python/mcp_functions.py" with { type: "text" };
 
 /** mcp_functions.py, the kernel's side of mcp mode. */
@@ -233,7 +232,7 @@ export async function bindMcp(
               client.url,
               ...(exec.call_timeout !== 300 ? ["--timeout", String(exec.call_timeout)] : []),
             ],
-            env: { INTERP_EXEC_HOME: stateDir() },
+            env: mcpEnv(self),
           },
         },
       },

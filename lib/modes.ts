@@ -4,7 +4,7 @@
  * them shut down again if any fails.
  */
 
-import { intFlag, parseFlags, secondsFlag } from "./args.ts";
+import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "./args.ts";
 import type { ExecutionType } from "./config.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
@@ -24,6 +24,7 @@ export const modeFlagOptions = {
   ...serverFlagOptions,
   config: { type: "string", short: "c" },
   workspace: { type: "string" },
+  "warmup-timeout": { type: "string" },
   timeout: { type: "string" },
   "kernel-start-timeout": { type: "string" },
   "keep-on-error": { type: "boolean" },
@@ -37,7 +38,8 @@ export const modeFlagOptions = {
 export const modeFlagHelp = `Options:
   -c, --config FILE            experiment config (YAML); required
   --workspace DIR              the agent's folder on the kernel's machine (execution.workspace)
-  --timeout SECONDS            bound on the warm-up (default 1800; 0 for none)
+  --warmup-timeout SECONDS     bound on the warm-up (default 1800; 0 for none; --timeout is
+                               the same, its older name)
   --kernel-start-timeout SECS  bound on a kernel's start (default 120; gateways may pull images)
   --sessions N                 warm N sessions in parallel; prints an array of handles
   --skills-dir DIR             extra skill folder (repeatable; searched after the built-ins)
@@ -69,7 +71,7 @@ export async function runMode(
 ): Promise<void> {
   setQuiet(values.quiet ?? false);
   const n = intFlag("sessions", values.sessions, 1);
-  const timeoutMs = secondsFlag("timeout", values.timeout, 1800);
+  const timeoutMs = warmupTimeoutFlag(values);
   const kernelStartTimeoutMs = secondsFlag(
     "kernel-start-timeout",
     values["kernel-start-timeout"],

@@ -92,6 +92,10 @@ export async function startKernel(
       env: env ? { ...env, KERNEL_ID: kernelId } : undefined,
       timeoutMs: opts.kernelStartTimeoutMs,
       kernelId,
+      // A bare kernel otherwise starts in the server process's working folder;
+      // a server with files (root_dir) starts it there, so a relative
+      // workspace lies where a person sees it in JupyterLab.
+      path: info.contents_api ? "" : undefined,
     });
     return { sessionId: null, kernel, notebookPath: null };
   } catch (err) {
@@ -221,6 +225,7 @@ export async function provisionKernel(
       hidden: opts.hiddenSetup,
       label: opts.index === undefined ? undefined : `[session ${opts.index}] `,
       redact: redactor(client.target.token),
+      configPath: loaded.path,
       timeoutMs: opts.timeoutMs,
       signal: opts.signal,
       abortReason: opts.abortReason,

@@ -12,7 +12,7 @@ import { type KernelSummary, KernelSummarySchema } from "./handle.ts";
 import type { ExecuteResult, KernelChannel } from "./jupyter.ts";
 import type { Output } from "./nbformat.ts";
 import { stripAnsi } from "./nbformat.ts";
-import { trace, writeStderr } from "./log.ts";
+import { isQuiet, trace, writeStderr } from "./log.ts";
 import type { SkillSpec } from "./skills.ts";
 import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "./version.ts";
 import kernelSetupSource from "../kernel_setup.py" with { type: "text" };
@@ -154,6 +154,14 @@ export interface WarmupOptions {
   label?: string;
   /** Applied to kernel output before it reaches stderr (the server's token). */
   redact?: (text: string) => string;
+  /** The experiment config, named in a setup error's one line. */
+  configPath?: string;
+}
+
+/** How often a silent warm-up says it is still working (INTERP_EXEC_HEARTBEAT_S overrides). */
+function heartbeatMs(): number {
+  const s = Number(Deno.env.get("INTERP_EXEC_HEARTBEAT_S") ?? "10");
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 10_000;
 }
 
 /**
@@ -172,8 +180,8 @@ export function warmUp(
         "timeout",
         `the warm-up did not finish within ${
           opts.timeoutMs / 1000
-        } s (--timeout); the kernel was interrupted`,
-        "raise --timeout for large models, or 0 for no limit",
+        } s (--warmup-timeout); the kernel was interrupted`,
+        "raise --warmup-timeout for large models, or 0 for no limit",
       );
     }
     throw err;
@@ -188,7 +196,57 @@ async function runSetup(
   const started = performance.now();
   const redact = opts.redact ?? ((t: string) => t);
   const sink = (text: string) => writeStderr(redact(text));
-  const write = opts.label ? linePrefixer(opts.label, sink) : sink;
+  const prefixed = opts.label ? linePrefixer(opts.label, sink) : sink;
+  // Kernel output as it comes, with a newline between streams where a line
+  // was left open (a tqdm bar ends in \r, not \n), and the stage it names.
+  let atLineStart = true;
+  let lastStream = "";
+  let lastOutput = started;
+  let stage = "importing torch and transformers";
+  const write = (text: string, stream = "stdout") => {
+    if (!text) return;
+    if (!atLineStart && stream !== lastStream) prefixed("\n");
+    prefixed(text);
+    atLineStart = text.endsWith("\n");
+    lastStream = stream;
+    lastOutput = performance.now();
+    for (const m of text.matchAll(/\[interp-exec\] (loading model \d+\/\d+) as \S+: (.*) \(/g)) {
+      stage = `${m[1]}: ${m[2]}`;
+    }
+    if (/\[interp-exec\] loaded \S+ in /.test(text)) stage = "loading the skills";
+  };
+  // A step that prints nothing for a while (import, weights, custom_load_code) still says so.
+  const every = heartbeatMs();
+  const heartbeat = setInterval(() => {
+    const now = performance.now();
+    if (now - lastOutput < every) return;
+    if (!isQuiet()) {
+      write(`[interp-exec] still ${stage}, ${Math.round((now - started) / 1000)} s\n`, "heartbeat");
+    }
+    lastOutput = now;
+  }, Math.min(every, 1000));
+  try {
+    return await runSetupSteps(kernel, spec, opts, {
+      started,
+      write,
+      setupFailed: setupFailedFor(opts),
+    });
+  } finally {
+    clearInterval(heartbeat);
+  }
+}
+
+async function runSetupSteps(
+  kernel: KernelChannel,
+  spec: SetupSpec,
+  opts: WarmupOptions,
+  ctx: {
+    started: number;
+    write: (text: string, stream?: string) => void;
+    setupFailed: (result: ExecuteResult) => void;
+  },
+): Promise<WarmupResult> {
+  const { started, write } = ctx;
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
   const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
   trace("warm-up: stash sent");
@@ -209,15 +267,16 @@ async function runSetup(
     signal: opts.signal,
     abortReason: opts.abortReason,
     onOutput: (out) => {
-      if (out.output_type === "stream") write(out.text);
+      if (out.output_type === "stream") write(out.text, out.name);
       else if (out.output_type === "display_data" && SUMMARY_MIME in out.data) {
         summary = out.data[SUMMARY_MIME];
       } else if (out.output_type === "error") {
-        write(stripAnsi(out.traceback.join("\n")) + "\n");
+        const shown = shownTraceback(out.ename, out.traceback);
+        if (shown) write(shown + "\n", "error");
       }
     },
   });
-  throwIfError(result, "kernel_setup.py");
+  ctx.setupFailed(result);
   trace("warm-up: setup replied");
   const parsed = KernelSummarySchema.safeParse(summary);
   if (!parsed.success) {
@@ -237,6 +296,36 @@ async function runSetup(
     ),
     execution_count: result.execution_count,
     elapsed_ms: performance.now() - started,
+  };
+}
+
+/**
+ * What of a failed warm-up's traceback to show: a SetupError is its own one
+ * line (the error says it), so nothing; an error in the user's own code
+ * (custom_load_code, a skill) shows only those frames and the error line;
+ * anything else (a bug in kernel_setup.py) shows all of it.
+ */
+export function shownTraceback(ename: string, traceback: string[]): string {
+  if (ename === "SetupError") return "";
+  const blocks = traceback.map(stripAnsi);
+  const user = blocks.filter((b) => /<custom_load_code |<skill /.test(b));
+  if (user.length === 0) return blocks.join("\n");
+  return [...user, blocks.at(-1)!].join("\n");
+}
+
+/** Throws for a failed setup cell: a SetupError as one line naming the config file. */
+function setupFailedFor(opts: WarmupOptions): (result: ExecuteResult) => void {
+  return (result) => {
+    if (result.status === "ok") return;
+    if (result.error?.ename === "SetupError") {
+      const message = stripAnsi(result.error.evalue).trim();
+      throw new JupyterError(
+        "setup_failed",
+        opts.configPath ? `${opts.configPath}: ${message}` : message,
+        "fix the config and run again",
+      );
+    }
+    throwIfError(result, "kernel_setup.py");
   };
 }
 

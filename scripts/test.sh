@@ -6,6 +6,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 scripts/bootstrap.sh
+# What only the tests need (Enterprise Gateway, configurable-http-proxy).
+deps=$(scripts/test-deps.sh)
+eval "$deps"
 DENO="$ROOT/node_modules/.bin/deno"
 
 # One folder of tiny models and one state folder for the whole run.

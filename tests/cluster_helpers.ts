@@ -1,6 +1,7 @@
 /**
  * Fixtures for the cluster tests: a real JupyterHub (from requirements.txt)
- * with its real proxy (configurable-http-proxy from package.json), and a real
+ * with its real proxy (configurable-http-proxy, which scripts/test-deps.sh
+ * installs from scripts/test-deps/package.json), and a real
  * Jupyter Enterprise Gateway (from requirements-eg.txt, in its own virtual
  * environment because its pins conflict with ours). Every process they start
  * carries the fixture's temporary folder in its command line (or is recorded
@@ -13,10 +14,11 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import type { Handle } from "../lib/handle.ts";
 import { pidsWith, PYTHON, ROOT } from "./helpers.ts";
 
-/** configurable-http-proxy, installed by npm from package.json. */
-export const CHP = join(ROOT, "node_modules", ".bin", "configurable-http-proxy");
+/** configurable-http-proxy (scripts/test-deps.sh installs it and sets INTERP_EXEC_CHP). */
+export const CHP = Deno.env.get("INTERP_EXEC_CHP") ??
+  join(ROOT, "node_modules", ".bin", "configurable-http-proxy");
 
-/** The Enterprise Gateway environment's Python (scripts/bootstrap.sh links .venv-eg). */
+/** The Enterprise Gateway environment's Python (scripts/test-deps.sh links .venv-eg). */
 export const EG_PYTHON = Deno.env.get("INTERP_EXEC_EG_PYTHON") ??
   join(ROOT, ".venv-eg", "bin", "python");
 
@@ -236,8 +238,8 @@ export interface Hub {
 
 /**
  * Starts a real JupyterHub on loopback: DummyAuthenticator with a password,
- * SimpleLocalProcessSpawner (no system users), configurable-http-proxy from
- * node_modules, random ports, everything in a temporary folder. The
+ * SimpleLocalProcessSpawner (no system users), configurable-http-proxy
+ * ({@link CHP}), random ports, everything in a temporary folder. The
  * single-user servers are jupyter_server based (jupyterhub-singleuser) on our
  * venv's Python, so their kernels have ipykernel and torch, and load
  * `serverConfig` (a Jupyter Server config file, e.g. `interp-exec server config`).

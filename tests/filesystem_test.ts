@@ -205,6 +205,37 @@ Deno.test({
       );
 
       await t.step(
+        "output_hidden_states: transformers' own hooks are not reported as the script's",
+        async () => {
+          await call(client, "write_file", {
+            path: "hidden_states.py",
+            content: `import interp_exec
+model, tokenizer = interp_exec.model(), interp_exec.tokenizer()
+x = tokenizer("the cat sat", return_tensors="pt")
+out = model(**x, output_hidden_states=True)
+print("layers", len(out.hidden_states))
+`,
+          });
+          for (const run of [1, 2]) {
+            const r = await call(client, "run_python", { path: "hidden_states.py" });
+            assert.equal(r.structured.exit_code, 0, r.text);
+            assert.match(String(r.structured.stdout), /layers \d+/, `run ${run}`);
+            assert.doesNotMatch(r.raw, /hook\(s\) the script left/, `run ${run}: ${r.text}`);
+          }
+          // A hook the script itself leaves is still removed and reported.
+          await call(client, "write_file", {
+            path: "leaves_hook.py",
+            content: `import interp_exec
+interp_exec.model().register_forward_hook(lambda *a: None)
+`,
+          });
+          const left = await call(client, "run_python", { path: "leaves_hook.py" });
+          assert.equal(left.structured.exit_code, 0, left.text);
+          assert.match(left.raw, /removed 1 hook\(s\) the script left/);
+        },
+      );
+
+      await t.step(
         "a failing script reports its exit code and stderr; a timeout stops it",
         async () => {
           await call(client, "write_file", {

@@ -125,6 +125,8 @@ export async function startStockServer(
      * venv): off by default, as on a plain Jupyter Server.
      */
     collaboration?: boolean;
+    /** The server process's working folder (default: its root_dir). */
+    cwd?: string;
   } = {},
 ): Promise<TestServer> {
   const rootDir = opts.rootDir ?? await Deno.makeTempDir({ prefix: "interp-exec-root-" });
@@ -157,7 +159,7 @@ export async function startStockServer(
   const child = new Deno.Command(PYTHON, {
     args,
     env: { JUPYTER_TOKEN: token, KG_AUTH_TOKEN: token, ...opts.env },
-    cwd: rootDir,
+    cwd: opts.cwd ?? rootDir,
     stdin: "null",
     stdout: "null",
     stderr: "piped",

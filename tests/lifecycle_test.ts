@@ -506,6 +506,12 @@ Deno.test("lifecycle: the embedded server culls idle kernels; server status, con
     assert.equal(second.code, 0, second.stderr);
     assert.match(second.stderr, /warning: the embedded server culls kernels idle for 3 s/);
     const secondHandle = NotebookHandleSchema.parse(JSON.parse(second.stdout));
+    // Said once per server and idle_timeout, not on every run.
+    const third = await cli(home, ["notebook", "--config", other]);
+    assert.equal(third.code, 0, third.stderr);
+    assert.doesNotMatch(third.stderr, /warning: the embedded server culls/);
+    const thirdHandle = NotebookHandleSchema.parse(JSON.parse(third.stdout));
+    assert.notEqual(thirdHandle.session_id, secondHandle.session_id);
 
     const cfg = await cli(home, ["server", "config"]);
     assert.equal(cfg.code, 0);

@@ -258,7 +258,7 @@ environment:
     ["--timeout", "8"],
   );
   assert.equal(res.code, 6, res.stderr);
-  assert.match(res.stderr, /error: the warm-up did not finish within 8 s \(--timeout\)/);
+  assert.match(res.stderr, /error: the warm-up did not finish within 8 s \(--warmup-timeout\)/);
   assert.deepEqual(await serverKernels(server), before);
 });
 

@@ -147,6 +147,11 @@ Deno.test({
       const rec = JSON.parse(started.stdout) as Status;
       assert.equal(rec.size, 2);
       assert.equal(rec.counts.ready, 2, started.stdout);
+      assert.equal(
+        rec.status,
+        "full",
+        "every kernel ready: full, whether or not the refill said so",
+      );
       refillPid = rec.refill!.pid;
 
       // The pool outlived the command that started it, and the next command finds it.
@@ -155,6 +160,7 @@ Deno.test({
       assert.equal(full.id, rec.id);
       assert.equal(full.refill?.alive, true);
       assert.equal(full.counts.ready, 2);
+      assert.equal(full.status, "full");
       assert.ok(full.kernels.every((k) => (k.rss_bytes ?? 0) > 0), "memory is measured");
       const pooled = readyIds(full);
       assert.ok(pooled.every((id) => !before.has(id)));

@@ -12,6 +12,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
+import { UsageError } from "../errors.ts";
 
 /** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
 export type ServerFactory = () => McpServer | Server;
@@ -64,43 +65,58 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
     );
   }
   let allowedHosts: string[] = [];
-  const server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: opts.port,
-    signal: opts.signal,
-    onListen: ({ port }) => {
-      allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`];
-      progress(`${opts.label} listening on http://127.0.0.1:${port}/mcp`);
-      opts.onListen?.(port);
-    },
-  }, async (req) => {
-    const url = new URL(req.url);
-    if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
-    if (opts.bearer && req.headers.get("authorization") !== `Bearer ${opts.bearer}`) {
-      return jsonRpcError(401, "missing or wrong bearer token");
+  let server: Deno.HttpServer;
+  try {
+    server = serveOn(opts);
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new UsageError(
+        `--http ${opts.port}: 127.0.0.1:${opts.port} is already in use`,
+        "try another port, or --http 0 for any free one",
+      );
     }
-    const mcpSessionId = req.headers.get("mcp-session-id");
-    const known = mcpSessionId ? transports.get(mcpSessionId) : undefined;
-    if (known) return await known.handleRequest(req);
-    if (mcpSessionId) return jsonRpcError(404, "unknown MCP session");
-    if (req.method !== "POST") return jsonRpcError(400, "no MCP session: initialize first");
-    const transport = new WebStandardStreamableHTTPServerTransport({
-      sessionIdGenerator: () => crypto.randomUUID(),
-      onsessioninitialized: (id: string) => {
-        transports.set(id, transport);
-      },
-      onsessionclosed: (id: string) => {
-        transports.delete(id);
-      },
-      // A web page the user visits must not reach the kernels through this port.
-      enableDnsRebindingProtection: true,
-      allowedHosts,
-    });
-    await factory().connect(transport);
-    return await transport.handleRequest(req);
-  });
+    throw err;
+  }
   await server.finished;
   for (const t of transports.values()) await t.close().catch(() => {});
+
+  function serveOn(opts: HttpOptions): Deno.HttpServer {
+    return Deno.serve({
+      hostname: "127.0.0.1",
+      port: opts.port,
+      signal: opts.signal,
+      onListen: ({ port }) => {
+        allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`];
+        progress(`${opts.label} listening on http://127.0.0.1:${port}/mcp`);
+        opts.onListen?.(port);
+      },
+    }, async (req) => {
+      const url = new URL(req.url);
+      if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
+      if (opts.bearer && req.headers.get("authorization") !== `Bearer ${opts.bearer}`) {
+        return jsonRpcError(401, "missing or wrong bearer token");
+      }
+      const mcpSessionId = req.headers.get("mcp-session-id");
+      const known = mcpSessionId ? transports.get(mcpSessionId) : undefined;
+      if (known) return await known.handleRequest(req);
+      if (mcpSessionId) return jsonRpcError(404, "unknown MCP session");
+      if (req.method !== "POST") return jsonRpcError(400, "no MCP session: initialize first");
+      const transport = new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: () => crypto.randomUUID(),
+        onsessioninitialized: (id: string) => {
+          transports.set(id, transport);
+        },
+        onsessionclosed: (id: string) => {
+          transports.delete(id);
+        },
+        // A web page the user visits must not reach the kernels through this port.
+        enableDnsRebindingProtection: true,
+        allowedHosts,
+      });
+      await factory().connect(transport);
+      return await transport.handleRequest(req);
+    });
+  }
 }
 
 function jsonRpcError(status: number, message: string): Response {

@@ -1055,11 +1055,17 @@ class _ProcessState:
         hooks, swapped = 0, 0
         for module, attrs, saved in self.models:
             current = vars(module)
+            # Hooks transformers installs once and keeps (output_hidden_states,
+            # output_attentions) are the library's, not the script's: kept.
+            kept = _library_hooks(current, saved)
+            flags = {a: current[a] for a in _LIBRARY_ATTRS if a in current and a not in attrs}
             _restore_dict(current, attrs)
+            current.update(flags)
             for attr, items in saved.items():
                 d = current[attr]
-                extra = len(d) - len(items)
-                if _restore_dict(d, items):
+                ours = {k: d[k] for k in kept if k in d and k not in items}
+                extra = len(d) - len(items) - len(ours)
+                if _restore_dict(d, {**items, **ours}):
                     if attr in _HOOK_DICTS:
                         hooks += max(extra, 1)
                     else:
@@ -1101,6 +1107,23 @@ class _ProcessState:
 
 
 _MISSING = object()
+
+
+# Attributes transformers sets beside the hooks it keeps.
+_LIBRARY_ATTRS = ("_output_capturing_hooks_installed",)
+
+
+def _library_hooks(current: dict, saved: dict) -> set:
+    """Handle ids of hooks added since the snapshot whose function is transformers' own."""
+    ids = set()
+    for attr in _HOOK_DICTS:
+        d, before = current.get(attr), saved.get(attr)
+        if not isinstance(d, dict) or before is None:
+            continue
+        for k, v in d.items():
+            if k not in before and str(getattr(v, "__module__", "")).startswith("transformers."):
+                ids.add(k)
+    return ids
 
 
 def _restore_dict(current: dict, saved: dict) -> bool:

@@ -27,7 +27,9 @@ Options:
   --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
   --token-file FILE          file holding the token
   --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio
+  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
+                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
+                             'Authorization: Bearer TOKEN')
   --timeout SECONDS          default bound on one script run (default 600, the config's
                              execution.run_timeout; 0 for none; run_python may pass its own)
   --fresh-process            run scripts in a new process by default (execution.fresh_process)

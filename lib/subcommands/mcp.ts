@@ -29,11 +29,17 @@ public functions of the skills execution.skills names, !NAME to leave one
 out); by default *. A skill hides a function from agents with
 'fn.__interp_exec_expose__ = False'.
 
+${
+    modeFlagHelp.replace(
+      "Options:\n",
+      `Options:
   --http PORT                  also start mcp-serve over Streamable HTTP on 127.0.0.1:PORT (0: any
                                free port) in the background, so several agents can share the warm
                                model; mcp_config then holds its URL and bearer token. It stops by
                                itself when the session is shut down.
-${modeFlagHelp}`;
+`,
+    )
+  }`;
 
 /** `interp-exec mcp` (from `run`, with the experiment it loaded). */
 export async function mcpCommand(args: string[], experiment?: Experiment): Promise<void> {

@@ -5,7 +5,7 @@
  */
 
 import { resolve } from "node:path";
-import { intFlag, parseFlags, secondsFlag } from "../args.ts";
+import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../args.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../connect.ts";
 import { CliError, JupyterError, UsageError } from "../errors.ts";
 import { type Experiment, loadExperiment } from "../experiment.ts";
@@ -61,25 +61,28 @@ stays free, and 'pool status' reports a pool it cannot fill.
 transformers; a warm-up of any config on that server (same kernel spec)
 claims one and runs its own warm-up there, skipping the imports (~3 s).
 
-start options:
+Options:
+ start:
   -c, --config FILE        the experiment config whose models the kernels load
   --size N                 kernels kept ready (default 1)
   --preimport              a generic pool (torch and transformers imported only)
   --kernel-name NAME       kernel spec of a --preimport pool without --config (default python3)
-  --reserve GB             memory left free after each refill (default 1)
-  --timeout SECONDS        bound on each kernel's warm-up (default 1800; 0 for none)
+  --reserve GIB            memory left free after each refill, in GiB (default 1)
+  --warmup-timeout SECONDS bound on each kernel's warm-up (default 1800; 0 for none;
+                           --timeout is the same)
   --wait                   return once the pool is full (or cannot fill)
   --wait-timeout SECONDS   bound on --wait (default 1800)
   --skills-dir DIR         extra skill folder (repeatable)
-status options:
+ status:
   --json                   a JSON array of pools, each with its kernels
   --pool ID                only this pool
-stop options:
+ stop:
   --pool ID                the pool to stop (repeatable; a unique prefix works)
   --all                    every recorded pool
   --json                   a JSON array: id, kernels_shut_down, refill_stopped
-
-Common: -q, --quiet (no progress lines), -h, --help
+ all:
+  -q, --quiet              no progress lines
+  -h, --help               this help
 
 ${serverFlagHelp}`;
 
@@ -90,6 +93,7 @@ const options = {
   preimport: { type: "boolean" },
   "kernel-name": { type: "string" },
   reserve: { type: "string" },
+  "warmup-timeout": { type: "string" },
   timeout: { type: "string" },
   wait: { type: "boolean" },
   "wait-timeout": { type: "string" },
@@ -139,9 +143,9 @@ async function startPool(values: Values): Promise<void> {
   const size = intFlag("size", values.size, 1);
   const reserveGb = values.reserve === undefined ? 1 : Number(values.reserve);
   if (!Number.isFinite(reserveGb) || reserveGb < 0) {
-    throw new UsageError(`--reserve: expected a number of GB >= 0, got '${values.reserve}'`);
+    throw new UsageError(`--reserve: expected a number of GiB >= 0, got '${values.reserve}'`);
   }
-  const timeoutMs = secondsFlag("timeout", values.timeout, 1800);
+  const timeoutMs = warmupTimeoutFlag(values);
   const experiment = values.config ? await loadExperiment(values, "pool start") : undefined;
   const kernelName = values["kernel-name"] ?? experiment?.loaded.config.execution.kernel_name ??
     "python3";
@@ -272,10 +276,15 @@ export function refillAlive(pool: PoolRecord): boolean {
 
 // ------------------------------------------------------------------ status
 
-/** A pool as `pool status --json` shows it. */
+/**
+ * A pool as `pool status --json` shows it. The status is "full" once every
+ * kernel is ready, whether or not the refill has recorded it yet; a claimed
+ * kernel says whether its claimer still runs (claimer_alive).
+ */
 export function describe(pool: PoolRecord) {
   const count = (s: PooledKernel["state"]) => pool.kernels.filter((k) => k.state === s).length;
   const alive = refillAlive(pool);
+  const recorded = pool.status === "filling" && count("ready") >= pool.size ? "full" : pool.status;
   return {
     id: pool.id,
     kind: pool.kind,
@@ -285,7 +294,7 @@ export function describe(pool: PoolRecord) {
     kernel_name: pool.kernel_name,
     fingerprint: pool.fingerprint,
     size: pool.size,
-    status: pool.status !== "failed" && pool.refill && !alive ? "stalled" : pool.status,
+    status: pool.status !== "failed" && pool.refill && !alive ? "stalled" : recorded,
     note: pool.status !== "failed" && pool.refill && !alive
       ? `the refill process (pid ${pool.refill.pid}) is not running; ready kernels can still be claimed`
       : pool.note,
@@ -305,6 +314,7 @@ export function describe(pool: PoolRecord) {
       ready_at: k.ready_at,
       claimed_at: k.claimed_at,
       claimed_by: k.claimed_by,
+      claimer_alive: k.state === "claimed" && k.claimed_by !== null ? pidAlive(k.claimed_by) : null,
       died_at: k.died_at,
       rss_bytes: k.rss_bytes,
       gpu_bytes: k.gpu_bytes,
@@ -316,8 +326,8 @@ export function describe(pool: PoolRecord) {
 function gb(bytes: number | null | undefined): string {
   if (bytes === null || bytes === undefined) return "-";
   return bytes >= 1024 ** 3
-    ? `${(bytes / 1024 ** 3).toFixed(1)} GB`
-    : `${Math.round(bytes / 1024 ** 2)} MB`;
+    ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
+    : `${Math.round(bytes / 1024 ** 2)} MiB`;
 }
 
 function since(iso: string | null): string {
@@ -333,7 +343,7 @@ async function poolStatus(values: Values): Promise<void> {
   }
   const described = pools.map(describe);
   if (values.json) return printJson(described);
-  if (described.length === 0) return printText("no pools");
+  if (described.length === 0) return progress("no pools recorded");
   const lines: string[] = [];
   for (const p of described) {
     const c = p.counts;
@@ -367,7 +377,9 @@ async function poolStatus(values: Values): Promise<void> {
               : k.ready_at ?? k.started_at,
           ).padStart(6)
         }  rss ${gb(k.rss_bytes).padStart(7)}${k.gpu_bytes ? `  gpu ${gb(k.gpu_bytes)}` : ""}${
-          k.claimed_by ? `  by pid ${k.claimed_by}` : ""
+          k.claimed_by
+            ? `  by pid ${k.claimed_by}${k.claimer_alive === false ? " (exited)" : ""}`
+            : ""
         }${k.note ? `  (${k.note})` : ""}`,
       );
     }
@@ -796,7 +808,7 @@ async function fail(id: string, note: string): Promise<void> {
 
 function fmtGb(bytes: number | null): string {
   if (bytes === null) return "unknown";
-  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 /** Starts a bare kernel with the id we chose. */

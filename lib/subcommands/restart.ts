@@ -1,4 +1,4 @@
-import { parseFlags, secondsFlag } from "../args.ts";
+import { parseFlags, secondsFlag, warmupTimeoutFlag } from "../args.ts";
 import { existingServerFlagOptions } from "../connect.ts";
 import { UsageError } from "../errors.ts";
 import { runningEmbeddedServer } from "../local_server.ts";
@@ -26,7 +26,7 @@ Options:
   --session ID         the session (a unique prefix of a recorded one will do)
   --config FILE        the experiment config to warm from (default: the one recorded for
                        the session; recorded for next time)
-  --warmup-timeout S   bound on the warm-up (default 1800)
+  --warmup-timeout S   bound on the warm-up (default 1800; 0 for none; --timeout is the same)
   --kernel-start-timeout S  bound on the kernel's start (default 120)
   --json               print one JSON object: session_id, kernel_id, notebook_path,
                        in_place, config_path, warmup_ms
@@ -43,6 +43,7 @@ const options = {
   session: { type: "string" },
   config: { type: "string" },
   "warmup-timeout": { type: "string" },
+  timeout: { type: "string" },
   "kernel-start-timeout": { type: "string" },
   json: { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
@@ -73,7 +74,7 @@ export async function restartCommand(args: string[]): Promise<void> {
       notebookPath: ref.notebook_path,
       configPath: values.config,
     }, {
-      warmupTimeoutMs: secondsFlag("warmup-timeout", values["warmup-timeout"], 1800),
+      warmupTimeoutMs: warmupTimeoutFlag(values),
       kernelStartTimeoutMs: secondsFlag(
         "kernel-start-timeout",
         values["kernel-start-timeout"],

@@ -7,7 +7,10 @@ export const help = `interp-exec schema: print the handle's JSON Schema
 Usage: interp-exec schema
 
 The handle is versioned (schema_version); this prints the JSON Schema of the
-current version, for programs that read handles.`;
+current version, for programs that read handles.
+
+Options:
+  -h, --help   this help`;
 
 /** `interp-exec schema` */
 export function schemaCommand(args: string[]): void {

@@ -1,12 +1,12 @@
 import { parseFlags } from "../args.ts";
 import { printJson, printText, progress } from "../log.ts";
 import { checkSessions, type SessionStatus } from "../sessions.ts";
-import { recordedSessions } from "../state.ts";
+import { forgetSessions, recordedSessions } from "../state.ts";
 
 /** `interp-exec sessions --help` */
 export const help = `interp-exec sessions: list the sessions interp-exec created
 
-Usage: interp-exec sessions [--json]
+Usage: interp-exec sessions [--json] [--forget-unreachable]
 
 Checks every session interp-exec recorded against its server and prints a
 table (or, with --json, an array of objects) on stdout: the experiment, age,
@@ -20,21 +20,48 @@ server runs on this machine; Jupyter has no memory API, so elsewhere it is n/a.
 The idle deadline is the kernel's last activity plus the config's
 execution.idle_timeout; 'interp-exec shutdown --idle' ends sessions past it.
 
+A server that is gone for good (a machine returned, a tunnel closed) leaves
+its sessions unreachable for ever, and 'shutdown --all' fails on them (exit 3);
+--forget-unreachable drops those records from interp-exec's state, naming
+each on stderr. It shuts nothing down: a server that comes back keeps its kernels.
+
 Options:
-  --json       one JSON array on stdout (full ids, ISO times, seconds, bytes)
-  -h, --help   this help`;
+  --json                 one JSON array on stdout (full ids, ISO times, seconds, bytes)
+  --forget-unreachable   forget the records of sessions whose server does not answer
+  -h, --help             this help`;
 
 /** `interp-exec sessions` */
 export async function sessionsCommand(args: string[]): Promise<void> {
-  const { values } = parseFlags("sessions", args, { json: { type: "boolean" } });
+  const { values } = parseFlags("sessions", args, {
+    json: { type: "boolean" },
+    "forget-unreachable": { type: "boolean" },
+  });
   if (values.help) return printText(help);
   const statuses = await checkSessions(await recordedSessions(), { prune: true });
+  if (values["forget-unreachable"]) await forgetUnreachable(statuses);
   if (values.json) return printJson(statuses);
   if (statuses.length === 0) {
     progress("no sessions recorded");
     return;
   }
   printText(table(statuses));
+}
+
+/** Drops the records of unreachable sessions, one stderr line each. */
+async function forgetUnreachable(statuses: SessionStatus[]): Promise<void> {
+  const lost = statuses.filter((r) => r.status === "unreachable");
+  const byServer = Map.groupBy(lost, (r) => r.server_url);
+  for (const [url, rows] of byServer) {
+    await forgetSessions(rows.map((r) => r.id), url);
+    for (const r of rows) {
+      progress(
+        `forgot session ${r.id} (${r.experiment}, ${r.mode}) on ${url}: ${
+          r.reason ?? "the server did not answer"
+        }`,
+      );
+    }
+  }
+  if (lost.length === 0) progress("no unreachable sessions to forget");
 }
 
 /** The human table: short ids, durations, one row per session. */

@@ -113,7 +113,14 @@ export async function shutdownCommand(args: string[]): Promise<void> {
           failed.map((f) => `${f.result.id}: ${f.result.error}`).join("; ")
         }`,
       first instanceof CliError ? first.exitCode : 3,
-      first instanceof CliError ? first.hint : undefined,
+      first instanceof JupyterError && first.code === "unreachable"
+        ? [
+          first instanceof CliError ? first.hint : undefined,
+          "if a server is gone for good, 'interp-exec sessions --forget-unreachable' forgets its sessions",
+        ].filter(Boolean).join("; ")
+        : first instanceof CliError
+        ? first.hint
+        : undefined,
     );
   }
 }

@@ -12,7 +12,13 @@ Usage: interp-exec skills list [--config FILE] [--skills-dir DIR ...] [--json]
 The search path is: the built-in skills, then --skills-dir folders, then the
 config's execution.skills_dirs, then skills/ beside the config. A skill of
 the same name later on the path replaces an earlier one. 'show' prints the
-skill's markdown (front matter included) on stdout.`;
+skill's markdown (front matter included) on stdout.
+
+Options:
+  -c, --config FILE    also search the config's execution.skills_dirs and skills/ beside it
+  --skills-dir DIR     extra skill folder (repeatable; searched after the built-ins)
+  --json               list: one JSON array (name, description, preload, requires, origin)
+  -h, --help           this help`;
 
 /** `interp-exec skills list|show` */
 export async function skillsCommand(args: string[]): Promise<void> {

@@ -1,6 +1,7 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseFlags } from "../args.ts";
+import { type LoadedConfig, whereInConfig } from "../config.ts";
 import { ConfigError } from "../errors.ts";
 import { loadExperiment } from "../experiment.ts";
 import { printJson, printText, warn } from "../log.ts";
@@ -10,25 +11,47 @@ import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server
 
-Usage: interp-exec validate --config experiment.yaml [--skills-dir DIR]
+Usage: interp-exec validate --config experiment.yaml [--skills-dir DIR] [--remote]
 
 Validates the YAML, resolves the task file and the skills, and assigns the
 kernel variable names. Compiles each preloaded skill's Python blocks as the
 warm-up would (with the project's Python: INTERP_EXEC_PYTHON, the .venv, or
 python3): syntax errors, two skills defining the same name, and skills that
 would replace a model variable. Prints a JSON summary on stdout; exits 2 with
-one line naming the file, line and YAML path on the first problem.`;
+one line naming the file, line and YAML path on the first problem.
+
+Model folders (path, base_model_path, and a tokenizer written as a path) are
+read on the kernel's machine. validate checks they exist here, as for the
+embedded server or a server on this machine; with --remote it lists them as
+not checked (on stderr, and paths_unchecked in the summary).
+
+Options:
+  -c, --config FILE    the experiment config (YAML); required
+  --skills-dir DIR     extra skill folder (repeatable; searched after the built-ins)
+  --remote             the kernel runs on another machine: do not check model folders here
+  -h, --help           this help`;
 
 /** `interp-exec validate` */
 export async function validateCommand(args: string[]): Promise<void> {
   const { values } = parseFlags("validate", args, {
     config: { type: "string", short: "c" },
     "skills-dir": { type: "string", multiple: true },
+    remote: { type: "boolean" },
   });
   if (values.help) return printText(help);
   const { loaded, skills } = await loadExperiment(values, "validate");
   const { config } = loaded;
   const models = assignNames(config.environment.models, config.execution.obfuscate);
+  const paths = modelPaths(loaded);
+  if (values.remote) {
+    if (paths.length) {
+      warn(
+        `not checked (the kernel runs on a remote server): ${
+          paths.map((p) => `${p.yaml_path} ${p.path}`).join(", ")
+        }`,
+      );
+    }
+  } else await checkModelPaths(loaded, paths);
   const checked = await checkSkillCode(skills, [
     "workspace",
     "experiment_name",
@@ -48,7 +71,57 @@ export async function validateCommand(args: string[]): Promise<void> {
     })),
     skills: skills.map((s) => ({ name: s.name, origin: s.origin, preload: s.preload })),
     skill_code_checked: checked,
+    paths_checked: values.remote ? [] : paths,
+    paths_unchecked: values.remote ? paths : [],
   });
+}
+
+/** A model folder the config names, resolved as the warm-up resolves it. */
+interface ModelPath {
+  yaml_path: string;
+  path: string;
+}
+
+function modelPaths(loaded: LoadedConfig): ModelPath[] {
+  const out: ModelPath[] = [];
+  // As the warm-up's buildSpec resolves them.
+  const abs = (p: string) => resolve(loaded.dir, p);
+  for (const [i, m] of loaded.config.environment.models.entries()) {
+    if (m.custom_load_code) continue; // the user's code decides what it reads
+    const keys: [string, string | undefined][] = [
+      ["path", m.path],
+      ["base_model_path", m.base_model_path],
+      // A tokenizer is a path when it looks like one (else a hub id).
+      ["tokenizer", m.tokenizer && /^(\/|\.\.?\/)/.test(m.tokenizer) ? m.tokenizer : undefined],
+    ];
+    for (const [key, value] of keys) {
+      if (value) out.push({ yaml_path: `environment.models[${i}].${key}`, path: abs(value) });
+    }
+  }
+  return out;
+}
+
+/** Every model folder must exist here; the first missing one is a ConfigError naming the line. */
+async function checkModelPaths(loaded: LoadedConfig, paths: ModelPath[]): Promise<void> {
+  for (const p of paths) {
+    let isDir = false;
+    try {
+      isDir = (await Deno.stat(p.path)).isDirectory;
+    } catch { /* missing */ }
+    if (isDir) continue;
+    const [, i, key] = /^environment\.models\[(\d+)\]\.(\w+)$/.exec(p.yaml_path)!;
+    const where = whereInConfig(loaded.config.environment.models, [
+      "environment",
+      "models",
+      Number(i),
+      key,
+    ]) ?? loaded.path;
+    throw new ConfigError(
+      `${where}: ${p.yaml_path}: folder not found: ${p.path}`,
+      "paths are read on the kernel's machine; relative ones resolve against the config's folder " +
+        "(for a server on another machine: validate --remote)",
+    );
+  }
 }
 
 // Runs in a plain Python (no torch needed): kernel_setup.py's own block

@@ -542,3 +542,25 @@ def test_import_has_no_side_effects(tmp_path):
     r = subprocess.run([sys.executable, str(probe)], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert r.stdout == ""
+
+
+def test_ready_line_gives_counts_and_the_names_that_matter():
+    summary = {
+        "load_seconds": 4.25,
+        "models": [
+            {"var_name": "model", "tokenizer_var_name": "tokenizer"},
+            {"var_name": "model_b", "tokenizer_var_name": "tokenizer_b"},
+        ],
+        "skills": [
+            {"name": "steering", "preload": True, "functions": [{"name": f"f{i}"} for i in range(9)], "classes": [{"name": "C"}]},
+            {"name": "logit-lens", "preload": True, "functions": [{"name": "logit_lens"}], "classes": []},
+            {"name": "research-methodology", "preload": False, "functions": [], "classes": []},
+        ],
+        "variables": ["workspace", "experiment_name", "model", "tokenizer", "model_b", "tokenizer_b", *[f"f{i}" for i in range(9)], "C", "logit_lens"],
+    }
+    assert kernel_setup.ready_line(summary) == (
+        "ready in 4.2 s: 2 models (model, tokenizer, model_b, tokenizer_b); "
+        "2 skills (steering, logit-lens) defining 11 names; workspace, experiment_name"
+    )
+    summary.update(models=[], skills=[])
+    assert kernel_setup.ready_line(summary) == "ready in 4.2 s: 0 models; workspace, experiment_name"
