@@ -55,7 +55,7 @@ if [ ! -x /usr/bin/chromium ] && [ -z "${INTERP_EXEC_CHROMIUM:-}" ] && command -
   SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
   { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium; } \
     >"$WORK/chromium-install.log" 2>&1 ||
-    echo "interp-exec: could not install chromium (see above); the browser tests will skip" >&2
+    echo "interp-exec: could not install chromium with apt-get; the browser tests will skip" >&2
 fi
 # Screenshots of the browser tests, kept after the run.
 export INTERP_EXEC_TEST_ARTIFACTS="${INTERP_EXEC_TEST_ARTIFACTS:-$ROOT/test-artifacts}"
