@@ -68,8 +68,17 @@ export function setOutputs(cell: YCodeCell, outputs: Output[]): void {
   cell.updateOutputs(i, old.length, outputs.slice(i) as never);
 }
 
-/** Carries out one operation on the shared notebook (in one transaction). */
+/**
+ * Carries out one operation on the shared notebook (in one transaction).
+ * The agent never undoes, so the local undo history (which would keep every
+ * replaced output alive) is dropped after each operation.
+ */
 export function applySharedOp(nb: YNotebook, op: CellOp): void {
+  applyInTransaction(nb, op);
+  nb.undoManager?.clear();
+}
+
+function applyInTransaction(nb: YNotebook, op: CellOp): void {
   nb.transact(() => {
     switch (op.op) {
       case "upsert": {
@@ -141,6 +150,7 @@ export function setRunning(nb: YNotebook, id: string, running: boolean): void {
   const cell = nb.cells[indexOf(nb, id)];
   if (cell?.cell_type === "code") {
     (cell as YCodeCell).executionState = running ? "running" : "idle";
+    nb.undoManager?.clear();
   }
 }
 

@@ -83,7 +83,7 @@ export class NotebookRoom {
 
   private constructor(ws: WebSocket, readonly path: string) {
     this.ws = ws;
-    this.nb = new YNotebook({ disableDocumentWideUndoRedo: true });
+    this.nb = new YNotebook();
     this.nb.awareness.setLocalStateField("user", AGENT_USER);
     this.onUpdate = (update, origin) => {
       if (origin === this) return;
