@@ -119,6 +119,30 @@ Deno.test({
         }
         agentDone = true;
         await personWork;
+        // A long cell's output streams into the document while it runs.
+        let finished = false;
+        const long = callTool(client, "execute_code", {
+          session_id: handle.session_id,
+          code:
+            "import time\nfor i in range(8):\n    print('tick', i, flush=True)\n    time.sleep(0.5)",
+        }).finally(() => (finished = true));
+        let seenLive = "";
+        let seenRunning = false;
+        while (!finished) {
+          const cell = person.nb.cells.find((c) => c.getSource().includes("'tick'"));
+          const text = cell ? JSON.stringify(cell.toJSON()) : "";
+          if (/tick 1/.test(text) && !/tick 7/.test(text)) seenLive = text;
+          if (
+            cell && (cell as unknown as { executionState: string }).executionState === "running"
+          ) {
+            seenRunning = true;
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal((await long).isError, false);
+        assert.ok(seenLive, "a person saw the first ticks before the cell ended");
+        assert.ok(seenRunning, "the cell showed as running");
+
         // Everything the person did has reached the server, and the file is saved.
         assert.ok(await person.confirm());
         assert.equal(await person.save(), "success");
