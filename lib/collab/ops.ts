@@ -84,14 +84,15 @@ function applyInTransaction(nb: YNotebook, op: CellOp): void {
       case "upsert": {
         const i = indexOf(nb, op.id);
         if (i < 0) {
-          nb.insertCell(insertAt(nb, op.before), {
+          const cell = nb.insertCell(insertAt(nb, op.before), {
             cell_type: "code",
             id: op.id,
             source: op.source,
             metadata: (op.metadata ?? {}) as never,
             execution_count: op.execution_count,
             outputs: op.outputs as never,
-          } as never);
+          } as never) as YCodeCell;
+          if (op.running) cell.executionState = "running";
           return;
         }
         const cell = nb.cells[i];
@@ -100,6 +101,7 @@ function applyInTransaction(nb: YNotebook, op: CellOp): void {
         setSource(code, op.source);
         setOutputs(code, op.outputs);
         code.execution_count = op.execution_count;
+        if (op.running !== undefined) code.executionState = op.running ? "running" : "idle";
         return;
       }
       case "insert": {
@@ -143,15 +145,6 @@ function applyInTransaction(nb: YNotebook, op: CellOp): void {
         return;
     }
   });
-}
-
-/** Marks a code cell as running or idle (JupyterLab shows `[*]` while it runs). */
-export function setRunning(nb: YNotebook, id: string, running: boolean): void {
-  const cell = nb.cells[indexOf(nb, id)];
-  if (cell?.cell_type === "code") {
-    (cell as YCodeCell).executionState = running ? "running" : "idle";
-    nb.undoManager?.clear();
-  }
 }
 
 /** The shared document as an nbformat notebook (cells in order, ids kept). */

@@ -149,7 +149,7 @@ export class AttachedSession {
       const id = record ? opts.id ?? cellId() : "";
       // The notebook is a record for people: failing to write it must not
       // stop the agent's work, so write errors become a note in a result.
-      const write = (outputs: Output[], count: number | null) =>
+      const write = (outputs: Output[], count: number | null, running = true) =>
         this.doc.apply({
           op: "upsert",
           id,
@@ -157,13 +157,13 @@ export class AttachedSession {
           outputs: this.redactOutputs(outputs),
           execution_count: count,
           before: opts.before,
+          running,
         });
       let flusher: ReturnType<typeof setInterval> | undefined;
       let latest: () => Output[] = () => [];
       if (record) {
         await this.doc.prepare().catch(() => undefined);
         write([], null);
-        this.doc.running(id, true);
         let version = 0;
         let flushed = 0;
         flusher = setInterval(() => {
@@ -205,10 +205,7 @@ export class AttachedSession {
       } finally {
         if (flusher !== undefined) clearInterval(flusher);
       }
-      if (record) {
-        write(run.outputs, run.execution_count);
-        this.doc.running(id, false);
-      }
+      if (record) write(run.outputs, run.execution_count, false);
       if (run.status === "died") this.die(run.note ?? "the kernel died");
       if (run.status === "lost" || run.status === "server_gone") this.dropped = true;
       return {

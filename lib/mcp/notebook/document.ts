@@ -27,7 +27,7 @@ import { join } from "node:path";
 import { progress } from "../../log.ts";
 import type { Notebook, NotebookCell, Output } from "../../nbformat.ts";
 import type { NotebookRoom } from "../../collab/room.ts";
-import { applySharedOp, setRunning, sharedToNotebook } from "../../collab/ops.ts";
+import { applySharedOp, sharedToNotebook } from "../../collab/ops.ts";
 import { stateDir, withFileLock } from "../../state.ts";
 import { type NotebookStore, UnreadableNotebook } from "./store.ts";
 
@@ -44,6 +44,8 @@ export type CellOp =
     metadata?: Record<string, unknown>;
     /** Where a new cell goes: before this cell (absent or null: at the end). */
     before?: string | null;
+    /** Whether it runs (a shared document shows it as running; a file has no such field). */
+    running?: boolean;
   }
   /** A new cell (nothing happens when a cell with its id is there already). */
   | { op: "insert"; cell: NotebookCell; before: string | null }
@@ -229,11 +231,6 @@ export class NotebookDoc {
     if (this.room && !this.room.closed && !this.replay) applySharedOp(this.room.nb, op);
     if (this.view) applyOp(this.view, op);
     this.schedule();
-  }
-
-  /** Shows a code cell as running (or not) in a shared document; nothing on a file. */
-  running(id: string, on: boolean): void {
-    if (this.room && !this.room.closed && !this.replay) setRunning(this.room.nb, id, on);
   }
 
   /**
