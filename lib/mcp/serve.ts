@@ -9,9 +9,9 @@
 import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
+import { LineStdioServerTransport } from "./stdio_transport.ts";
 
 /** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
 export type ServerFactory = () => McpServer | Server;
@@ -29,7 +29,7 @@ export async function serveStdio(
     process.stdin.once("close", () => resolve());
     opts.signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  await server.connect(new StdioServerTransport());
+  await server.connect(new LineStdioServerTransport());
   progress(opts.ready);
   await closed;
   await server.close().catch(() => {});
@@ -64,20 +64,31 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
     );
   }
   let allowedHosts: string[] = [];
+  let allowedOrigins: string[] = [];
   const server = Deno.serve({
     hostname: "127.0.0.1",
     port: opts.port,
     signal: opts.signal,
     onListen: ({ port }) => {
       allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`];
+      allowedOrigins = allowedHosts.map((h) => `http://${h}`);
       progress(`${opts.label} listening on http://127.0.0.1:${port}/mcp`);
       opts.onListen?.(port);
     },
   }, async (req) => {
     const url = new URL(req.url);
     if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
+    // A browser page on another origin must not drive the server (the MCP
+    // transport spec: an invalid Origin gets 403). Clients that are not
+    // browsers send no Origin.
+    const origin = req.headers.get("origin");
+    if (origin !== null && !allowedOrigins.includes(origin)) {
+      return jsonRpcError(403, `Origin ${JSON.stringify(origin)} is not allowed`);
+    }
     if (opts.bearer && req.headers.get("authorization") !== `Bearer ${opts.bearer}`) {
-      return jsonRpcError(401, "missing or wrong bearer token");
+      return jsonRpcError(401, "missing or wrong bearer token", {
+        "WWW-Authenticate": 'Bearer realm="interp-exec"',
+      });
     }
     const mcpSessionId = req.headers.get("mcp-session-id");
     const known = mcpSessionId ? transports.get(mcpSessionId) : undefined;
@@ -103,10 +114,14 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
   for (const t of transports.values()) await t.close().catch(() => {});
 }
 
-function jsonRpcError(status: number, message: string): Response {
+function jsonRpcError(
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return Response.json(
     { jsonrpc: "2.0", error: { code: -32000, message }, id: null },
-    { status },
+    { status, headers },
   );
 }
 

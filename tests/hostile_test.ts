@@ -1,0 +1,201 @@
+/**
+ * The third hostile probe (issue 23), as tests: each runs the real servers
+ * (notebook-mcp on a stock Jupyter Server, the official MCP SDK client) and
+ * checks what the probe found broken. Items handled elsewhere: the bad-input
+ * corpus (tests/bad_inputs/cases.json).
+ */
+
+import assert from "node:assert/strict";
+import type { Writable } from "node:stream";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { join } from "node:path";
+import { DENO, ROOT, serverFlags, sharedServer, tempHome } from "./helpers.ts";
+
+const server = await sharedServer();
+const flags = await serverFlags(server);
+
+function denoEnv(): Record<string, string> {
+  const dir = Deno.env.get("DENO_DIR");
+  return dir ? { DENO_DIR: dir } : {};
+}
+
+/** notebook-mcp on stdio, driven by the SDK client; `raw` writes bytes past the client. */
+async function notebookMcpStdio(home: string) {
+  const transport = new StdioClientTransport({
+    command: DENO,
+    args: ["run", "-A", "--quiet", "--frozen", join(ROOT, "main.ts"), "notebook-mcp", ...flags],
+    env: { ...denoEnv(), NO_COLOR: "1", INTERP_EXEC_HOME: home, PATH: Deno.env.get("PATH")! },
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
+  const client = new Client({ name: "hostile-test", version: "0" });
+  const errors: Error[] = [];
+  client.onerror = (e: Error) => errors.push(e);
+  await client.connect(transport);
+  const stdin = (transport as unknown as { _process: { stdin: Writable } })._process.stdin;
+  const raw = (text: string) =>
+    new Promise<void>((resolve, reject) =>
+      stdin.write(text, (e?: Error | null) => e ? reject(e) : resolve())
+    );
+  return { client, transport, raw, errors, stderr: () => stderr };
+}
+
+Deno.test({
+  name: "hostile 6, 12: an oversized line and a line with NaN get errors; serving goes on",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client, transport, raw, stderr } = await notebookMcpStdio(home);
+    try {
+      // 12 MB, over the SDK transport's 10 MiB: served (the probe's write_file case).
+      const big = await client.callTool(
+        {
+          name: "read_notebook",
+          arguments: { session_id: "nope", pad: "x".repeat(12 * 1024 * 1024) },
+        },
+        undefined,
+        { timeout: 120_000 },
+      ).catch((e: unknown) => e);
+      // -32000: the connection closed (the server died).
+      assert.ok(
+        !(big instanceof Error) || (big instanceof McpError && (big as McpError).code !== -32000),
+        String(big),
+      );
+      // Over the 64 MiB limit: answered with an error that names the limit, with its id.
+      const huge = await client.callTool(
+        {
+          name: "read_notebook",
+          arguments: { session_id: "nope", pad: "x".repeat(65 * 1024 * 1024) },
+        },
+        undefined,
+        { timeout: 120_000 },
+      ).then(() => null, (e: unknown) => e);
+      assert.ok(huge instanceof McpError, String(huge));
+      assert.equal(huge.code, -32600);
+      assert.match(huge.message, /stdio limit is 64\.0 MiB/);
+      // Raw NaN: the id is found and the request is answered -32700.
+      const answered = new Promise<{ id: unknown; error?: { code: number; message: string } }>(
+        (resolve) => {
+          const prev = transport.onmessage;
+          transport.onmessage = (m: JSONRPCMessage) => {
+            if ("id" in m && m.id === "nan-1") {
+              resolve(m as { id: unknown; error?: { code: number; message: string } });
+            } else prev?.(m);
+          };
+        },
+      );
+      await raw(
+        '{"jsonrpc":"2.0","method":"tools/call","params":{"name":"list_sessions",' +
+          '"arguments":{"x":NaN}},"id":"nan-1"}\n',
+      );
+      const reply = await answered;
+      assert.equal(reply.error?.code, -32700, JSON.stringify(reply));
+      assert.match(reply.error!.message, /NaN/);
+      // Still serving.
+      const { tools } = await client.listTools();
+      assert.ok(tools.length > 3);
+      assert.match(stderr(), /stdio limit/);
+    } finally {
+      await client.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "hostile 22: HTTP refuses a foreign Origin with 403; a 401 says WWW-Authenticate: Bearer",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const child = new Deno.Command(DENO, {
+      args: [
+        "run",
+        "-A",
+        "--quiet",
+        "--frozen",
+        join(ROOT, "main.ts"),
+        "notebook-mcp",
+        "--http",
+        "0",
+        ...flags,
+      ],
+      env: { NO_COLOR: "1", INTERP_EXEC_HOME: home, INTERP_EXEC_MCP_TOKEN: "s3cret-bearer" },
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let log = "";
+    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let port = 0;
+    while (!port) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`notebook-mcp ended: ${log}`);
+      log += value;
+      const m = log.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\/mcp/);
+      if (m) port = Number(m[1]);
+    }
+    const draining = (async () => {
+      for (;;) {
+        const { done } = await reader.read();
+        if (done) return;
+      }
+    })();
+    const url = `http://127.0.0.1:${port}/mcp`;
+    const init = {
+      jsonrpc: "2.0",
+      id: 1,
+      method: "initialize",
+      params: {
+        protocolVersion: "2025-06-18",
+        capabilities: {},
+        clientInfo: { name: "x", version: "0" },
+      },
+    };
+    const headers = {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+    };
+    try {
+      const evil = await fetch(url, {
+        method: "POST",
+        headers: {
+          ...headers,
+          authorization: "Bearer s3cret-bearer",
+          origin: "http://evil.example",
+        },
+        body: JSON.stringify(init),
+      });
+      assert.equal(evil.status, 403, await evil.text());
+      assert.equal(evil.headers.get("mcp-session-id"), null);
+      const noAuth = await fetch(url, {
+        method: "POST",
+        headers,
+        body: JSON.stringify(init),
+      });
+      assert.equal(noAuth.status, 401);
+      assert.match(noAuth.headers.get("www-authenticate") ?? "", /^Bearer/);
+      await noAuth.body?.cancel();
+      // The SDK client with the token and the server's own origin still works.
+      const client = new Client({ name: "hostile-test", version: "0" });
+      await client.connect(
+        new StreamableHTTPClientTransport(new URL(url), {
+          requestInit: {
+            headers: { authorization: "Bearer s3cret-bearer", origin: `http://127.0.0.1:${port}` },
+          },
+        }),
+      );
+      const { tools } = await client.listTools();
+      assert.ok(tools.length > 3);
+      await client.close();
+    } finally {
+      child.kill("SIGTERM");
+      await child.status;
+      await draining;
+    }
+  },
+});
