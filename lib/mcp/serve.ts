@@ -12,6 +12,7 @@ import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
 import { LineStdioServerTransport } from "./stdio_transport.ts";
+import { interruptRunsInFlight } from "../kernel_run.ts";
 
 /** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
 export type ServerFactory = () => McpServer | Server;
@@ -125,7 +126,10 @@ function jsonRpcError(
   );
 }
 
-/** Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after). */
+/**
+ * Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after);
+ * calls still running in a kernel are interrupted on the way out.
+ */
 export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -134,6 +138,10 @@ export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>)
     await serve(stop.signal);
   } finally {
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    // No client waits for a call still running: stop it, so the kernel
+    // (shared with other clients) is not left busy.
+    const n = await interruptRunsInFlight();
+    if (n > 0) progress(`interrupted ${n} call(s) still running in the kernel`);
   }
 }
 

@@ -86,10 +86,27 @@ export class FilesContext {
   call(name: string, args: Record<string, unknown>, opts: RunOptions): Promise<CallOutcome> {
     const run = this.queue.then(async () => {
       if (this.deadWorker) await this.replaceWorker(this.kernel.id);
-      const channel = await this.connected();
-      const out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      let channel = await this.connected();
+      let out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      if (out.kind === "no_answer" && out.run.status === "error" && !channel.dead) {
+        // The kernel was restarted under us (JupyterLab's Restart, the REST
+        // API): the worker module is gone, so the call never ran. Set the
+        // worker up again, as after a reconnect, and run it once more.
+        if (!(await this.hasWorker(channel))) {
+          progress(
+            `worker kernel ${this.kernel.id} lost its setup (restarted?): setting it up again`,
+          );
+          await this.installWorker(channel);
+          channel = await this.connected();
+          out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+        }
+      }
       if (out.kind === "no_answer" && out.run.status === "died") {
         this.deadWorker = out.run.note ?? "the kernel died";
+      } else if (out.kind === "no_answer" && out.run.stuck) {
+        // It did not stop after the interrupt (a script that swallows every
+        // BaseException): the next call replaces the worker.
+        this.deadWorker = "it did not stop after an interrupt";
       }
       return out;
     });
