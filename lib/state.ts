@@ -4,16 +4,18 @@
  * sessions it created. Files holding tokens are written with mode 0600.
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { EnvironmentError } from "./errors.ts";
 
 /** The state folder: $INTERP_EXEC_HOME, else $XDG_STATE_HOME/interp-exec, else ~/.local/state/interp-exec. */
 export function stateDir(): string {
+  // Absolute: the folder goes into handles' mcp_config, which a client
+  // launches from a folder of its own (a relative path would miss it).
   const explicit = Deno.env.get("INTERP_EXEC_HOME");
-  if (explicit) return explicit;
+  if (explicit) return resolve(explicit);
   const xdg = Deno.env.get("XDG_STATE_HOME");
-  if (xdg) return join(xdg, "interp-exec");
-  return join(Deno.env.get("HOME") ?? ".", ".local", "state", "interp-exec");
+  if (xdg) return resolve(xdg, "interp-exec");
+  return resolve(Deno.env.get("HOME") ?? ".", ".local", "state", "interp-exec");
 }
 
 /** A server interp-exec has talked to. */

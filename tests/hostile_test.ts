@@ -12,7 +12,17 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { join } from "node:path";
-import { DENO, ROOT, serverFlags, sharedServer, tempHome } from "./helpers.ts";
+import { mcpConfigFor } from "../lib/mcp_config.ts";
+import {
+  api,
+  DENO,
+  ROOT,
+  runCli,
+  serverFlags,
+  serverKernels,
+  sharedServer,
+  tempHome,
+} from "./helpers.ts";
 
 const server = await sharedServer();
 const flags = await serverFlags(server);
@@ -196,6 +206,61 @@ Deno.test({
       child.kill("SIGTERM");
       await child.status;
       await draining;
+    }
+  },
+});
+
+Deno.test("hostile 24: a relative INTERP_EXEC_HOME goes into mcp_config as an absolute path", () => {
+  const before = Deno.env.get("INTERP_EXEC_HOME");
+  Deno.env.set("INTERP_EXEC_HOME", "rel-home");
+  try {
+    const env = Object.values(mcpConfigFor("http://127.0.0.1:1/").mcpServers)[0].env;
+    assert.equal(env?.INTERP_EXEC_HOME, join(Deno.cwd(), "rel-home"));
+  } finally {
+    if (before === undefined) Deno.env.delete("INTERP_EXEC_HOME");
+    else Deno.env.set("INTERP_EXEC_HOME", before);
+  }
+});
+
+Deno.test("hostile 15: a corrupt pools.json is exit 7 and kept aside, not 'no pools'", async () => {
+  const home = await tempHome();
+  for (const args of [["pool", "status"], ["pool", "stop", "--all"]]) {
+    await Deno.writeTextFile(join(home, "pools.json"), '{"version": 1, "pools": [{"id": ');
+    const r = await runCli(args, { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(r.code, 7, `${args.join(" ")}: ${r.stderr}`);
+    assert.match(r.stderr, /pool file .*pools\.json is damaged: not JSON/);
+  }
+  const names = [];
+  for await (const e of Deno.readDir(home)) names.push(e.name);
+  assert.ok(names.some((n) => n.startsWith("pools.json.corrupt-")), names.join(", "));
+});
+
+Deno.test({
+  name: "hostile 18: filesystem-mcp with an unknown session and a missing workspace starts nothing",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const before = await serverKernels(server);
+    const r = await runCli([
+      "filesystem-mcp",
+      "--session",
+      crypto.randomUUID(),
+      "--workspace",
+      join(server.rootDir, "no-such-workspace"),
+      ...flags,
+    ], { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /no-such-workspace is not a workspace 'interp-exec filesystem' prepared/,
+    );
+    // Kernels other tests start may come and go; none of ours is new.
+    const after = await serverKernels(server);
+    const fresh = after.filter((k) => !before.includes(k));
+    for (const id of fresh) {
+      const k = await api<{ id: string }>(server, `api/kernels/${id}`).catch(() => null);
+      assert.equal(k, null, `kernel ${id} was started`);
     }
   },
 });

@@ -142,6 +142,9 @@ async function startPool(values: Values): Promise<void> {
     throw new UsageError(`--reserve: expected a number of GB >= 0, got '${values.reserve}'`);
   }
   const timeoutMs = secondsFlag("timeout", values.timeout, 1800);
+  // Every flag is checked before anything starts (a bad --wait-timeout used
+  // to exit 2 after the pool, its refill process and a kernel had started).
+  const waitTimeoutMs = secondsFlag("wait-timeout", values["wait-timeout"], 1800);
   const experiment = values.config ? await loadExperiment(values, "pool start") : undefined;
   const kernelName = values["kernel-name"] ?? experiment?.loaded.config.execution.kernel_name ??
     "python3";
@@ -220,7 +223,7 @@ async function startPool(values: Values): Promise<void> {
     }kernel(s) ready on ${url} ` +
       `(refill pid ${child.pid}, log ${log})`,
   );
-  if (values.wait) await waitFull(id, secondsFlag("wait-timeout", values["wait-timeout"], 1800));
+  if (values.wait) await waitFull(id, waitTimeoutMs);
   const now = (await readPools()).find((p) => p.id === id);
   printJson(now ? describe(now) : { id, status: "gone" });
 }
@@ -329,6 +332,13 @@ function since(iso: string | null): string {
 async function poolStatus(values: Values): Promise<void> {
   let pools = await readPools();
   if (values.pool?.length) {
+    const unknown = values.pool.filter((x) => !pools.some((p) => p.id.startsWith(x)));
+    if (unknown.length) {
+      throw new UsageError(
+        `pool status: no pool ${unknown.join(", ")}`,
+        "'interp-exec pool status' lists the pools",
+      );
+    }
     pools = pools.filter((p) => values.pool!.some((x) => p.id.startsWith(x)));
   }
   const described = pools.map(describe);

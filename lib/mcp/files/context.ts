@@ -7,6 +7,7 @@
  * models again on first use.
  */
 
+import { isAbsolute, join } from "node:path";
 import { UsageError } from "../../errors.ts";
 import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../filesystem.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
@@ -26,6 +27,30 @@ export interface FilesSettings {
   kernelStartTimeoutMs: number;
   progressIntervalMs: number;
   kernelName: string;
+}
+
+/**
+ * Before a new worker starts for a gone kernel: the workspace must be one
+ * `interp-exec filesystem` prepared. It lives on the kernel's machine, so it
+ * is checked here only when the server is on this machine (loopback).
+ */
+async function checkWorkspace(client: JupyterClient, id: string, workspace: string) {
+  if (!isAbsolute(workspace)) {
+    throw new UsageError(
+      `--workspace ${workspace}: must be an absolute path (the handle's workspace)`,
+    );
+  }
+  const host = new URL(client.url).hostname;
+  if (!["127.0.0.1", "localhost", "[::1]", "::1"].includes(host)) return;
+  try {
+    await Deno.stat(join(workspace, ".interp_exec"));
+  } catch {
+    throw new UsageError(
+      `no session or kernel '${id}' on ${client.url}, and --workspace ${workspace} is not a ` +
+        "workspace 'interp-exec filesystem' prepared, so no new worker was started",
+      "pass the session_id and workspace of a handle 'interp-exec filesystem' printed",
+    );
+  }
 }
 
 /** The shared state of one filesystem-mcp process. */
@@ -64,6 +89,7 @@ export class FilesContext {
       settings,
     );
     if (!kernel) {
+      await checkWorkspace(client, id, workspace);
       progress(`kernel ${id} is gone: starting a new worker for ${workspace}`);
       await ctx.replaceWorker(id);
     }
