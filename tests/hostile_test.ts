@@ -264,3 +264,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "hostile 21: start_new_session reads no file that is not a YAML config, and echoes none",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const dir = await Deno.makeTempDir({ prefix: "hostile-secret-" });
+    const secret = join(dir, "credentials.txt");
+    await Deno.writeTextFile(secret, "name: SECRET-VALUE-42\n");
+    const { client } = await notebookMcpStdio(home);
+    try {
+      const r = await client.callTool(
+        {
+          name: "start_new_session",
+          arguments: { config_path: secret },
+        },
+        undefined,
+        { timeout: 300_000 },
+      );
+      const text = JSON.stringify(r);
+      assert.equal(r.isError, true, text);
+      assert.doesNotMatch(text, /SECRET-VALUE-42/);
+      assert.match(text, /config_path must name an experiment config \(\.yaml or \.yml\)/);
+    } finally {
+      await client.close();
+      await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
