@@ -294,3 +294,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "hostile 5, 29: a malformed image output and a 5 MB error still give a bounded cell result",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client } = await notebookMcpStdio(home);
+    try {
+      const started = await client.callTool(
+        { name: "start_new_session", arguments: {} },
+        undefined,
+        {
+          timeout: 300_000,
+        },
+      );
+      assert.notEqual(started.isError, true, JSON.stringify(started));
+      const sid = JSON.stringify(started.content).match(/started session ([0-9a-f-]{36})/)![1];
+      const bad = await client.callTool(
+        {
+          name: "execute_code",
+          arguments: {
+            session_id: sid,
+            code: "display({'image/png': 'not-base64!!'}, raw=True)\n" +
+              "display({'image/png': 'aGVsbG8='}, raw=True)\nprint('cell ran')",
+          },
+        },
+        undefined,
+        { timeout: 300_000 },
+      );
+      const text = (bad.content as { type: string; text?: string }[])
+        .filter((c) => c.type === "text").map((c) => c.text).join("\n");
+      assert.match(text, /cell ran/);
+      assert.match(text, /image\/png output left out: its data is not base64/);
+      assert.match(text, /image\/png output left out: its data is not a PNG/);
+      assert.ok(!(bad.content as { type: string }[]).some((c) => c.type === "image"));
+      const big = await client.callTool(
+        {
+          name: "execute_code",
+          arguments: { session_id: sid, code: "raise ValueError('V' * 5_000_000)" },
+        },
+        undefined,
+        { timeout: 300_000 },
+      );
+      assert.equal(big.isError, true);
+      const size = JSON.stringify(big).length;
+      assert.ok(size < 100_000, `the error result is ${size} characters`);
+    } finally {
+      await client.close();
+      await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
