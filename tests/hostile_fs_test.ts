@@ -18,6 +18,7 @@ import {
   mcpStdioClient,
   runCli,
   serverFlags,
+  serverKernels,
   sharedServer,
   tempHome,
   tinyModels,
@@ -60,7 +61,7 @@ async function sh(cmd: string[]): Promise<boolean> {
 }
 
 Deno.test({
-  name: "hostile fs 4, 7, 8, 9, 10, 19: special files, runaway scripts, a restarted worker",
+  name: "hostile fs 4, 7, 8, 9, 10, 17, 19: special files, runaway scripts, a restarted worker",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -209,6 +210,31 @@ Deno.test({
         assert.match(r.text, /print/);
         const run = await call(client, "run_python", { path: "hello.py" });
         assert.equal(run.structured.exit_code, 0, run.text);
+      });
+
+      await t.step("17: after the worker dies, two clients share one replacement", async () => {
+        const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
+        const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
+        await api(server, `api/kernels/${id}`, { method: "DELETE" });
+        const before = await serverKernels(server);
+        const launch = Object.values(handle.mcp_config.mcpServers)[0];
+        const [a, b] = await Promise.all([
+          mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } }),
+          mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } }),
+        ]);
+        try {
+          const [ra, rb] = await Promise.all([
+            call(a.client, "list_files", {}),
+            call(b.client, "list_files", {}),
+          ]);
+          assert.equal(ra.isError, false, ra.text + a.stderr());
+          assert.equal(rb.isError, false, rb.text + b.stderr());
+          const fresh = (await serverKernels(server)).filter((k) => !before.includes(k));
+          assert.equal(fresh.length, 1, `new kernels: ${fresh.join(", ")}`);
+        } finally {
+          await a.client.close();
+          await b.client.close();
+        }
       });
     } finally {
       await client.close();

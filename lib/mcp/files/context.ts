@@ -16,7 +16,14 @@ import type { RunOptions } from "../../kernel_run.ts";
 import { progress } from "../../log.ts";
 import { redactor } from "../../redact.ts";
 import { endSession } from "../../sessions.ts";
-import { forgetSessions, recordedSessions, recordSession } from "../../state.ts";
+import {
+  forgetSessions,
+  recordedSessions,
+  recordSession,
+  stateDir,
+  withFileLock,
+  writeFileAtomic,
+} from "../../state.ts";
 
 /** Settings from filesystem-mcp's command line. */
 export interface FilesSettings {
@@ -51,6 +58,16 @@ async function checkWorkspace(client: JupyterClient, id: string, workspace: stri
       "pass the session_id and workspace of a handle 'interp-exec filesystem' printed",
     );
   }
+}
+
+/** A short name for a workspace on a server (its worker's lock and record). */
+async function workerKey(url: string, workspace: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(`${url}\n${workspace}`),
+  );
+  return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
 /** The shared state of one filesystem-mcp process. */
@@ -182,10 +199,42 @@ export class FilesContext {
     }
   }
 
-  /** Starts a new worker kernel for the workspace, replacing `oldId` in interp-exec's records. */
+  /**
+   * Starts a new worker kernel for the workspace, replacing `oldId` in
+   * interp-exec's records. One workspace has one worker: every filesystem-mcp
+   * launched from the handle meets the same dead kernel, so the replacement
+   * is made under a lock in the state folder and its id written there; the
+   * others find it and attach to it instead of starting their own.
+   */
   private async replaceWorker(oldId: string): Promise<void> {
     this.channel?.close();
     this.channel = undefined;
+    const key = await workerKey(this.client.url, this.workspace);
+    await withFileLock(`worker-${key}`, async () => {
+      const file = join(stateDir(), `worker-${key}.json`);
+      const current = await Deno.readTextFile(file).then(
+        (t) => (JSON.parse(t) as { kernel_id?: string }).kernel_id,
+        () => undefined,
+      );
+      if (current && current !== oldId) {
+        const live = await this.client.getKernel(current).catch(() => null);
+        if (live) {
+          this.kernel = live;
+          this.deadWorker = undefined;
+          this.channel = await this.client.connectKernel(live, {
+            startTimeoutMs: this.settings.kernelStartTimeoutMs,
+          });
+          if (!(await this.hasWorker(this.channel))) await this.installWorker(this.channel);
+          progress(`attached to worker kernel ${live.id}, which another client started`);
+          return;
+        }
+      }
+      await this.startWorker(oldId);
+      await writeFileAtomic(file, JSON.stringify({ kernel_id: this.kernel.id }) + "\n");
+    });
+  }
+
+  private async startWorker(oldId: string): Promise<void> {
     // The server may be restarting the dead kernel under the same id: delete
     // it until it is gone, so no kernel of ours is left behind unrecorded.
     await endSession(this.client, { sessionId: null, kernelId: oldId }).catch((err) =>
