@@ -13,6 +13,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 import { type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { join } from "node:path";
 import { mcpConfigFor } from "../lib/mcp_config.ts";
+import { redactor, streamRedactor } from "../lib/redact.ts";
 import {
   api,
   DENO,
@@ -344,6 +345,50 @@ Deno.test({
     } finally {
       await client.close();
       await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
+
+Deno.test("hostile 20: the stream redactor replaces a token split at any point", () => {
+  const token = "0123456789abcdef0123456789abcdef";
+  const text = `before ${token} middle ?token=${token}&x=1 after ${btoa(`x${token}`)} end\n`;
+  const whole = redactor(token)(text);
+  for (let i = 0; i <= text.length; i++) {
+    for (const j of [i, Math.min(text.length, i + 7), text.length]) {
+      const s = streamRedactor(token);
+      const shown = s.push(text.slice(0, i)) + s.push(text.slice(i, j)) + s.push(text.slice(j)) +
+        s.flush();
+      assert.equal(shown, whole, `split at ${i}, ${j}`);
+    }
+  }
+  assert.doesNotMatch(whole, /0123456789abcdef/);
+});
+
+Deno.test({
+  name: "hostile 20: exec's streamed stdout redacts a token the kernel writes in two flushes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const kernel = await api<{ id: string }>(server, "api/kernels", {
+      method: "POST",
+      body: JSON.stringify({ name: "python3" }),
+    });
+    try {
+      const t = server.token;
+      const half = Math.floor(t.length / 2);
+      const code = "import sys, time\n" +
+        `sys.stdout.write('TOKEN:' + ${JSON.stringify(t.slice(0, half))}); sys.stdout.flush()\n` +
+        "time.sleep(0.3)\n" +
+        `sys.stdout.write(${JSON.stringify(t.slice(half))} + ':END\\n'); sys.stdout.flush()\n`;
+      const r = await runCli(["exec", "--session", kernel.id, "--code", code, ...flags], {
+        env: { INTERP_EXEC_HOME: home },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /TOKEN:\[redacted\]:END/);
+      assert.ok(!r.stdout.includes(t.slice(0, 8)) && !r.stdout.includes(t.slice(-8)), r.stdout);
+    } finally {
+      await api(server, `api/kernels/${kernel.id}`, { method: "DELETE" });
     }
   },
 });
