@@ -30,7 +30,13 @@ import {
   type WarmKernel,
   type WarmOptions,
 } from "./provision.ts";
-import { ensureStateDir, stateDir, withFileLock, writeFileAtomic } from "./state.ts";
+import {
+  ensureStateDir,
+  stateDir,
+  stateFolderError,
+  withFileLock,
+  writeFileAtomic,
+} from "./state.ts";
 import { buildSpec, pyString, type WarmupResult } from "./warmup.ts";
 
 /** Where a pooled kernel is in its life. */
@@ -174,7 +180,11 @@ export async function updatePools<T>(fn: (pools: PoolRecord[]) => T): Promise<T>
     const pools = await readPools();
     const out = fn(pools);
     await ensureStateDir();
-    await writeFileAtomic(poolsPath(), JSON.stringify({ version: 1, pools }, null, 2));
+    try {
+      await writeFileAtomic(poolsPath(), JSON.stringify({ version: 1, pools }, null, 2));
+    } catch (err) {
+      throw stateFolderError(err, "write pools.json in");
+    }
     return out;
   });
 }

@@ -392,3 +392,16 @@ Deno.test({
     }
   },
 });
+
+Deno.test("hostile 23: an I/O failure in the state folder is exit 7 naming the folder", async () => {
+  const home = await tempHome();
+  // A lock path that cannot be opened (what a read-only or full filesystem also gives).
+  await Deno.mkdir(join(home, "embedded.lock"), { recursive: true });
+  const config = join(home, "min.yaml");
+  await Deno.writeTextFile(config, "name: state-io\n");
+  const r = await runCli(["notebook", "--config", config], { env: { INTERP_EXEC_HOME: home } });
+  assert.equal(r.code, 7, r.stderr);
+  assert.match(r.stderr, /cannot open the lock embedded\.lock in interp-exec's state folder/);
+  assert.ok(r.stderr.includes(home), r.stderr);
+  assert.doesNotMatch(r.stderr, /internal error/);
+});
