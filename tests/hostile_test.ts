@@ -405,3 +405,28 @@ Deno.test("hostile 23: an I/O failure in the state folder is exit 7 naming the f
   assert.ok(r.stderr.includes(home), r.stderr);
   assert.doesNotMatch(r.stderr, /internal error/);
 });
+
+Deno.test("hostile 25: the sessions table shows records with missing or mistyped fields", async () => {
+  const home = await tempHome();
+  await Deno.writeTextFile(
+    join(home, "state.json"),
+    JSON.stringify({
+      servers: {},
+      sessions: [
+        {
+          id: "aaaaaaaa-1",
+          server_url: "http://127.0.0.1:9/",
+          experiment: 5,
+          mode: null,
+          created_at: "yesterday",
+          idle_timeout: "x",
+        },
+        { id: "bbbbbbbb-2", server_url: "http://127.0.0.1:9/", kernel_id: 7, idle_timeout: null },
+      ],
+    }),
+  );
+  const r = await runCli(["sessions"], { env: { INTERP_EXEC_HOME: home } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^aaaaaaaa {2}5 /m);
+  assert.match(r.stdout, /^bbbbbbbb /m);
+});
