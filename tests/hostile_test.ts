@@ -430,3 +430,26 @@ Deno.test("hostile 25: the sessions table shows records with missing or mistyped
   assert.match(r.stdout, /^aaaaaaaa {2}5 /m);
   assert.match(r.stdout, /^bbbbbbbb /m);
 });
+
+Deno.test({
+  name: "hostile 26: notebook-mcp refuses '.' and '..' as session ids",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client } = await notebookMcpStdio(home);
+    try {
+      for (const id of [".", "..", "../api"]) {
+        const r = await client.callTool({
+          name: "execute_code",
+          arguments: { session_id: id, code: "1" },
+        });
+        const text = JSON.stringify(r.content);
+        assert.equal(r.isError, true, text);
+        assert.match(text, /session_id: .* is not a session id/);
+      }
+    } finally {
+      await client.close();
+    }
+  },
+});
