@@ -439,6 +439,9 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
       return `got ${show(value)}; expected one of ${issue.values.map((v) => String(v)).join(", ")}`;
     case "invalid_type":
       if (value === undefined) return `required (${issue.expected}) but missing`;
+      if (typeof value === "number" && !Number.isFinite(value)) {
+        return `expected a finite ${issue.expected}, got ${show(value)}`;
+      }
       return `expected ${issue.expected}, got ${show(value)}`;
     case "too_big":
       if (typeof value === "string" && issue.origin === "string") {
@@ -566,6 +569,10 @@ function locate(
 
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
+  // YAML's .inf and .nan are numbers JSON has no words for (it would say null).
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf";
+  }
   const s = JSON.stringify(value);
   return s.length > 60 ? s.slice(0, 57) + "..." : s;
 }
