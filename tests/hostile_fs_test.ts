@@ -61,7 +61,7 @@ async function sh(cmd: string[]): Promise<boolean> {
 }
 
 Deno.test({
-  name: "hostile fs 4, 7, 8, 9, 10, 17, 19: special files, runaway scripts, a restarted worker",
+  name: "hostile fs 4, 7, 8, 9, 10, 17, 19, 29: special files, runaway scripts, a restarted worker",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
@@ -211,6 +211,42 @@ Deno.test({
         const run = await call(client, "run_python", { path: "hello.py" });
         assert.equal(run.structured.exit_code, 0, run.text);
       });
+
+      await t.step(
+        "29: a SIGTERM of filesystem-mcp interrupts the script it is running",
+        async () => {
+          const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
+          const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
+          const other = await mcpStdioClient(
+            Object.values(handle.mcp_config.mcpServers)[0],
+            { env: { INTERP_EXEC_HOME: home } },
+          );
+          await call(other.client, "write_file", {
+            path: "forever.py",
+            content: "import time\ntime.sleep(900)\n",
+          });
+          let progressed!: () => void;
+          const running = new Promise<void>((r) => progressed = r);
+          const run = other.client.callTool(
+            { name: "run_python", arguments: { path: "forever.py", timeout_seconds: 1000 } },
+            undefined,
+            { timeout: 1_000_000, onprogress: () => progressed() },
+          ).catch(() => null);
+          await running;
+          const state = async () =>
+            (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
+          assert.equal(await state(), "busy");
+          Deno.kill((other.client.transport as unknown as { pid: number }).pid, "SIGTERM");
+          await run;
+          let s = await state();
+          for (let i = 0; i < 600 && s !== "idle"; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            s = await state();
+          }
+          assert.equal(s, "idle");
+          await other.client.close().catch(() => {});
+        },
+      );
 
       await t.step("17: after the worker dies, two clients share one replacement", async () => {
         const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);

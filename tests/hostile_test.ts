@@ -453,3 +453,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  // A guard: notebook-mcp already interrupted its cells on the way out (ctx.shutdown).
+  name: "hostile 29: a SIGTERM of notebook-mcp interrupts the cell it is running",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client, transport } = await notebookMcpStdio(home);
+    let kernelId = "";
+    try {
+      const started = await client.callTool(
+        { name: "start_new_session", arguments: {} },
+        undefined,
+        {
+          timeout: 300_000,
+        },
+      );
+      const text = JSON.stringify(started.content);
+      const sid = text.match(/started session ([0-9a-f-]{36})/)![1];
+      kernelId = text.match(/\(kernel ([0-9a-f-]{36})\)/)![1];
+      let progressed!: () => void;
+      const running = new Promise<void>((r) => progressed = r);
+      const cell = client.callTool(
+        {
+          name: "execute_code",
+          arguments: { session_id: sid, code: "import time\ntime.sleep(900)" },
+        },
+        undefined,
+        { timeout: 1_000_000, onprogress: () => progressed() },
+      ).catch(() => null);
+      await running;
+      const state = async () =>
+        (await api<{ execution_state: string }>(server, `api/kernels/${kernelId}`))
+          .execution_state;
+      assert.equal(await state(), "busy");
+      Deno.kill(transport.pid!, "SIGTERM");
+      await cell;
+      let s = await state();
+      for (let i = 0; i < 600 && s !== "idle"; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        s = await state();
+      }
+      assert.equal(s, "idle");
+    } finally {
+      await client.close().catch(() => {});
+      if (kernelId) {
+        await api(server, `api/kernels/${kernelId}`, { method: "DELETE" }).catch(() => {});
+      }
+      await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
