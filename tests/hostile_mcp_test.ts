@@ -41,6 +41,16 @@ def slow(seconds: float) -> float:
 def echo(text: object) -> str:
     """Return the text."""
     return str(text)[:40]
+
+
+def big_range() -> object:
+    """A billion numbers, lazily."""
+    return range(10**9)
+
+
+def twice(n: float) -> float:
+    """Double it."""
+    return n * 2
 \`\`\`
 `;
 
@@ -106,6 +116,28 @@ Deno.test({
           await client.close();
         }
       });
+
+      await t.step(
+        "29: a returned range(10**9) is summarised, not listed; an infinite float is named",
+        async () => {
+          const { client } = await mcpStdioClient(launch, {
+            args: ["--timeout", "120"],
+            env: { INTERP_EXEC_HOME: home },
+          });
+          try {
+            const r = await client.callTool({ name: "big_range", arguments: {} }, undefined, {
+              timeout: 300_000,
+            });
+            assert.notEqual(r.isError, true, JSON.stringify(r.content));
+            assert.match(JSON.stringify(r.structuredContent), /1000000000 in all/);
+            const t2 = await client.callTool({ name: "twice", arguments: { n: 1e308 } });
+            // An infinite float has no JSON form: it is named, not null.
+            assert.deepEqual(t2.structuredContent, { result: "inf" });
+          } finally {
+            await client.close();
+          }
+        },
+      );
 
       await t.step("a SIGTERM of mcp-serve during a call leaves the kernel idle", async () => {
         const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
