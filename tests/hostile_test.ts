@@ -506,3 +506,28 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "hostile 29: Ctrl-C of 'pool start --wait' says the pool keeps running and how to stop it",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    try {
+      // --size 50 on a loaded machine: still filling when the SIGINT comes.
+      const r = await runCli(
+        ["pool", "start", "--preimport", "--size", "50", "--wait", ...flags],
+        {
+          env: { INTERP_EXEC_HOME: home },
+          signalAfterMs: { signal: "SIGINT", ms: 0, when: /of 50 ready/ },
+        },
+      );
+      assert.equal(r.code, 130, r.stderr);
+      assert.match(r.stderr, /stopped waiting for pool pool-[0-9a-f]+; the pool keeps running/);
+      assert.match(r.stderr, /'interp-exec pool stop --pool pool-[0-9a-f]+' stops it/);
+    } finally {
+      const s = await runCli(["pool", "stop", "--all"], { env: { INTERP_EXEC_HOME: home } });
+      assert.equal(s.code, 0, s.stderr);
+    }
+  },
+});

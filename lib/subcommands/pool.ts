@@ -7,7 +7,7 @@
 import { resolve } from "node:path";
 import { intFlag, parseFlags, secondsFlag } from "../args.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../connect.ts";
-import { CliError, JupyterError, UsageError } from "../errors.ts";
+import { CliError, ExitCode, JupyterError, UsageError } from "../errors.ts";
 import { type Experiment, loadExperiment } from "../experiment.ts";
 import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../jupyter.ts";
 import { runCode } from "../kernel_run.ts";
@@ -230,9 +230,28 @@ async function startPool(values: Values): Promise<void> {
 
 /** Waits until a pool is full; raises if it cannot fill (blocked, failed, refill gone). */
 async function waitFull(id: string, timeoutMs: number): Promise<void> {
+  // Ctrl-C (or SIGTERM) stops the waiting, not the pool: say so, and how to stop it.
+  const stopped = new AbortController();
+  const onSignal = () => stopped.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    await waitFullUntil(id, timeoutMs, stopped.signal);
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+  }
+}
+
+async function waitFullUntil(id: string, timeoutMs: number, stop: AbortSignal): Promise<void> {
   const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
   let said = -1;
   while (true) {
+    if (stop.aborted) {
+      throw new CliError(
+        `stopped waiting for pool ${id}; the pool keeps running and filling`,
+        ExitCode.interrupted,
+        `'interp-exec pool stop --pool ${id}' stops it and its kernels`,
+      );
+    }
     const pool = (await readPools()).find((p) => p.id === id);
     if (!pool) throw new CliError(`pool ${id} was stopped while filling`);
     const ready = pool.kernels.filter((k) => k.state === "ready").length;
