@@ -531,3 +531,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "hostile 14: a SIGTERM after the warm-up, during the bind, ends the session: exit 143, no handle",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const config = join(home, "bind.yaml");
+    await Deno.writeTextFile(config, "name: bind-signal\n");
+    const r = await runCli(["notebook", "--config", config, ...flags], {
+      env: { INTERP_EXEC_HOME: home, INTERP_EXEC_TRACE: "1" },
+      signalAfterMs: { signal: "SIGTERM", ms: 0, when: /warm-up: setup replied/ },
+    });
+    assert.equal(r.code, 143, r.stderr);
+    assert.equal(r.stdout, "");
+    // The kernel this run started (named on stderr) is gone, and its record too.
+    const ids = [...new Set(r.stderr.match(/kernel ([0-9a-f-]{36})/g) ?? [])]
+      .map((m) => m.split(" ")[1]);
+    assert.ok(ids.length > 0, r.stderr);
+    for (const id of ids) {
+      const k = await api<{ id: string }>(server, `api/kernels/${id}`).catch(() => null);
+      assert.equal(k, null, `kernel ${id} was left running`);
+    }
+    const listed = await runCli(["sessions", "--json"], { env: { INTERP_EXEC_HOME: home } });
+    assert.deepEqual(JSON.parse(listed.stdout || "[]"), []);
+  },
+});
