@@ -165,6 +165,23 @@ Deno.test({
         assert.equal(s, "idle");
         await client.close().catch(() => {});
       });
+
+      await t.step("29: after the kernel restarts empty, a call says what to start", async () => {
+        const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
+        try {
+          await api(server, `api/kernels/${await kernelId()}/restart`, { method: "POST" });
+          const r = await client.callTool({ name: "echo", arguments: { text: "hi" } }, undefined, {
+            timeout: 300_000,
+          });
+          assert.equal(r.isError, true);
+          const text = (r.content as { text: string }[])[0].text;
+          assert.match(text, /the kernel was restarted and is empty/);
+          assert.match(text, /interp-exec mcp --config FILE/);
+          assert.doesNotMatch(text, /No module named/);
+        } finally {
+          await client.close();
+        }
+      });
     } finally {
       await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
     }
