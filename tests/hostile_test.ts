@@ -559,3 +559,30 @@ Deno.test({
     assert.deepEqual(JSON.parse(listed.stdout || "[]"), []);
   },
 });
+
+Deno.test({
+  name:
+    "hostile 13: a SIGKILL of 'notebook' during the warm-up leaves a recorded kernel that shutdown ends",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const config = join(home, "killed.yaml");
+    await Deno.writeTextFile(config, "name: killed-in-warmup\n");
+    const r = await runCli(["notebook", "--config", config, ...flags], {
+      env: { INTERP_EXEC_HOME: home, INTERP_EXEC_TRACE: "1" },
+      signalAfterMs: { signal: "SIGKILL", ms: 0, when: /warm-up: stash sent/ },
+    });
+    assert.equal(r.code, 137, r.stderr);
+    const listed = await runCli(["sessions", "--json"], { env: { INTERP_EXEC_HOME: home } });
+    const records = JSON.parse(listed.stdout) as { kernel_id: string; mode: string }[];
+    assert.equal(records.length, 1, listed.stdout);
+    assert.equal(records[0].mode, "starting");
+    const kernelId = records[0].kernel_id;
+    assert.ok((await api<{ id: string }>(server, `api/kernels/${kernelId}`)).id);
+    const down = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(down.code, 0, down.stderr);
+    const k = await api<{ id: string }>(server, `api/kernels/${kernelId}`).catch(() => null);
+    assert.equal(k, null, `kernel ${kernelId} was left running`);
+  },
+});

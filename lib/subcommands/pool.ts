@@ -610,6 +610,8 @@ async function refill(values: Values): Promise<void> {
           signal: stop.signal,
           abortReason: () => "SIGTERM",
           hiddenSetup: true,
+          // The pool records its kernels itself (pools.json).
+          record: false,
           // Not a notebook session: a bare kernel whose id we choose, so the
           // record names it while it warms (pool stop can shut it down).
           session: async (env) => await bareKernel(conn.client, pool.kernel_name, kernelId, env),

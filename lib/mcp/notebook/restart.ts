@@ -148,6 +148,8 @@ export async function restartSession(
       keepOnError: false,
       signal: opts.signal,
       abortReason,
+      // The session being restarted is recorded already; its record is updated after.
+      record: false,
       hiddenSetup: hidden,
       session: async (env) => {
         const s = await client.startSession({
