@@ -45,6 +45,14 @@ export function secondsFlag(
       `e.g. --${name} ${fallback}`,
     );
   }
+  if (n * 1000 > MAX_TIMER_MS) {
+    throw new UsageError(
+      `--${name}: at most ${
+        Math.floor(MAX_TIMER_MS / 1000)
+      } seconds (about 24 days), got '${value}'`,
+      `use 0 for no bound${zero ? "" : " where allowed"}, or a smaller number`,
+    );
+  }
   return n * 1000;
 }
 
@@ -55,6 +63,28 @@ export function warmupTimeoutFlag(
   return values["warmup-timeout"] !== undefined
     ? secondsFlag("warmup-timeout", values["warmup-timeout"], 1800)
     : secondsFlag("timeout", values.timeout, 1800);
+}
+
+/** The longest timer Deno keeps (2^31 - 1 ms); a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Checks a session id from a flag: ids are Jupyter session or kernel ids
+ * (or a prefix of one); '.', '..', paths and control characters are not ids
+ * and would land in REST URLs as paths.
+ */
+export function sessionIdFlag(value: string, flag = "--session"): string {
+  if (
+    // deno-lint-ignore no-control-regex
+    value.trim() === "" || value === "." || value === ".." || /[/\\?#%\s\x00-\x1f]/.test(value) ||
+    value.length > 200
+  ) {
+    throw new UsageError(
+      `${flag}: ${JSON.stringify(value)} is not a session id`,
+      "a session id is the session_id of a handle ('interp-exec sessions' lists them)",
+    );
+  }
+  return value;
 }
 
 /** A positive integer from a flag. */

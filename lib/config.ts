@@ -9,10 +9,18 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { ConfigError } from "./errors.ts";
 
+const PYTHON_KEYWORDS = new Set(
+  ("False None True and as assert async await break class continue def del elif else " +
+    "except finally for from global if import in is lambda nonlocal not or pass raise return " +
+    "try while with yield").split(" "),
+);
+
 const pythonIdentifier = z.string().regex(
   /^[A-Za-z_][A-Za-z0-9_]*$/,
   "a Python identifier (letters, digits, _; not starting with a digit)",
-);
+).refine((v) => !PYTHON_KEYWORDS.has(v), {
+  error: (i) => `'${i.input}' is a Python keyword; a variable cannot have that name`,
+});
 
 /** One model to load into the kernel. */
 export const ModelSchema = z.strictObject({
@@ -330,6 +338,30 @@ export async function checkLocalPaths(loaded: LoadedConfig, text?: string): Prom
     return locate(parseDocument(text, { lineCounter: lc }), lc, path);
   };
   for (const [i, m] of loaded.config.environment.models.entries()) {
+    // Weights folders: a relative path is on this machine and must be a
+    // folder; an absolute one may be a volume of the kernel's machine, but
+    // when it is a file here it is no weights folder there either.
+    for (const key of ["path", "base_model_path"] as const) {
+      const p = m[key];
+      if (!p) continue;
+      const abs = resolve(loaded.dir, p);
+      const kind = await kindOf(abs);
+      if (kind === "folder" || (kind === "missing" && isAbsolute(p))) continue;
+      const path = ["environment", "models", i, key];
+      throw new ConfigError(
+        `${loaded.path}${where(path)}: ${formatPath(path)}: ${
+          kind === "missing" ? "folder not found" : "not a folder"
+        }: ${abs}`,
+        `${key} is the folder save_pretrained wrote (relative paths resolve against the config's folder)`,
+      );
+    }
+    if (m.tokenizer && isAbsolute(m.tokenizer) && (await kindOf(m.tokenizer)) === "file") {
+      const path = ["environment", "models", i, "tokenizer"];
+      throw new ConfigError(
+        `${loaded.path}${where(path)}: ${formatPath(path)}: not a folder: ${m.tokenizer}`,
+        "tokenizer is a hub id, or the folder a tokenizer was saved to",
+      );
+    }
     const tok = m.tokenizer;
     if (!tok || !/^\.\.?[\\/]/.test(tok)) continue;
     const abs = resolve(loaded.dir, tok);
@@ -350,6 +382,14 @@ export async function checkLocalPaths(loaded: LoadedConfig, text?: string): Prom
         "skills_dirs entries are folders of skill .md files, relative to the config's folder",
       );
     }
+  }
+}
+
+async function kindOf(path: string): Promise<"folder" | "file" | "missing"> {
+  try {
+    return (await Deno.stat(path)).isDirectory ? "folder" : "file";
+  } catch {
+    return "missing";
   }
 }
 
@@ -400,6 +440,9 @@ function describeIssue(issue: z.core.$ZodIssue, data: unknown): string {
       return `got ${show(value)}; expected one of ${issue.values.map((v) => String(v)).join(", ")}`;
     case "invalid_type":
       if (value === undefined) return `required (${issue.expected}) but missing`;
+      if (typeof value === "number" && !Number.isFinite(value)) {
+        return `expected a finite ${issue.expected}, got ${show(value)}`;
+      }
       return `expected ${issue.expected}, got ${show(value)}`;
     case "too_big":
       if (typeof value === "string" && issue.origin === "string") {
@@ -527,6 +570,10 @@ function locate(
 
 function show(value: unknown): string {
   if (value === undefined) return "nothing";
+  // YAML's .inf and .nan are numbers JSON has no words for (it would say null).
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    return Number.isNaN(value) ? ".nan" : value > 0 ? ".inf" : "-.inf";
+  }
   const s = JSON.stringify(value);
   return s.length > 60 ? s.slice(0, 57) + "..." : s;
 }

@@ -80,6 +80,24 @@ export async function callKernel(
   call: { name: string; args: Record<string, unknown> },
   opts: RunOptions = {},
 ): Promise<CallOutcome> {
+  // The kernel drops a message it cannot decode (Python's JSON decoder
+  // recurses: a few thousand levels raise RecursionError) and never answers,
+  // so every call queued behind it would wait for its timeout.
+  const depth = nestingDepth(call.args, MAX_ARG_DEPTH + 1);
+  if (depth > MAX_ARG_DEPTH) {
+    return {
+      kind: "answer",
+      envelope: {
+        ok: false,
+        error: {
+          kind: "bad_argument",
+          message:
+            `the arguments of ${call.name} are nested more than ${MAX_ARG_DEPTH} levels deep; pass flatter data`,
+        },
+      },
+      run: { status: "ok", execution_count: null, outputs: [], elapsed_ms: 0 },
+    };
+  }
   const run = await runCode(channel, handler, {
     ...opts,
     silent: true,
@@ -87,6 +105,24 @@ export async function callKernel(
   });
   const envelope = findAnswer(run.outputs);
   return envelope ? { kind: "answer", envelope, run } : { kind: "no_answer", run };
+}
+
+/** The deepest nesting of arrays and objects a call's arguments may have. */
+export const MAX_ARG_DEPTH = 100;
+
+/** How deep `value` nests arrays and objects, counted up to `stop` (iterative: no recursion limit). */
+export function nestingDepth(value: unknown, stop: number): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== "object") continue;
+    const depth = d + 1;
+    if (depth > deepest) deepest = depth;
+    if (deepest >= stop) return deepest;
+    for (const child of Object.values(v as Record<string, unknown>)) stack.push([child, depth]);
+  }
+  return deepest;
 }
 
 function findAnswer(outputs: Output[]): Record<string, unknown> | undefined {

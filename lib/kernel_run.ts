@@ -50,6 +50,8 @@ export interface RunResult {
   elapsed_ms: number;
   /** Why it ended early (timeout, interrupt, death, server gone, lost connection). */
   note?: string;
+  /** Interrupted, but no reply came within the grace: the kernel may still be busy. */
+  stuck?: boolean;
 }
 
 /** Options of {@link runCode}. */
@@ -228,6 +230,28 @@ export class LivenessCheck {
   }
 }
 
+/** Runs begun and not yet ended in this process: how to interrupt each. */
+const inFlight = new Set<() => Promise<void>>();
+
+/**
+ * Interrupts every run of this process that its kernel has begun and that
+ * has not ended (a serving process on its way out: a SIGTERM must not leave
+ * a call running in a kernel that other clients share). Resolves once each
+ * interrupt was sent, or after `timeoutMs`. Returns how many there were.
+ */
+export async function interruptRunsInFlight(timeoutMs = 5000): Promise<number> {
+  const runs = [...inFlight];
+  inFlight.clear();
+  if (runs.length === 0) return 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    Promise.allSettled(runs.map((interrupt) => interrupt())),
+    new Promise((r) => timer = setTimeout(r, timeoutMs)),
+  ]);
+  clearTimeout(timer);
+  return runs.length;
+}
+
 /**
  * Runs code on a connected kernel and reports how it ended. Never throws for
  * what the kernel or the server does.
@@ -261,7 +285,23 @@ export async function runCode(
     true,
     opts.metadata as never,
   );
+  // Whether the kernel has begun this request. A request queued behind
+  // another client's code is not interrupted until it begins: an interrupt
+  // now would stop the other client's run (the kernel has one main thread).
+  let begun = false;
+  let onBegin: (() => void) | undefined;
+  const interruptThis = () => channel.interrupt();
   future.onIOPub = (msg) => {
+    if (!begun) {
+      const t = msg.header.msg_type;
+      const busy = t === "status" &&
+        (msg.content as { execution_state?: string }).execution_state === "busy";
+      if (busy || t === "execute_input" || t === "stream" || t === "error") {
+        begun = true;
+        inFlight.add(interruptThis);
+        onBegin?.();
+      }
+    }
     collector.add(msg);
     if (opts.onOutput) {
       const out = toOutput(msg);
@@ -276,7 +316,8 @@ export async function runCode(
     | { kind: "server_gone"; reason: string }
     | { kind: "lost" }
     | { kind: "unanswered" }
-    | { kind: "stuck" };
+    | { kind: "stuck" }
+    | { kind: "queued" };
   const timers: ReturnType<typeof setTimeout>[] = [];
   const cleanups: (() => void)[] = [];
   let stopped: "timeout" | "interrupted" | undefined;
@@ -289,10 +330,18 @@ export async function runCode(
     const stop = (why: "timeout" | "interrupted") => {
       if (stopped) return;
       stopped = why;
-      channel.interrupt().catch(() => {});
-      // The interrupted cell normally replies at once with KeyboardInterrupt;
-      // a kernel stuck in native code may not, and then we stop waiting.
-      timers.push(setTimeout(() => resolve({ kind: "stuck" }), opts.graceMs ?? 10_000));
+      const interrupt = () => {
+        channel.interrupt().catch(() => {});
+        // The interrupted cell normally replies at once with KeyboardInterrupt;
+        // a kernel stuck in native code may not, and then we stop waiting.
+        timers.push(setTimeout(() => resolve({ kind: "stuck" }), opts.graceMs ?? 10_000));
+      };
+      if (begun) interrupt();
+      else {
+        // Not begun: interrupt it when it begins; stop waiting after the grace.
+        onBegin = interrupt;
+        timers.push(setTimeout(() => resolve({ kind: "queued" }), opts.graceMs ?? 10_000));
+      }
     };
     if (opts.timeoutMs && opts.timeoutMs > 0) {
       timers.push(setTimeout(() => stop("timeout"), opts.timeoutMs));
@@ -359,7 +408,25 @@ export async function runCode(
   });
   for (const t of timers) clearTimeout(t);
   for (const c of cleanups) c();
-  if (!future.isDisposed) future.dispose();
+  inFlight.delete(interruptThis);
+  if (ending.kind === "queued" && !future.isDisposed) {
+    // Still queued behind other code: when it begins, interrupt it at once,
+    // so a cancelled or timed-out request does not run later.
+    future.onIOPub = (msg) => {
+      const t = msg.header.msg_type;
+      if (
+        t === "execute_input" ||
+        (t === "status" &&
+          (msg.content as { execution_state?: string }).execution_state === "busy")
+      ) {
+        future.onIOPub = () => {};
+        channel.interrupt().catch(() => {});
+      }
+    };
+    future.done.finally(() => {
+      if (!future.isDisposed) future.dispose();
+    }).catch(() => {});
+  } else if (!future.isDisposed) future.dispose();
   const base = {
     execution_count: collector.executionCount,
     outputs: collector.outputs(),
@@ -385,10 +452,19 @@ export async function runCode(
       }
       return { ...base, status, execution_count: count, ...(error ? { error } : {}) };
     }
+    case "queued":
+      return {
+        ...base,
+        status: stopped ?? "timeout",
+        note: `${
+          stopNote.replace(/; the kernel was interrupted$/, "")
+        }: it had not begun, because the kernel was busy with other code (another client's?), which was left running; it will be interrupted as soon as it begins`,
+      };
     case "stuck":
       return {
         ...base,
         status: stopped ?? "timeout",
+        stuck: true,
         note: `${stopNote}, but it did not stop within ${
           secs(opts.graceMs ?? 10_000)
         }: it may still be busy (native code ignores interrupts)`,

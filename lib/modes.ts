@@ -111,6 +111,19 @@ export async function runMode(
     const c = conn;
     const ready = values["no-pool"] ? warm : claimOrWarm(command, exp, warm, bind);
     const handles = n === 1 ? [await ready(c, base)] : await warmMany(c, n, base, ready);
+    if (signals.signal.aborted) {
+      // A signal during the last steps (a bind that checks no signal) must
+      // not end in a handle and exit 0: the sessions just made are ended.
+      progress(`${signals.reason()} during the last steps: ending the session(s) just made`);
+      await Promise.all(handles.map((h) =>
+        endSession(c.client, {
+          sessionId: h.session_id === h.kernel_id ? null : h.session_id,
+          kernelId: h.kernel_id,
+        }).catch((err) => warn(`could not end session ${h.session_id}: ${(err as Error).message}`))
+      ));
+      await forgetSessions(handles.map((h) => h.session_id), c.client.url).catch(() => {});
+      throw new InterruptedError(signals.reason());
+    }
     for (const h of handles) {
       h.timings.connect_ms = Math.round(connectMs * 10) / 10;
       h.timings.total_ms = Math.round((performance.now() - t0) * 10) / 10;

@@ -17,7 +17,7 @@
 
 import { join } from "node:path";
 import type { Connection } from "./connect.ts";
-import { JupyterError } from "./errors.ts";
+import { EnvironmentError, JupyterError } from "./errors.ts";
 import type { Experiment } from "./experiment.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
 import { runCode } from "./kernel_run.ts";
@@ -30,7 +30,13 @@ import {
   type WarmKernel,
   type WarmOptions,
 } from "./provision.ts";
-import { ensureStateDir, stateDir, withFileLock, writeFileAtomic } from "./state.ts";
+import {
+  ensureStateDir,
+  stateDir,
+  stateFolderError,
+  withFileLock,
+  writeFileAtomic,
+} from "./state.ts";
 import { buildSpec, pyString, type WarmupResult } from "./warmup.ts";
 
 /** Where a pooled kernel is in its life. */
@@ -104,21 +110,68 @@ function poolsPath(): string {
   return join(stateDir(), "pools.json");
 }
 
-/** The pools recorded in the state folder (none when the file is missing or unreadable). */
+/** Why `pools.json` cannot be used: it is not the JSON interp-exec writes. */
+function damagedPools(text: string): string | undefined {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    return `not JSON (${(err as Error).message})`;
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) return "not a JSON object";
+  const pools = (data as Record<string, unknown>).pools;
+  if (pools !== undefined && !Array.isArray(pools)) return "'pools' is not an array";
+  if (
+    Array.isArray(pools) &&
+    pools.some((p) =>
+      !p || typeof p !== "object" || typeof p.id !== "string" ||
+      typeof p.server_url !== "string" || !Array.isArray(p.kernels)
+    )
+  ) {
+    return "a pool record lacks 'id', 'server_url' or 'kernels'";
+  }
+  return undefined;
+}
+
+/**
+ * The pools recorded in the state folder (none when the file is missing). A
+ * damaged file is moved aside (pools.json.corrupt-<time>) and reported with
+ * exit 7, as state.json is: treating it as no pools would leave its kernels
+ * and refill processes running where no command can see them.
+ */
 export async function readPools(): Promise<PoolRecord[]> {
+  const path = poolsPath();
   let text: string;
   try {
-    text = await Deno.readTextFile(poolsPath());
-  } catch {
-    return [];
-  }
-  try {
-    const data = JSON.parse(text) as Partial<PoolFile>;
-    return Array.isArray(data.pools) ? data.pools : [];
+    text = await Deno.readTextFile(path);
   } catch (err) {
-    warn(`${poolsPath()} is not JSON (${(err as Error).message}); treating it as no pools`);
-    return [];
+    if (err instanceof Deno.errors.NotFound) return [];
+    throw new EnvironmentError(
+      `cannot read interp-exec's pool file ${path}: ${(err as Error).message}`,
+      "check the state folder's permissions ($INTERP_EXEC_HOME)",
+    );
   }
+  const why = damagedPools(text);
+  if (why === undefined) {
+    const data = JSON.parse(text) as Partial<PoolFile>;
+    return data.pools ?? [];
+  }
+  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+  let where: string;
+  try {
+    await Deno.rename(path, aside);
+    where = `it was moved to ${aside}`;
+  } catch (err) {
+    where = err instanceof Deno.errors.NotFound
+      ? "another interp-exec process has moved it aside (see pools.json.corrupt-* beside it)"
+      : `moving it aside to ${aside} failed: ${(err as Error).message}`;
+  }
+  throw new EnvironmentError(
+    `interp-exec's pool file ${path} is damaged: ${why}; ${where}`,
+    "the pools recorded there are forgotten: their kernels and refill processes may still " +
+      "run (ids, pids and URLs are in the moved file); end them with 'interp-exec shutdown " +
+      "--jupyter-url URL --session ID' and kill PID",
+  );
 }
 
 /** Changes pools.json under its lock; returns what `fn` returns. */
@@ -127,7 +180,11 @@ export async function updatePools<T>(fn: (pools: PoolRecord[]) => T): Promise<T>
     const pools = await readPools();
     const out = fn(pools);
     await ensureStateDir();
-    await writeFileAtomic(poolsPath(), JSON.stringify({ version: 1, pools }, null, 2));
+    try {
+      await writeFileAtomic(poolsPath(), JSON.stringify({ version: 1, pools }, null, 2));
+    } catch (err) {
+      throw stateFolderError(err, "write pools.json in");
+    }
     return out;
   });
 }

@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import type { LoadedConfig } from "./config.ts";
 import type { Timings } from "./handle.ts";
-import { recordSession } from "./state.ts";
+import { forgetSessions, recordSession } from "./state.ts";
 import type { Connection } from "./connect.ts";
 import { InterruptedError, JupyterError } from "./errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
@@ -175,6 +175,14 @@ export interface ProvisionOptions extends WarmOptions {
     channel: KernelChannel;
     times: { t0: number; session: number; ready: number };
   };
+  /**
+   * Record a kernel started here as a session in state "starting" before
+   * any work goes to it (default true), so a run killed during the warm-up
+   * or the bind (SIGKILL, a second Ctrl-C) leaves a kernel that `sessions`
+   * lists and `shutdown` ends. The bind's record replaces it (same id).
+   * False where the kernel is recorded elsewhere (a pool's kernels).
+   */
+  record?: boolean;
 }
 
 /**
@@ -203,7 +211,22 @@ export async function provisionKernel(
   const tSession = running?.times.session ?? performance.now();
   trace("provision: kernel started");
   let channel: KernelChannel | undefined = running?.channel;
+  const recordId = started.sessionId ?? started.kernel.id;
+  const provisional = !running && opts.record !== false;
   try {
+    if (provisional) {
+      await recordSession({
+        id: recordId,
+        kernel_id: started.kernel.id,
+        server_url: client.url,
+        experiment: loaded.config.name,
+        mode: "starting",
+        notebook_path: started.notebookPath,
+        created_at: new Date().toISOString(),
+        idle_timeout: loaded.config.execution.idle_timeout,
+        config_path: loaded.path,
+      });
+    }
     check();
     if (!channel) {
       progress(
@@ -237,6 +260,10 @@ export async function provisionKernel(
       err.message = `${err.message} while loading the models`;
     }
     await release(client, started, opts.keepOnError);
+    // A kernel kept for inspection keeps its record, so shutdown can end it.
+    if (provisional && !opts.keepOnError) {
+      await forgetSessions([recordId], client.url).catch(() => {});
+    }
     throw err;
   }
 }

@@ -87,3 +87,47 @@ export function childEnv(extra: Record<string, string> = {}): Record<string, str
   for (const [k, v] of Object.entries(Deno.env.toObject())) if (!isOwnVariable(k)) env[k] = v;
   return { ...env, ...extra };
 }
+
+/**
+ * Redacts a stream of text given in chunks (a kernel's stdout, flushed in
+ * pieces): a secret split across two chunks is still replaced whole. Each
+ * `push` returns what can be shown now; a tail that may be the start of a
+ * secret (or of a `token=` value) is held back until the next chunk shows
+ * whether it is, or until `flush`.
+ */
+export function streamRedactor(
+  ...secrets: (string | undefined)[]
+): { push: (text: string) => string; flush: () => string } {
+  const list = secrets.filter((s): s is string => typeof s === "string" && s.length > 0);
+  const forms = list.flatMap(secretForms);
+  const r = (text: string) => redact(text, list);
+  let pending = "";
+  const held = (text: string): number => {
+    let hold = 0;
+    for (const f of forms) {
+      for (let k = Math.min(f.length - 1, text.length); k > hold; k--) {
+        if (text.endsWith(f.slice(0, k))) {
+          hold = k;
+          break;
+        }
+      }
+    }
+    // A `token=` value may go on in the next chunk (bounded: 4096 characters).
+    const param = text.match(/[?&;](?:t(?:o(?:k(?:e(?:n(?:=[^&\s"'<>#;]{0,4096})?)?)?)?)?)?$/i);
+    if (param) hold = Math.max(hold, param[0].length);
+    return hold;
+  };
+  return {
+    push(text: string): string {
+      const out = r(pending + text);
+      const k = held(out);
+      pending = out.slice(out.length - k);
+      return out.slice(0, out.length - k);
+    },
+    flush(): string {
+      const out = r(pending);
+      pending = "";
+      return out;
+    },
+  };
+}

@@ -5,6 +5,7 @@
  * session, and ending sessions for good.
  */
 
+import { sessionIdFlag } from "./args.ts";
 import { readStdin, resolveTarget, type ServerFlags } from "./connect.ts";
 import { ConfigError, JupyterError, UsageError } from "./errors.ts";
 import { type Handle, parseHandles } from "./handle.ts";
@@ -111,6 +112,7 @@ export async function readHandles(file: string): Promise<Handle[]> {
  * characters), else a bare id to look up on the server the flags name.
  */
 export async function resolveSessionRef(idOrPrefix: string): Promise<SessionRef> {
+  sessionIdFlag(idOrPrefix);
   const all = await recordedSessions();
   let hits = all.filter((r) => r.id === idOrPrefix || r.kernel_id === idOrPrefix);
   if (hits.length === 0) {

@@ -4,16 +4,18 @@
  * sessions it created. Files holding tokens are written with mode 0600.
  */
 
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { EnvironmentError } from "./errors.ts";
 
 /** The state folder: $INTERP_EXEC_HOME, else $XDG_STATE_HOME/interp-exec, else ~/.local/state/interp-exec. */
 export function stateDir(): string {
+  // Absolute: the folder goes into handles' mcp_config, which a client
+  // launches from a folder of its own (a relative path would miss it).
   const explicit = Deno.env.get("INTERP_EXEC_HOME");
-  if (explicit) return explicit;
+  if (explicit) return resolve(explicit);
   const xdg = Deno.env.get("XDG_STATE_HOME");
-  if (xdg) return join(xdg, "interp-exec");
-  return join(Deno.env.get("HOME") ?? ".", ".local", "state", "interp-exec");
+  if (xdg) return resolve(xdg, "interp-exec");
+  return resolve(Deno.env.get("HOME") ?? ".", ".local", "state", "interp-exec");
 }
 
 /** A server interp-exec has talked to. */
@@ -59,7 +61,11 @@ function statePath(): string {
  */
 export async function ensureStateDir(): Promise<string> {
   const dir = stateDir();
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw stateFolderError(err, "create");
+  }
   try {
     const mode = (await Deno.stat(dir)).mode;
     if (mode !== null && (mode & 0o077) !== 0) await Deno.chmod(dir, 0o700);
@@ -163,7 +169,24 @@ async function readState(): Promise<StateFile> {
 
 async function writeState(state: StateFile): Promise<void> {
   await ensureStateDir();
-  await writeFileAtomic(statePath(), JSON.stringify(state, null, 2));
+  try {
+    await writeFileAtomic(statePath(), JSON.stringify(state, null, 2));
+  } catch (err) {
+    throw stateFolderError(err, "write state.json in");
+  }
+}
+
+/**
+ * An I/O failure in the state folder (unwritable, full, read-only, not a
+ * folder) as exit 7 naming the folder, instead of an internal error.
+ */
+export function stateFolderError(err: unknown, action: string): Error {
+  if (err instanceof EnvironmentError) return err;
+  return new EnvironmentError(
+    `cannot ${action} interp-exec's state folder ${stateDir()}: ${(err as Error).message}`,
+    "INTERP_EXEC_HOME (default ~/.local/state/interp-exec) must be a folder this user can " +
+      "write, on a filesystem with free space",
+  );
 }
 
 /**
@@ -180,7 +203,12 @@ export async function withFileLock<T>(
 ): Promise<T> {
   const dir = await ensureStateDir();
   const path = join(dir, `${name}.lock`);
-  const file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true, write: true, create: true, mode: 0o600 });
+  } catch (err) {
+    throw stateFolderError(err, `open the lock ${name}.lock in`);
+  }
   try {
     if (onWait) {
       let locked = false;

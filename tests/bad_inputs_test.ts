@@ -184,6 +184,9 @@ Deno.test("bad inputs: durations take plain non-negative numbers only", () => {
     assert.throws(() => secondsFlag("timeout", bad, 0), /--timeout: expected a number of seconds/);
   }
   assert.throws(() => secondsFlag("kernel-start-timeout", "0", 120, false), /above 0/);
+  // Deno's timers fire at once past 2^31 - 1 ms: such bounds are refused.
+  assert.equal(secondsFlag("timeout", "2147483", 0), 2_147_483_000);
+  assert.throws(() => secondsFlag("timeout", "2147484", 0), /at most 2147483 seconds/);
 });
 
 Deno.test("bad inputs: symlinked skill files and folders are found", async () => {

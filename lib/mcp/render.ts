@@ -210,12 +210,39 @@ function isFigureRepr(data: Record<string, unknown>): boolean {
     text.trim() === "";
 }
 
+/** Whether `bytes` start as a file of `mime` does. */
+function looksLike(mime: string, b: Uint8Array): boolean {
+  const starts = (...sig: number[]) => sig.every((x, i) => b[i] === x);
+  switch (mime) {
+    case "image/png":
+      return starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
+    case "image/jpeg":
+      return starts(0xff, 0xd8, 0xff);
+    case "image/gif":
+      return starts(0x47, 0x49, 0x46, 0x38);
+    case "image/webp":
+      return starts(0x52, 0x49, 0x46, 0x46) && b[8] === 0x57 && b[9] === 0x45 && b[10] === 0x42 &&
+        b[11] === 0x50;
+    default:
+      return true;
+  }
+}
+
 function renderImage(
   mime: string,
   base64: string,
   limits: RenderLimits,
 ): { content?: Content; note: string } {
+  // Code can display anything under an image MIME type; data that is not
+  // base64 of that format must not reach the result (the SDK would refuse
+  // the whole result with -32602, and the agent would never see its cell).
+  if (base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) {
+    return { note: `${mime} output left out: its data is not base64` };
+  }
   const bytes = new Uint8Array(Buffer.from(base64, "base64"));
+  if (!looksLike(mime, bytes)) {
+    return { note: `${mime} output left out: its data is not a ${mime.slice(6).toUpperCase()}` };
+  }
   if (mime === "image/png") {
     try {
       const s = shrinkPng(bytes, limits.maxImagePx, limits.maxImageBytes);

@@ -9,10 +9,11 @@
 import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
-import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
 import { UsageError } from "../errors.ts";
+import { LineStdioServerTransport } from "./stdio_transport.ts";
+import { interruptRunsInFlight } from "../kernel_run.ts";
 
 /** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
 export type ServerFactory = () => McpServer | Server;
@@ -30,7 +31,7 @@ export async function serveStdio(
     process.stdin.once("close", () => resolve());
     opts.signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  await server.connect(new StdioServerTransport());
+  await server.connect(new LineStdioServerTransport());
   progress(opts.ready);
   await closed;
   await server.close().catch(() => {});
@@ -65,6 +66,7 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
     );
   }
   let allowedHosts: string[] = [];
+  let allowedOrigins: string[] = [];
   let server: Deno.HttpServer;
   try {
     server = serveOn(opts);
@@ -87,14 +89,24 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
       signal: opts.signal,
       onListen: ({ port }) => {
         allowedHosts = [`127.0.0.1:${port}`, `localhost:${port}`];
+        allowedOrigins = allowedHosts.map((h) => `http://${h}`);
         progress(`${opts.label} listening on http://127.0.0.1:${port}/mcp`);
         opts.onListen?.(port);
       },
     }, async (req) => {
       const url = new URL(req.url);
       if (url.pathname !== "/mcp") return new Response("not found", { status: 404 });
+      // A browser page on another origin must not drive the server (the MCP
+      // transport spec: an invalid Origin gets 403). Clients that are not
+      // browsers send no Origin.
+      const origin = req.headers.get("origin");
+      if (origin !== null && !allowedOrigins.includes(origin)) {
+        return jsonRpcError(403, `Origin ${JSON.stringify(origin)} is not allowed`);
+      }
       if (opts.bearer && req.headers.get("authorization") !== `Bearer ${opts.bearer}`) {
-        return jsonRpcError(401, "missing or wrong bearer token");
+        return jsonRpcError(401, "missing or wrong bearer token", {
+          "WWW-Authenticate": 'Bearer realm="interp-exec"',
+        });
       }
       const mcpSessionId = req.headers.get("mcp-session-id");
       const known = mcpSessionId ? transports.get(mcpSessionId) : undefined;
@@ -119,14 +131,21 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
   }
 }
 
-function jsonRpcError(status: number, message: string): Response {
+function jsonRpcError(
+  status: number,
+  message: string,
+  headers: Record<string, string> = {},
+): Response {
   return Response.json(
     { jsonrpc: "2.0", error: { code: -32000, message }, id: null },
-    { status },
+    { status, headers },
   );
 }
 
-/** Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after). */
+/**
+ * Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after);
+ * calls still running in a kernel are interrupted on the way out.
+ */
 export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = new AbortController();
   const onSignal = () => stop.abort();
@@ -135,6 +154,10 @@ export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>)
     await serve(stop.signal);
   } finally {
     for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    // No client waits for a call still running: stop it, so the kernel
+    // (shared with other clients) is not left busy.
+    const n = await interruptRunsInFlight();
+    if (n > 0) progress(`interrupted ${n} call(s) still running in the kernel`);
   }
 }
 

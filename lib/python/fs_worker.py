@@ -64,6 +64,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,9 @@ DEFAULT_LIMITS = {
     "max_files": 1000,  # entries returned by list_files
     "max_diff_lines": 80,  # lines of edit_file's diff
 }
+# The most bytes read_file/edit_file read from one file (a sparse or huge file
+# is refused before any of it is read).
+MAX_READ_BYTES = 32 * 1024 * 1024
 TIMEOUT_EXIT = 124  # a run stopped at its timeout (like coreutils' timeout)
 INTERRUPT_EXIT = 130  # a run stopped by an interrupt (128 + SIGINT)
 
@@ -185,6 +189,117 @@ def _resolve(path, root: str | None = None, what: str = "path") -> tuple[str, st
     if not _inside(real, root):
         raise ToolError("path", f"{path!r} leaves the workspace (a symlink on the way points outside it)")
     return real, os.path.relpath(joined, root)
+
+
+def _kind_of(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _open_checked(real: str, rel: str, write: bool = False) -> tuple[int, bool]:
+    """Opens a resolved workspace path for the file tools: (fd, created).
+
+    `real` has no symlinks left in it (_resolve ran realpath), so the path is
+    walked from a descriptor of the workspace one component at a time with
+    O_NOFOLLOW (openat semantics): a folder swapped for a symlink after the
+    check is refused instead of followed. O_NONBLOCK keeps a FIFO from
+    blocking the open; fstat then refuses anything but a regular file with a
+    single link (a hard link to a file outside the workspace would otherwise
+    be read and written through). A missing folder on the way is made when
+    writing.
+    """
+    root = _workspace()
+    parts = os.path.relpath(real, root).split(os.sep)
+    if parts == ["."] or any(p in ("", ".", "..") for p in parts):
+        raise ToolError("bad_argument", f"{rel} is a folder, not a file")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    cloexec = getattr(os, "O_CLOEXEC", 0)
+    dflags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow | cloexec
+    dfd = os.open(root, dflags)
+    try:
+        for part in parts[:-1]:
+            try:
+                nfd = os.open(part, dflags, dir_fd=dfd)
+            except FileNotFoundError:
+                if not write:
+                    raise ToolError("not_found", f"{rel}: no such file in the workspace") from None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o777, dir_fd=dfd)
+                nfd = os.open(part, dflags, dir_fd=dfd)
+            except OSError as exc:
+                raise ToolError(
+                    "path", f"{rel!r} changed while it was opened (a folder on the way is now a symlink or not a folder: {exc.strerror})"
+                ) from None
+            os.close(dfd)
+            dfd = nfd
+        flags = (os.O_WRONLY | os.O_CREAT if write else os.O_RDONLY) | nofollow | cloexec | os.O_NONBLOCK
+        created = False
+        try:
+            if write:
+                try:
+                    fd = os.open(parts[-1], flags | os.O_EXCL, 0o666, dir_fd=dfd)
+                    created = True
+                except FileExistsError:
+                    fd = os.open(parts[-1], flags, 0o666, dir_fd=dfd)
+            else:
+                fd = os.open(parts[-1], flags, dir_fd=dfd)
+        except FileNotFoundError:
+            raise ToolError("not_found", f"{rel}: no such file in the workspace") from None
+        except OSError as exc:
+            # ELOOP: the file became a symlink; ENXIO: a FIFO with no reader.
+            with contextlib.suppress(OSError):
+                mode = os.lstat(parts[-1], dir_fd=dfd).st_mode
+                raise ToolError("bad_argument", f"{rel} is {_kind_of(mode)}, not a regular file; the file tools open only regular files") from None
+            raise ToolError("io", f"{rel}: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ToolError("bad_argument", f"{rel} is {_kind_of(st.st_mode)}, not a regular file; the file tools open only regular files")
+        if st.st_nlink > 1:
+            os.close(fd)
+            raise ToolError(
+                "path",
+                f"{rel} has {st.st_nlink} hard links; the file tools open only files with one link "
+                "(a link could reach a file outside the workspace); copy it to a new file first",
+            )
+        return fd, created
+    finally:
+        os.close(dfd)
+
+
+def _read_checked(real: str, rel: str, limit: int = MAX_READ_BYTES) -> bytes:
+    """The bytes of a workspace file, refused at once if it is not a regular file or over `limit` bytes."""
+    fd, _ = _open_checked(real, rel)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise ToolError(
+                "bad_argument",
+                f"{rel} is {size} bytes, over the {limit // (1024 * 1024)} MiB the file tools read; read it from a script",
+            )
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ToolError("bad_argument", f"{rel} grew past {limit // (1024 * 1024)} MiB while it was read; read it from a script")
+    return data
+
+
+def _write_checked(real: str, rel: str, data: bytes) -> tuple[int, bool]:
+    """Writes a workspace file through {@link _open_checked}: (bytes, created)."""
+    fd, created = _open_checked(real, rel, write=True)
+    with os.fdopen(fd, "wb") as f:
+        os.set_blocking(f.fileno(), True)
+        f.truncate(0)
+        f.write(data)
+    return len(data), created
 
 
 def _write_text(real: str, text: str) -> tuple[int, bool]:
@@ -656,8 +771,7 @@ def _int_arg(args: dict, key: str, default=None, minimum: int | None = None):
 
 def _image(real: str, rel: str, ext: str) -> dict:
     mime = IMAGE_TYPES[ext]
-    with open(real, "rb") as f:
-        data = f.read()
+    data = _read_checked(real, rel)
     result = {"mime_type": mime}
     if ext in (".png", ".jpg", ".jpeg"):
         try:
@@ -692,8 +806,7 @@ def read_file(args: dict) -> dict:
     end = _int_arg(args, "end_line", None, 1)
     if end is not None and end < start:
         raise ToolError("bad_argument", f"end_line {end} is before start_line {start}")
-    with open(real, "rb") as f:
-        data = f.read()
+    data = _read_checked(real, rel)
     if b"\0" in data[:8192]:
         raise ToolError("bad_argument", f"{rel} is a binary file ({len(data)} bytes); read it from a script")
     lines = data.decode("utf-8", errors="replace").splitlines(keepends=True)
@@ -734,7 +847,7 @@ def write_file(args: dict) -> dict:
     if os.path.isdir(real):
         raise ToolError("bad_argument", f"{rel} is a folder")
     try:
-        n, created = _write_text(real, content)
+        n, created = _write_checked(real, rel, content.encode("utf-8"))
     except OSError as exc:
         raise ToolError("io", f"{rel}: {_one_line(exc)}") from None
     return {"ok": True, "path": rel, "bytes": n, "created": created}
@@ -748,8 +861,7 @@ def edit_file(args: dict) -> dict:
     if not isinstance(new, str):
         raise ToolError("bad_argument", "new must be a string")
     try:
-        with open(real, encoding="utf-8", newline="") as f:  # keep \r\n as it is
-            text = f.read()
+        text = _read_checked(real, rel).decode("utf-8")  # keeps \r\n as it is
     except UnicodeDecodeError:
         raise ToolError("bad_argument", f"{rel} is not UTF-8 text") from None
     except OSError as exc:
@@ -761,7 +873,7 @@ def edit_file(args: dict) -> dict:
         raise ToolError("not_unique", f"{rel}: the old text occurs {count} times; include more context so it occurs once")
     updated = text.replace(old, new, 1)
     try:
-        _write_text(real, updated)
+        _write_checked(real, rel, updated.encode("utf-8"))
     except OSError as exc:
         raise ToolError("io", f"{rel}: {_one_line(exc)}") from None
     diff = list(
@@ -1278,6 +1390,48 @@ def _collect() -> None:
             gc.collect()
 
 
+class _Watchdog:
+    """Stops a warm run that outlives its timeout although SIGALRM did not stop it.
+
+    A script may ignore SIGALRM (signal.signal(SIGALRM, SIG_IGN)) or run in
+    a way the alarm cannot reach; a second after the deadline this thread
+    raises RunTimeout in the main thread (PyThreadState_SetAsyncExc, delivered
+    at its next bytecode). cancel() runs inside the run's try, so an
+    exception delivered before it is still caught as a timeout, and one
+    queued but not delivered is withdrawn.
+    """
+
+    def __init__(self, timeout: float):
+        import ctypes
+
+        self._ctypes = ctypes
+        self._main = threading.main_thread().ident if threading.current_thread() is threading.main_thread() else threading.get_ident()
+        self._lock = threading.Lock()
+        self._done = False
+        self._fired = False
+        self._event = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(timeout + 1.0,), daemon=True, name="interp-exec-timeout")
+        self._thread.start()
+
+    def _watch(self, after: float) -> None:
+        if self._event.wait(after):
+            return
+        with self._lock:
+            if self._done:
+                return
+            self._fired = True
+            self._ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                self._ctypes.c_ulong(self._main), self._ctypes.py_object(RunTimeout)
+            )
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._done = True
+            self._event.set()
+            if self._fired:
+                self._ctypes.pythonapi.PyThreadState_SetAsyncExc(self._ctypes.c_ulong(self._main), None)
+
+
 def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
     root = _workspace()
     limit = _limit("max_chars")
@@ -1314,19 +1468,30 @@ def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
 
                     old_alarm = signal.signal(signal.SIGALRM, _expire)
                     signal.setitimer(signal.ITIMER_REAL, timeout)
+                watchdog = _Watchdog(timeout) if timeout is not None else None
                 try:
                     _exec_main(real)
                 finally:
                     if alarm:
                         signal.setitimer(signal.ITIMER_REAL, 0)
+                    if watchdog is not None:
+                        watchdog.cancel()
             except SystemExit as exc:
                 exit_code = _exit_code(exc, err)
             except RunTimeout:
                 exit_code, timed_out = TIMEOUT_EXIT, True
                 err.write(f"\n[interp-exec] the run was stopped at its timeout of {timeout:g} s\n")
             except KeyboardInterrupt:
-                exit_code, interrupted = INTERRUPT_EXIT, True
-                err.write("\n[interp-exec] the run was interrupted (KeyboardInterrupt)\n")
+                if timeout is not None and time.perf_counter() - started >= timeout:
+                    # The script ignored or blocked SIGALRM; the server's interrupt stopped it.
+                    exit_code, timed_out = TIMEOUT_EXIT, True
+                    err.write(
+                        f"\n[interp-exec] the run was stopped after its timeout of {timeout:g} s "
+                        "(it ignored the timeout's SIGALRM, so it was interrupted)\n"
+                    )
+                else:
+                    exit_code, interrupted = INTERRUPT_EXIT, True
+                    err.write("\n[interp-exec] the run was interrupted (KeyboardInterrupt)\n")
             except BaseException as exc:  # what python prints for an uncaught exception
                 exit_code = 1
                 with contextlib.suppress(Exception):

@@ -27,6 +27,7 @@ import difflib
 import enum
 import inspect
 import io
+import itertools
 import json
 import logging
 import math
@@ -1126,10 +1127,15 @@ def _jsonable(value, ctx: _Ctx, depth: int = 0):
             out["..."] = f"{len(items) - lim['max_list']} more entries ({len(items)} in all)"
         return out
     if isinstance(value, (list, tuple, set, frozenset, collections.deque, range)):
-        seq = list(value) if not isinstance(value, (set, frozenset)) else _sorted(value)
-        out = [_jsonable(v, ctx, depth + 1) for v in seq[: lim["max_list"]]]
-        if len(seq) > lim["max_list"]:
-            out.append(f"... {len(seq) - lim['max_list']} more items ({len(seq)} in all)")
+        # Only the items shown are taken: a range(10**9) is never made into a list.
+        total = len(value)
+        if isinstance(value, (set, frozenset)):
+            seq = _sorted(value)[: lim["max_list"]]
+        else:
+            seq = list(itertools.islice(value, lim["max_list"]))
+        out = [_jsonable(v, ctx, depth + 1) for v in seq]
+        if total > lim["max_list"]:
+            out.append(f"... {total - lim['max_list']} more items ({total} in all)")
         return out
     return {"type": type(value).__name__, "repr": _bounded_repr(value, lim["max_repr"])}
 

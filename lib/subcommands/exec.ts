@@ -6,7 +6,7 @@ import { cellId, type Output, stripAnsi } from "../nbformat.ts";
 import { NotebookDoc } from "../mcp/notebook/document.ts";
 import { ContentsStore } from "../mcp/notebook/store.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
-import { redactor, redactOutputs } from "../redact.ts";
+import { redactor, redactOutputs, streamRedactor } from "../redact.ts";
 import { clientFor, isOwnServer, locate, targetSession } from "../sessions.ts";
 import { trapSignals } from "../signals.ts";
 import { forgetSessions } from "../state.ts";
@@ -115,6 +115,10 @@ export async function execCommand(args: string[]): Promise<void> {
   const client = await clientFor(values, ref.server_url);
   const located = await locate(client, ref);
   redactText = redactor(client.target.token);
+  streams = {
+    stdout: streamRedactor(client.target.token),
+    stderr: streamRedactor(client.target.token),
+  };
   if (!located) {
     // A record belongs to (server, id): only its own server can say it is gone.
     const own = !ref.server_url || isOwnServer(client, ref);
@@ -163,6 +167,7 @@ export async function execCommand(args: string[]): Promise<void> {
     } catch (err) {
       failure = err;
     }
+    if (!values.json) flushStreams();
     const status = result?.status ?? failureStatus(failure);
     if (!status) throw failure;
     const report: ExecReport = {
@@ -254,15 +259,26 @@ function writeStdout(text: string): void {
 
 // Applied wherever exec writes kernel output (terminal, --json, notebook): the token in any form.
 let redactText: (text: string) => string = (text) => text;
+// The streams as they are shown: a token split across two flushes is redacted whole.
+let streams = { stdout: streamRedactor(), stderr: streamRedactor() };
+
+function flushStreams(): void {
+  const out = streams.stdout.flush();
+  if (out) writeStdout(out);
+  const err = streams.stderr.flush();
+  if (err) writeStderr(err);
+}
 
 /** Streams one output as it arrives: stdout to stdout, everything else readable to stderr. */
 function show(raw: Output, colour: boolean): void {
+  if (raw.output_type === "stream") {
+    if (raw.name === "stdout") writeStdout(streams.stdout.push(raw.text));
+    else writeStderr(streams.stderr.push(raw.text));
+    return;
+  }
+  flushStreams();
   const [out] = redactOutputs([raw], redactText);
   switch (out.output_type) {
-    case "stream":
-      if (out.name === "stdout") writeStdout(out.text);
-      else writeStderr(out.text);
-      break;
     case "execute_result":
     case "display_data": {
       const text = plainText(out.data);

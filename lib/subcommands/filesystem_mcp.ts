@@ -1,4 +1,4 @@
-import { httpPortFlag, parseFlags, secondsFlag } from "../args.ts";
+import { httpPortFlag, parseFlags, secondsFlag, sessionIdFlag } from "../args.ts";
 import { existingServerFlagOptions, serverForServing } from "../connect.ts";
 import { UsageError } from "../errors.ts";
 import { printText, setQuiet } from "../log.ts";
@@ -65,6 +65,7 @@ export async function filesystemMcpCommand(args: string[]): Promise<void> {
       );
     }
   }
+  sessionIdFlag(values.session!);
   const settings = {
     timeoutMs: secondsFlag("timeout", values.timeout, 600),
     freshProcess: values["fresh-process"] ?? false,

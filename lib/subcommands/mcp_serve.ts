@@ -1,4 +1,4 @@
-import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../args.ts";
+import { httpPortFlag, intFlag, parseFlags, secondsFlag, sessionIdFlag } from "../args.ts";
 import { existingServerFlagOptions, serverForServing } from "../connect.ts";
 import { UsageError } from "../errors.ts";
 import { printText, progress, setQuiet } from "../log.ts";
@@ -64,6 +64,7 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
       "the session_id of the handle 'interp-exec mcp' printed",
     );
   }
+  sessionIdFlag(values.session);
   const settings = {
     timeoutMs: secondsFlag("timeout", values.timeout, 300),
     kernelStartTimeoutMs: secondsFlag(

@@ -7,7 +7,7 @@
 import { resolve } from "node:path";
 import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../args.ts";
 import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../connect.ts";
-import { CliError, JupyterError, UsageError } from "../errors.ts";
+import { CliError, ExitCode, JupyterError, UsageError } from "../errors.ts";
 import { type Experiment, loadExperiment } from "../experiment.ts";
 import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../jupyter.ts";
 import { runCode } from "../kernel_run.ts";
@@ -146,6 +146,9 @@ async function startPool(values: Values): Promise<void> {
     throw new UsageError(`--reserve: expected a number of GiB >= 0, got '${values.reserve}'`);
   }
   const timeoutMs = warmupTimeoutFlag(values);
+  // Every flag is checked before anything starts (a bad --wait-timeout used
+  // to exit 2 after the pool, its refill process and a kernel had started).
+  const waitTimeoutMs = secondsFlag("wait-timeout", values["wait-timeout"], 1800);
   const experiment = values.config ? await loadExperiment(values, "pool start") : undefined;
   const kernelName = values["kernel-name"] ?? experiment?.loaded.config.execution.kernel_name ??
     "python3";
@@ -224,16 +227,35 @@ async function startPool(values: Values): Promise<void> {
     }kernel(s) ready on ${url} ` +
       `(refill pid ${child.pid}, log ${log})`,
   );
-  if (values.wait) await waitFull(id, secondsFlag("wait-timeout", values["wait-timeout"], 1800));
+  if (values.wait) await waitFull(id, waitTimeoutMs);
   const now = (await readPools()).find((p) => p.id === id);
   printJson(now ? describe(now) : { id, status: "gone" });
 }
 
 /** Waits until a pool is full; raises if it cannot fill (blocked, failed, refill gone). */
 async function waitFull(id: string, timeoutMs: number): Promise<void> {
+  // Ctrl-C (or SIGTERM) stops the waiting, not the pool: say so, and how to stop it.
+  const stopped = new AbortController();
+  const onSignal = () => stopped.abort();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  try {
+    await waitFullUntil(id, timeoutMs, stopped.signal);
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+  }
+}
+
+async function waitFullUntil(id: string, timeoutMs: number, stop: AbortSignal): Promise<void> {
   const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
   let said = -1;
   while (true) {
+    if (stop.aborted) {
+      throw new CliError(
+        `stopped waiting for pool ${id}; the pool keeps running and filling`,
+        ExitCode.interrupted,
+        `'interp-exec pool stop --pool ${id}' stops it and its kernels`,
+      );
+    }
     const pool = (await readPools()).find((p) => p.id === id);
     if (!pool) throw new CliError(`pool ${id} was stopped while filling`);
     const ready = pool.kernels.filter((k) => k.state === "ready").length;
@@ -339,6 +361,13 @@ function since(iso: string | null): string {
 async function poolStatus(values: Values): Promise<void> {
   let pools = await readPools();
   if (values.pool?.length) {
+    const unknown = values.pool.filter((x) => !pools.some((p) => p.id.startsWith(x)));
+    if (unknown.length) {
+      throw new UsageError(
+        `pool status: no pool ${unknown.join(", ")}`,
+        "'interp-exec pool status' lists the pools",
+      );
+    }
     pools = pools.filter((p) => values.pool!.some((x) => p.id.startsWith(x)));
   }
   const described = pools.map(describe);
@@ -593,6 +622,8 @@ async function refill(values: Values): Promise<void> {
           signal: stop.signal,
           abortReason: () => "SIGTERM",
           hiddenSetup: true,
+          // The pool records its kernels itself (pools.json).
+          record: false,
           // Not a notebook session: a bare kernel whose id we choose, so the
           // record names it while it warms (pool stop can shut it down).
           session: async (env) => await bareKernel(conn.client, pool.kernel_name, kernelId, env),

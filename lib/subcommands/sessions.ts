@@ -77,16 +77,21 @@ export function table(rows: SessionStatus[]): string {
     "MEMORY",
     "SERVER",
   ];
+  // Records are read from a file people and other versions write: a field
+  // missing or of the wrong type shows as "-" (or "?"), never crashes the table.
+  const text = (v: unknown) => (v === null || v === undefined ? "-" : String(v));
+  const secs = (v: unknown, f: (n: number) => string) =>
+    typeof v === "number" && Number.isFinite(v) ? f(v) : "?";
   const lines = rows.map((r) => [
-    r.id.slice(0, 8),
-    r.experiment,
-    r.mode,
-    r.status === "alive" ? (r.execution_state ?? "unknown") : r.status,
-    duration(r.age_s),
-    r.idle_s === null ? "-" : duration(r.idle_s),
-    idleLimit(r),
-    r.memory_bytes === null ? "n/a" : bytes(r.memory_bytes),
-    r.server_url,
+    text(r.id).slice(0, 8),
+    text(r.experiment),
+    text(r.mode),
+    r.status === "alive" ? text(r.execution_state ?? "unknown") : text(r.status),
+    secs(r.age_s, duration),
+    r.idle_s === null ? "-" : secs(r.idle_s, duration),
+    typeof r.idle_timeout === "number" && Number.isFinite(r.idle_timeout) ? idleLimit(r) : "?",
+    r.memory_bytes === null ? "n/a" : secs(r.memory_bytes, bytes),
+    text(r.server_url),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   return [header, ...lines]

@@ -255,6 +255,21 @@ env("token_number.json", json.dumps({"jupyter_url": "{url}", "jupyter_token": 12
 env("url_missing_shutdown.json", json.dumps({"sandbox_id": "sb"}, indent=2) + "\n", ["jupyter_url"], cmd="shutdown")
 cases.append({"id": "env/notebook/not_found", "args": ["notebook", "--config", GOOD, "--env", "{dir}/env/no-such-env.json"], "expect": ["--env", "no-such-env.json"]})
 
+# issue 23: inputs that passed validation and failed later, and flags checked too late
+cfg("var_name_keyword.yaml", M + "      var_name: class\n", ["environment.models[0].var_name", "'class' is a Python keyword"])
+cfg("model_path_is_file.yaml", M + "      path: ./model_path_is_file.yaml\n", ["environment.models[0].path", "not a folder", "model_path_is_file.yaml"])
+cfg("base_model_path_missing.yaml", M + "      path: ./\n      is_peft: true\n      base_model_path: ./no-such-base-model\n", ["environment.models[0].base_model_path", "folder not found", "no-such-base-model"])
+cfg("idle_timeout_inf.yaml", "name: x\nexecution:\n  idle_timeout: .inf\n", ["execution.idle_timeout", "expected a finite number, got .inf"])
+flags("exec_session_dot", ["exec", "--session", ".", "--jupyter-url", "{url}", "--code", "1"], ["--session", "\".\" is not a session id"])
+flags("shutdown_session_dotdot", ["shutdown", "--session", "..", "--jupyter-url", "{url}"], ["--session", "\"..\" is not a session id"])
+flags("mcp_serve_session_dot", ["mcp-serve", "--session", ".", "--jupyter-url", "{url}"], ["--session", "\".\" is not a session id"])
+flags("filesystem_mcp_session_dot", ["filesystem-mcp", "--session", ".", "--workspace", "{tmp}", "--jupyter-url", "{url}"], ["--session", "\".\" is not a session id"])
+flags("filesystem_mcp_session_slash", ["filesystem-mcp", "--session", "a/../b", "--workspace", "{tmp}", "--jupyter-url", "{url}"], ["--session", "is not a session id"])
+flags("exec_timeout_over_timer", ["exec", "--session", "abc", "--timeout", "2147484", "--jupyter-url", "{url}", "--code", "1"], ["--timeout", "at most 2147483 seconds", "2147484"])
+flags("notebook_mcp_timeout_over_timer", ["notebook-mcp", "--timeout", "99999999999", "--jupyter-url", "{url}"], ["--timeout", "at most 2147483 seconds"])
+flags("pool_start_wait_timeout_word", ["pool", "start", "--preimport", "--wait", "--wait-timeout", "soon", "--jupyter-url", "{url}"], ["--wait-timeout", "'soon'"])
+flags("pool_status_unknown_pool", ["pool", "status", "--pool", "nope"], ["pool status", "no pool nope"])
+
 os.makedirs(f"{D}/good", exist_ok=True)
 with open(f"{D}/good/experiment.yaml", "w") as f:
     f.write("# A valid config: the flag cases fail on their flags, never on this file.\nname: bad-inputs-good\n")

@@ -40,6 +40,10 @@ export async function callWorker(
       ? `the workspace worker died during ${name} (${
         run.note ?? "out of memory, or the process exited"
       }); the next call starts a new worker, which loads the models again on first use`
+      : run.stuck
+      ? `${name} did not stop after the worker was interrupted (${
+        run.status === "timeout" ? `its bound was ${timeoutMs / 1000} s` : "cancelled"
+      }); the next call shuts this worker down and starts a new one, which loads the models again on first use`
       : run.status === "timeout"
       ? `${name} did not finish within ${timeoutMs / 1000} s; the worker was interrupted`
       : run.status === "server_gone"

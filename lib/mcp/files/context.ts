@@ -7,6 +7,7 @@
  * models again on first use.
  */
 
+import { isAbsolute, join } from "node:path";
 import { UsageError } from "../../errors.ts";
 import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../filesystem.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
@@ -15,7 +16,14 @@ import type { RunOptions } from "../../kernel_run.ts";
 import { progress } from "../../log.ts";
 import { redactor } from "../../redact.ts";
 import { endSession } from "../../sessions.ts";
-import { forgetSessions, recordedSessions, recordSession } from "../../state.ts";
+import {
+  forgetSessions,
+  recordedSessions,
+  recordSession,
+  stateDir,
+  withFileLock,
+  writeFileAtomic,
+} from "../../state.ts";
 
 /** Settings from filesystem-mcp's command line. */
 export interface FilesSettings {
@@ -26,6 +34,40 @@ export interface FilesSettings {
   kernelStartTimeoutMs: number;
   progressIntervalMs: number;
   kernelName: string;
+}
+
+/**
+ * Before a new worker starts for a gone kernel: the workspace must be one
+ * `interp-exec filesystem` prepared. It lives on the kernel's machine, so it
+ * is checked here only when the server is on this machine (loopback).
+ */
+async function checkWorkspace(client: JupyterClient, id: string, workspace: string) {
+  if (!isAbsolute(workspace)) {
+    throw new UsageError(
+      `--workspace ${workspace}: must be an absolute path (the handle's workspace)`,
+    );
+  }
+  const host = new URL(client.url).hostname;
+  if (!["127.0.0.1", "localhost", "[::1]", "::1"].includes(host)) return;
+  try {
+    await Deno.stat(join(workspace, ".interp_exec"));
+  } catch {
+    throw new UsageError(
+      `no session or kernel '${id}' on ${client.url}, and --workspace ${workspace} is not a ` +
+        "workspace 'interp-exec filesystem' prepared, so no new worker was started",
+      "pass the session_id and workspace of a handle 'interp-exec filesystem' printed",
+    );
+  }
+}
+
+/** A short name for a workspace on a server (its worker's lock and record). */
+async function workerKey(url: string, workspace: string): Promise<string> {
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(`${url}\n${workspace}`),
+  );
+  return Array.from(new Uint8Array(digest).slice(0, 8), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
 /** The shared state of one filesystem-mcp process. */
@@ -64,6 +106,7 @@ export class FilesContext {
       settings,
     );
     if (!kernel) {
+      await checkWorkspace(client, id, workspace);
       progress(`kernel ${id} is gone: starting a new worker for ${workspace}`);
       await ctx.replaceWorker(id);
     }
@@ -86,10 +129,27 @@ export class FilesContext {
   call(name: string, args: Record<string, unknown>, opts: RunOptions): Promise<CallOutcome> {
     const run = this.queue.then(async () => {
       if (this.deadWorker) await this.replaceWorker(this.kernel.id);
-      const channel = await this.connected();
-      const out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      let channel = await this.connected();
+      let out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      if (out.kind === "no_answer" && out.run.status === "error" && !channel.dead) {
+        // The kernel was restarted under us (JupyterLab's Restart, the REST
+        // API): the worker module is gone, so the call never ran. Set the
+        // worker up again, as after a reconnect, and run it once more.
+        if (!(await this.hasWorker(channel))) {
+          progress(
+            `worker kernel ${this.kernel.id} lost its setup (restarted?): setting it up again`,
+          );
+          await this.installWorker(channel);
+          channel = await this.connected();
+          out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+        }
+      }
       if (out.kind === "no_answer" && out.run.status === "died") {
         this.deadWorker = out.run.note ?? "the kernel died";
+      } else if (out.kind === "no_answer" && out.run.stuck) {
+        // It did not stop after the interrupt (a script that swallows every
+        // BaseException): the next call replaces the worker.
+        this.deadWorker = "it did not stop after an interrupt";
       }
       return out;
     });
@@ -139,10 +199,42 @@ export class FilesContext {
     }
   }
 
-  /** Starts a new worker kernel for the workspace, replacing `oldId` in interp-exec's records. */
+  /**
+   * Starts a new worker kernel for the workspace, replacing `oldId` in
+   * interp-exec's records. One workspace has one worker: every filesystem-mcp
+   * launched from the handle meets the same dead kernel, so the replacement
+   * is made under a lock in the state folder and its id written there; the
+   * others find it and attach to it instead of starting their own.
+   */
   private async replaceWorker(oldId: string): Promise<void> {
     this.channel?.close();
     this.channel = undefined;
+    const key = await workerKey(this.client.url, this.workspace);
+    await withFileLock(`worker-${key}`, async () => {
+      const file = join(stateDir(), `worker-${key}.json`);
+      const current = await Deno.readTextFile(file).then(
+        (t) => (JSON.parse(t) as { kernel_id?: string }).kernel_id,
+        () => undefined,
+      );
+      if (current && current !== oldId) {
+        const live = await this.client.getKernel(current).catch(() => null);
+        if (live) {
+          this.kernel = live;
+          this.deadWorker = undefined;
+          this.channel = await this.client.connectKernel(live, {
+            startTimeoutMs: this.settings.kernelStartTimeoutMs,
+          });
+          if (!(await this.hasWorker(this.channel))) await this.installWorker(this.channel);
+          progress(`attached to worker kernel ${live.id}, which another client started`);
+          return;
+        }
+      }
+      await this.startWorker(oldId);
+      await writeFileAtomic(file, JSON.stringify({ kernel_id: this.kernel.id }) + "\n");
+    });
+  }
+
+  private async startWorker(oldId: string): Promise<void> {
     // The server may be restarting the dead kernel under the same id: delete
     // it until it is gone, so no kernel of ours is left behind unrecorded.
     await endSession(this.client, { sessionId: null, kernelId: oldId }).catch((err) =>

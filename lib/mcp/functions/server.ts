@@ -169,10 +169,18 @@ function noAnswer(
     }); start it again and a new session with 'interp-exec mcp --config FILE'`,
     lost: `the connection to the kernel was lost during ${name}; call it again`,
   };
-  const text = why[run.status] ??
-    `${name} ended without an answer (${run.status}${
-      run.error ? `: ${run.error.ename}: ${run.error.evalue}` : run.note ? `: ${run.note}` : ""
-    })`;
+  // A kernel restarted under us (by its server, or JupyterLab's Restart) is
+  // empty: the functions' module and the models are gone.
+  const emptied = run.status === "error" && run.error?.ename === "ModuleNotFoundError" &&
+    run.error.evalue.includes("interp_exec_mcp");
+  const text = emptied
+    ? `the kernel was restarted and is empty: the experiment's functions and models are gone; ` +
+      `start a new session with 'interp-exec mcp --config FILE' (its handle's mcp_config ` +
+      `launches mcp-serve for it)`
+    : why[run.status] ??
+      `${name} ended without an answer (${run.status}${
+        run.error ? `: ${run.error.ename}: ${run.error.evalue}` : run.note ? `: ${run.note}` : ""
+      })`;
   return {
     content: [{ type: "text", text: `error: ${text}` }],
     structuredContent: { error: { kind: run.status, message: text } },

@@ -5,6 +5,7 @@
  * WebSocket open across tool calls.
  */
 
+import { sessionIdFlag } from "../../args.ts";
 import type { Connection, ServerFlags } from "../../connect.ts";
 import { serverForServing } from "../../connect.ts";
 import { JupyterError, UsageError } from "../../errors.ts";
@@ -100,6 +101,8 @@ export class NotebookMcpContext {
   }
 
   private async lookup(id: string): Promise<AttachedSession> {
+    // '.', '..' or a path would land in the REST URL as a path.
+    sessionIdFlag(id, "session_id");
     const info = await this.info();
     let kernel = undefined;
     let path: string | null = null;

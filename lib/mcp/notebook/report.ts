@@ -157,7 +157,12 @@ export function outputsByKind(outputs: Output[], maxChars: number): Record<strin
         (o.name === "stderr" ? stderr : stdout).push(applyCarriageReturns(o.text));
         break;
       case "error":
-        error = { ename: o.ename, evalue: o.evalue, traceback: cut(cleanTraceback(o.traceback)) };
+        // evalue too: raise ValueError('V' * 5_000_000) must not return 5 MB.
+        error = {
+          ename: truncate(o.ename, 200),
+          evalue: cut(o.evalue),
+          traceback: cut(cleanTraceback(o.traceback)),
+        };
         break;
       default: {
         const mime = Object.keys(o.data).find((m) => m.startsWith("image/"));

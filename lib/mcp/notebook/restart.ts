@@ -28,6 +28,7 @@ import {
 import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warmup.ts";
 import type { NotebookDoc } from "./document.ts";
 import { isSetupCell, setupCellMetadata } from "./store.ts";
+import { configPathArg } from "./schemas.ts";
 
 /** What is known about the session to restart. */
 export interface RestartTarget {
@@ -81,7 +82,10 @@ export async function restartSession(
 ): Promise<Restarted> {
   const { client, info } = conn;
   const record = await findRecord(client.url, target.id);
-  const configPath = target.configPath ?? record?.config_path;
+  // An agent's path must name a YAML file; the recorded one came from the user.
+  const configPath = target.configPath
+    ? configPathArg(target.configPath, "restart_session")
+    : record?.config_path;
   if (!configPath) {
     throw new UsageError(
       `no experiment config is recorded for session ${target.id}`,
@@ -144,6 +148,8 @@ export async function restartSession(
       keepOnError: false,
       signal: opts.signal,
       abortReason,
+      // The session being restarted is recorded already; its record is updated after.
+      record: false,
       hiddenSetup: hidden,
       session: async (env) => {
         const s = await client.startSession({

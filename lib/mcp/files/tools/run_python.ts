@@ -38,7 +38,10 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
         fresh_process: fresh_process ?? ctx.settings.freshProcess,
       },
       extra,
-      timeout ? timeout * 1000 + 30_000 : 0,
+      // The worker stops the script at its timeout (SIGALRM, then a watchdog
+      // a second later); past this the kernel is interrupted, and a worker
+      // that does not stop then is replaced.
+      timeout ? timeout * 1000 + 15_000 : 0,
     );
     if ("result" in r) return r.result;
     const env = r.envelope as unknown as {

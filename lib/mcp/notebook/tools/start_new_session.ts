@@ -20,7 +20,7 @@ import {
   normalize,
   type NotebookStore,
 } from "../store.ts";
-import { timeoutSeconds } from "../schemas.ts";
+import { configPathArg, timeoutSeconds } from "../schemas.ts";
 import type { NotebookDoc } from "../document.ts";
 
 /**
@@ -130,7 +130,7 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
 
   if (args.config_path) {
     const { loaded, skills } = await loadExperiment(
-      { config: args.config_path },
+      { config: configPathArg(args.config_path, "start_new_session") },
       "start_new_session",
     );
     const handle = await warmNotebookSession(conn, {
