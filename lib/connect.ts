@@ -61,6 +61,14 @@ export const serverFlagHelp = `Server (default: the embedded local server, start
   --python PATH           Python for the embedded server (env INTERP_EXEC_PYTHON)
   --root-dir DIR          notebook root of the embedded server when it starts`;
 
+/** The server flags of a command that works on an existing session (exec, open). */
+export const existingServerFlagHelp =
+  `Server (default: the handle's or the recorded session's, else the running embedded server):
+  --env FILE|-         stage-1 environment handle JSON (jupyter_url, jupyter_token)
+  --jupyter-url URL    the server's base URL
+  --token-file FILE    file holding the token (or INTERP_EXEC_JUPYTER_TOKEN, JUPYTER_TOKEN)
+  --token TOKEN        the token itself (visible in process lists)`;
+
 /** A probed server. */
 export interface Connection {
   client: JupyterClient;

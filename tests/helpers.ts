@@ -10,6 +10,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
+import type { Notebook } from "../lib/nbformat.ts";
 
 // @jupyterlab/services logs every WebSocket it opens with console.debug.
 console.debug = () => {};
@@ -425,4 +427,36 @@ export async function callTool(
     isError: r.isError === true,
     raw: JSON.stringify(r),
   };
+}
+
+/**
+ * A notebook session warmed on `server` with the tiny Llama model (the
+ * `notebook` command, as a user runs it), under the state folder `home`.
+ */
+export async function warmNotebookHandle(
+  server: TestServer,
+  home: string,
+  name = "warm",
+): Promise<NotebookHandle> {
+  const models = await tinyModels();
+  const config = await writeConfig(`
+name: ${name}
+environment:
+  models:
+    - name: tiny-llama
+      path: ${models["tiny-llama"]}
+      device: cpu
+`);
+  const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
+    env: { INTERP_EXEC_HOME: home },
+  });
+  if (warm.code !== 0) throw new Error(`notebook exited ${warm.code}: ${warm.stderr}`);
+  return NotebookHandleSchema.parse(JSON.parse(warm.stdout));
+}
+
+/** A notebook file as the server's disk holds it, each source joined (nbformat may split lines). */
+export async function readNotebookFile(file: string): Promise<Notebook> {
+  const nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
+  for (const c of nb.cells) c.source = ([] as string[]).concat(c.source).join("");
+  return nb;
 }

@@ -9,41 +9,19 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import type { Notebook } from "../lib/nbformat.ts";
 import {
   callTool,
   mcpStdioClient,
+  readNotebookFile,
   runCli,
-  serverFlags,
   sharedServer,
   tempHome,
-  type TestServer,
-  tinyModels,
-  writeConfig,
+  warmNotebookHandle,
 } from "./helpers.ts";
-
-async function warmNotebook(server: TestServer, home: string) {
-  const models = await tinyModels();
-  const config = await writeConfig(`
-name: recovery
-environment:
-  models:
-    - name: tiny-llama
-      path: ${models["tiny-llama"]}
-      device: cpu
-`);
-  const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-    env: { INTERP_EXEC_HOME: home },
-  });
-  assert.equal(warm.code, 0, warm.stderr);
-  return NotebookHandleSchema.parse(JSON.parse(warm.stdout));
-}
 
 async function sources(file: string): Promise<string[]> {
   try {
-    const nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
-    return nb.cells.map((c) => ([] as string[]).concat(c.source).join(""));
+    return (await readNotebookFile(file)).cells.map((c) => c.source);
   } catch {
     return [];
   }
@@ -74,7 +52,7 @@ Deno.test({
   async fn(t) {
     const server = await sharedServer();
     const home = await tempHome();
-    const handle = await warmNotebook(server, home);
+    const handle = await warmNotebookHandle(server, home, "recovery");
     const file = join(server.rootDir, handle.notebook_path!);
     const launch = Object.values(handle.mcp_config.mcpServers)[0];
     const env = { INTERP_EXEC_HOME: home };

@@ -7,18 +7,15 @@
  */
 
 import assert from "node:assert/strict";
-import { NotebookHandleSchema } from "../lib/handle.ts";
 import {
   api,
   callTool,
   mcpStdioClient,
   PYTHON,
   runCli,
-  serverFlags,
   sharedServer,
   tempHome,
-  tinyModels,
-  writeConfig,
+  warmNotebookHandle,
 } from "./helpers.ts";
 
 const CELLS = 50;
@@ -28,22 +25,9 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
-    const models = await tinyModels();
     const server = await sharedServer();
     const home = await tempHome();
-    const config = await writeConfig(`
-name: writers
-environment:
-  models:
-    - name: tiny-llama
-      path: ${models["tiny-llama"]}
-      device: cpu
-`);
-    const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-      env: { INTERP_EXEC_HOME: home },
-    });
-    assert.equal(warm.code, 0, warm.stderr);
-    const handle = NotebookHandleSchema.parse(JSON.parse(warm.stdout));
+    const handle = await warmNotebookHandle(server, home, "writers");
     const launch = Object.values(handle.mcp_config.mcpServers)[0];
     const clients = await Promise.all(
       [0, 1].map(() => mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } })),

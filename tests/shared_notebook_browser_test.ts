@@ -12,7 +12,6 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
 import { JupyterClient } from "../lib/jupyter.ts";
 import { NotebookRoom } from "../lib/collab/room.ts";
 import type { Notebook } from "../lib/nbformat.ts";
@@ -20,13 +19,12 @@ import { Browser, findChromium } from "./browser.ts";
 import {
   callTool,
   mcpStdioClient,
+  readNotebookFile,
   runCli,
-  serverFlags,
   startStockServer,
   tempHome,
   type TestServer,
-  tinyModels,
-  writeConfig,
+  warmNotebookHandle,
 } from "./helpers.ts";
 
 const chromium = findChromium();
@@ -48,23 +46,6 @@ const cellSources = () =>
   for (let i = 0; i < cells.length; i++) out.push(cells.get(i).sharedModel.getSource());
   return out; })()`;
 
-async function warmNotebook(server: TestServer, home: string) {
-  const models = await tinyModels();
-  const config = await writeConfig(`
-name: browser
-environment:
-  models:
-    - name: tiny-llama
-      path: ${models["tiny-llama"]}
-      device: cpu
-`);
-  const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-    env: { INTERP_EXEC_HOME: home },
-  });
-  assert.equal(warm.code, 0, warm.stderr);
-  return NotebookHandleSchema.parse(JSON.parse(warm.stdout));
-}
-
 async function openNotebook(browser: Browser, server: TestServer, path: string): Promise<void> {
   NOTEBOOK = panelOf(path);
   await browser.goto(`${server.url}lab/tree/${path}?token=${server.token}`);
@@ -72,13 +53,6 @@ async function openNotebook(browser: Browser, server: TestServer, path: string):
     `${NOTEBOOK}?.content?.model?.cells?.length >= 1`,
     "JupyterLab to show the notebook",
   );
-}
-
-/** The notebook file as nbformat on disk holds it, sources joined (they may be split in lines). */
-async function readDisk(server: TestServer, path: string): Promise<Notebook> {
-  const nb = JSON.parse(await Deno.readTextFile(join(server.rootDir, path))) as Notebook;
-  for (const c of nb.cells) c.source = ([] as string[]).concat(c.source).join("");
-  return nb;
 }
 
 function setupSource(nb: Notebook): string | undefined {
@@ -102,9 +76,9 @@ Deno.test({
     const home = await tempHome();
     const browser = await Browser.launch((chromium as { path: string }).path);
     try {
-      const handle = await warmNotebook(server, home);
+      const handle = await warmNotebookHandle(server, home, "browser");
       const path = handle.notebook_path!;
-      const setup = setupSource(await readDisk(server, path));
+      const setup = setupSource(await readNotebookFile(join(server.rootDir, path)));
       await openNotebook(browser, server, path);
       await browser.screenshot("collab-opened");
       const launch = Object.values(handle.mcp_config.mcpServers)[0];
@@ -153,7 +127,7 @@ Deno.test({
         ))!;
         assert.equal(await room.save(), "success");
         room.close();
-        const disk = await readDisk(server, path);
+        const disk = await readNotebookFile(join(server.rootDir, path));
         const diskSources = disk.cells.map((c) => c.source);
         assert.ok(diskSources.includes(typed));
         assert.equal(diskSources.filter((s) => s.startsWith("print(")).length, agentCells);
@@ -195,7 +169,7 @@ Deno.test({
     const home = await tempHome();
     const browser = await Browser.launch((chromium as { path: string }).path);
     try {
-      const handle = await warmNotebook(server, home);
+      const handle = await warmNotebookHandle(server, home, "browser");
       const path = handle.notebook_path!;
       await openNotebook(browser, server, path);
       // The kernel connects and reports its language_info; give it time to.

@@ -12,7 +12,6 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
 import { JupyterClient } from "../lib/jupyter.ts";
 import { NotebookRoom } from "../lib/collab/room.ts";
 import { sharedToNotebook } from "../lib/collab/ops.ts";
@@ -20,38 +19,15 @@ import type { Notebook } from "../lib/nbformat.ts";
 import {
   callTool,
   mcpStdioClient,
+  readNotebookFile,
   runCli,
-  serverFlags,
   sharedServer,
   startStockServer,
   tempHome,
-  type TestServer,
-  tinyModels,
-  writeConfig,
+  warmNotebookHandle,
 } from "./helpers.ts";
 
 const AGENT_CELLS = 50;
-
-async function warmNotebook(server: TestServer, home: string) {
-  const models = await tinyModels();
-  const config = await writeConfig(`
-name: shared
-environment:
-  models:
-    - name: tiny-llama
-      path: ${models["tiny-llama"]}
-      device: cpu
-`);
-  const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-    env: { INTERP_EXEC_HOME: home },
-  });
-  assert.equal(warm.code, 0, warm.stderr);
-  return NotebookHandleSchema.parse(JSON.parse(warm.stdout));
-}
-
-function readDisk(server: TestServer, path: string): Promise<Notebook> {
-  return Deno.readTextFile(join(server.rootDir, path)).then((t) => JSON.parse(t));
-}
 
 function setupCellOf(nb: Notebook) {
   return nb.cells.find((c) =>
@@ -68,7 +44,7 @@ Deno.test({
     const server = await startStockServer({ collaboration: true });
     const home = await tempHome();
     try {
-      const handle = await warmNotebook(server, home);
+      const handle = await warmNotebookHandle(server, home, "shared");
       const path = handle.notebook_path!;
       const jupyter = new JupyterClient({ url: server.url, token: server.token });
       const person = await NotebookRoom.open(jupyter, path);
@@ -173,10 +149,9 @@ Deno.test({
         assert.deepEqual(setupAfter.metadata, setupBefore.metadata);
 
         // The file on disk equals the document (the server saved it itself).
-        const disk = await readDisk(server, path);
+        const disk = await readNotebookFile(join(server.rootDir, path));
         assert.deepEqual(
-          // nbformat on disk may split a source into lines.
-          disk.cells.map((c) => [c.id, ([] as string[]).concat(c.source).join("")]),
+          disk.cells.map((c) => [c.id, c.source]),
           doc.cells.map((c) => [c.id, c.source]),
         );
         assert.doesNotMatch(stderr(), /could not update the notebook/);
@@ -236,9 +211,9 @@ Deno.test({
     const server = await sharedServer();
     const home = await tempHome();
     try {
-      const handle = await warmNotebook(server, home);
+      const handle = await warmNotebookHandle(server, home, "shared");
       const path = handle.notebook_path!;
-      const disk0 = await readDisk(server, path);
+      const disk0 = await readNotebookFile(join(server.rootDir, path));
       const info = disk0.metadata.language_info as Record<string, unknown>;
       for (
         const key of ["codemirror_mode", "file_extension", "mimetype", "name", "pygments_lexer"]
@@ -264,7 +239,7 @@ Deno.test({
         // A person's "Overwrite" with the version their tab had: the agent's cells are gone.
         const jupyter = new JupyterClient({ url: server.url, token: server.token });
         for (let i = 0; i < 100; i++) {
-          if ((await readDisk(server, path)).cells.length >= 4) break;
+          if ((await readNotebookFile(join(server.rootDir, path))).cells.length >= 4) break;
           await new Promise((r) => setTimeout(r, 100));
         }
         await jupyter.saveNotebook(path, disk0);

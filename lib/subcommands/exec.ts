@@ -1,5 +1,5 @@
 import { parseFlags, secondsFlag } from "../args.ts";
-import { existingServerFlagOptions, readStdin } from "../connect.ts";
+import { existingServerFlagHelp, existingServerFlagOptions, readStdin } from "../connect.ts";
 import { CliError, InterruptedError, JupyterError, UsageError } from "../errors.ts";
 import { type ExecuteResult, type JupyterClient, type KernelChannel, sleep } from "../jupyter.ts";
 import { cellId, type Output, stripAnsi } from "../nbformat.ts";
@@ -42,11 +42,7 @@ Options:
   -q, --quiet          no progress lines
   -h, --help           this help
 
-Server (default: the handle's or the recorded session's, else the running embedded server):
-  --env FILE|-         stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --jupyter-url URL    the server's base URL
-  --token-file FILE    file holding the token (or INTERP_EXEC_JUPYTER_TOKEN, JUPYTER_TOKEN)
-  --token TOKEN        the token itself (visible in process lists)
+${existingServerFlagHelp}
 
 With --json, stdout is exactly one object: session_id, kernel_id, status (ok, error,
 aborted, timeout, interrupted, kernel_died, server_gone), execution_count, outputs

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { parseFlags } from "../args.ts";
-import { existingServerFlagOptions } from "../connect.ts";
+import { existingServerFlagHelp, existingServerFlagOptions } from "../connect.ts";
 import { JupyterError, UsageError } from "../errors.ts";
 import type { JupyterClient } from "../jupyter.ts";
 import { printText, progress, warn } from "../log.ts";
@@ -31,11 +31,7 @@ Options:
   --token-in-url       put the token in the printed URL even when stdout is not a terminal
   -h, --help           this help
 
-Server (default: the handle's or the recorded session's, else the running embedded server):
-  --env FILE|-         stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --jupyter-url URL    the server's base URL
-  --token-file FILE    file holding the token (or INTERP_EXEC_JUPYTER_TOKEN, JUPYTER_TOKEN)
-  --token TOKEN        the token itself (visible in process lists)
+${existingServerFlagHelp}
 
 Exit codes: 0 printed; 2 bad usage, or the session has no notebook (mcp and
 filesystem modes, bare kernels); 3 the server is unreachable, refuses the
