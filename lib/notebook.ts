@@ -23,7 +23,7 @@ import {
   type WarmOptions,
 } from "./provision.ts";
 import { redactor, redactOutputs } from "./redact.ts";
-import { recordSession } from "./state.ts";
+import { forgetSessions, recordSession } from "./state.ts";
 import { trace } from "./log.ts";
 import { SETUP_CELL_SOURCE } from "./warmup.ts";
 import { VERSION } from "./version.ts";
@@ -58,6 +58,8 @@ export async function bindNotebook(
   const { loaded } = opts;
   const { warm, workspace, times } = wk;
   let started = wk.started;
+  // Provisioning may have recorded the kernel as "starting" under this id.
+  const provisionalId = started.sessionId ?? started.kernel.id;
   let ok = false;
   try {
     const languageInfo = pythonLanguageInfo(warm.summary.environment?.python);
@@ -120,6 +122,7 @@ export async function bindNotebook(
       // What restart_session / `interp-exec restart` warm the same notebook from.
       config_path: loaded.path,
     });
+    if (provisionalId !== sessionId) await forgetSessions([provisionalId], client.url);
     trace("bind: session recorded");
     const { ok: _ok, ...namespace } = warm.summary;
     const handle: NotebookHandle = {

@@ -54,7 +54,12 @@ execution:
     assert.equal(wk.started.notebookPath, null);
     const sessions = await api<{ kernel: { id: string } }[]>(server, "api/sessions");
     assert.ok(!sessions.some((s) => s.kernel.id === kernelId));
-    assert.equal((await recordedSessions()).length, 0);
+    // Recorded only as "starting" (so that a killed process leaves nothing
+    // that shutdown cannot find), never as a session of a mode.
+    assert.deepEqual(
+      (await recordedSessions()).map((r) => [r.kernel_id, r.mode]),
+      [[kernelId, "starting"]],
+    );
     assert.equal(wk.warm.summary.models[0].var_name, "model");
 
     const handle = await bindNotebook(conn, wk, opts);

@@ -62,16 +62,18 @@ execution:
 });
 
 Deno.test("warm-up: a wrong model path is one line naming the config, the YAML path and the folder (exit 4)", async () => {
+  // Absolute: a volume of the kernel's machine is checked there (a missing
+  // relative folder is refused before any kernel starts, exit 2).
+  const missing = join(await Deno.makeTempDir({ prefix: "interp-exec-missing-" }), "no-such-model");
   const { config, res } = await warm(`
 name: wrong-path
 environment:
   models:
     - name: tiny
-      path: ./no-such-model
+      path: ${missing}
 `);
   assert.equal(res.code, 4, res.stderr);
   assert.equal(res.stdout, "");
-  const missing = join(config, "..", "no-such-model");
   const errors = res.stderr.split("\n").filter((l) => l.startsWith("error: "));
   assert.deepEqual(errors, [
     `error: ${config}: environment.models[0] (tiny): path '${missing}' is not a folder (not found, or not a directory)`,
