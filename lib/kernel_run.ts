@@ -370,7 +370,10 @@ export async function runCode(
         else if (l.state === "server_gone") resolve({ kind: "server_gone", reason: l.reason });
         else if (l.state === "alive") {
           // Idle for a while after a drop, and still no reply: it never comes.
-          if (!dropped || l.execution_state !== "idle") idleSince = 0;
+          // Likewise a request the kernel never began while it sat idle: it
+          // was lost on the way (ipykernel 7 can drop a request sent just
+          // after a connection or a restart; DESIGN.md).
+          if ((!dropped && begun) || l.execution_state !== "idle") idleSince = 0;
           else if (!idleSince) idleSince = performance.now();
           else if (performance.now() - idleSince >= UNANSWERED_AFTER_MS) {
             resolve({ kind: "unanswered" });
@@ -427,6 +430,7 @@ export async function runCode(
       if (!future.isDisposed) future.dispose();
     }).catch(() => {});
   } else if (!future.isDisposed) future.dispose();
+  const begunAtEnd = begun;
   const base = {
     execution_count: collector.executionCount,
     outputs: collector.outputs(),
@@ -481,8 +485,9 @@ export async function runCode(
       return {
         ...base,
         status: "lost",
-        note:
-          "the connection to the kernel dropped while the code ran and its reply never came; the kernel is idle again, so the run has ended, but outputs after the drop may be missing",
+        note: begunAtEnd
+          ? "the connection to the kernel dropped while the code ran and its reply never came; the kernel is idle again, so the run has ended, but outputs after the drop may be missing"
+          : "the kernel never began the request and stayed idle: it was lost on the way",
       };
     case "lost":
       return {

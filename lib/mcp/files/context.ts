@@ -131,6 +131,19 @@ export class FilesContext {
       if (this.deadWorker) await this.replaceWorker(this.kernel.id);
       let channel = await this.connected();
       let out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      if (
+        out.kind === "no_answer" && out.run.status === "lost" &&
+        out.run.execution_count === null && out.run.outputs.length === 0 &&
+        !opts.signal?.aborted
+      ) {
+        // The kernel never began it (lost on a connection just after a
+        // restart, say): send it once more on a fresh, checked connection.
+        progress(`a request to worker kernel ${this.kernel.id} was lost; sending it again`);
+        channel.close();
+        this.channel = undefined;
+        channel = await this.connected();
+        out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      }
       if (out.kind === "no_answer" && out.run.status === "error" && !channel.dead) {
         // The kernel was restarted under us (JupyterLab's Restart, the REST
         // API): the worker module is gone, so the call never ran. Set the
