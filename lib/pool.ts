@@ -32,6 +32,7 @@ import {
 } from "./provision.ts";
 import {
   ensureStateDir,
+  moveAside,
   stateDir,
   stateFolderError,
   withFileLock,
@@ -156,16 +157,7 @@ export async function readPools(): Promise<PoolRecord[]> {
     const data = JSON.parse(text) as Partial<PoolFile>;
     return data.pools ?? [];
   }
-  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
-  let where: string;
-  try {
-    await Deno.rename(path, aside);
-    where = `it was moved to ${aside}`;
-  } catch (err) {
-    where = err instanceof Deno.errors.NotFound
-      ? "another interp-exec process has moved it aside (see pools.json.corrupt-* beside it)"
-      : `moving it aside to ${aside} failed: ${(err as Error).message}`;
-  }
+  const where = await moveAside(path);
   throw new EnvironmentError(
     `interp-exec's pool file ${path} is damaged: ${why}; ${where}`,
     "the pools recorded there are forgotten: their kernels and refill processes may still " +

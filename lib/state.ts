@@ -129,6 +129,22 @@ function damaged(text: string): string | undefined {
 }
 
 /**
+ * Moves a damaged state-folder file aside (`<file>.corrupt-<time>`) and says
+ * where it went, for the error that reports it.
+ */
+export async function moveAside(path: string): Promise<string> {
+  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
+  try {
+    await Deno.rename(path, aside);
+    return `it was moved to ${aside}`;
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound
+      ? `another interp-exec process has moved it aside (see ${basename(path)}.corrupt-* beside it)`
+      : `moving it aside to ${aside} failed: ${(err as Error).message}`;
+  }
+}
+
+/**
  * Reads the state. A missing file is an empty state; a damaged one is moved
  * aside (state.json.corrupt-<time>) and reported, never silently replaced.
  */
@@ -149,16 +165,7 @@ async function readState(): Promise<StateFile> {
     const data = JSON.parse(text);
     return { servers: data.servers ?? {}, sessions: data.sessions ?? [] };
   }
-  const aside = `${path}.corrupt-${new Date().toISOString().replaceAll(":", "-")}`;
-  let where: string;
-  try {
-    await Deno.rename(path, aside);
-    where = `it was moved to ${aside}`;
-  } catch (err) {
-    where = err instanceof Deno.errors.NotFound
-      ? "another interp-exec process has moved it aside (see state.json.corrupt-* beside it)"
-      : `moving it aside to ${aside} failed: ${(err as Error).message}`;
-  }
+  const where = await moveAside(path);
   throw new EnvironmentError(
     `interp-exec's state file ${path} is damaged: ${why}; ${where}`,
     "the next command starts with an empty state: sessions and servers recorded there are " +

@@ -136,11 +136,6 @@ export class NotebookRoom {
     return r;
   }
 
-  /** Whether the server of `client` is known to lack real-time collaboration. */
-  static knownAbsent(client: JupyterClient): boolean {
-    return withoutCollaboration.has(client.url);
-  }
-
   private connected(timeoutMs: number): Promise<void> {
     const ws = this.ws;
     return new Promise<void>((resolve, reject) => {
@@ -310,7 +305,7 @@ export class NotebookRoom {
 }
 
 /** The document session of a notebook, or null when the server has no collaboration endpoint. */
-async function docSession(client: JupyterClient, path: string): Promise<DocSession | null> {
+export async function docSession(client: JupyterClient, path: string): Promise<DocSession | null> {
   const res = await client.api(`api/collaboration/session/${encodeURIComponent(path)}`, {
     method: "PUT",
     body: JSON.stringify({ format: "json", type: "notebook" }),

@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { parseFlags } from "../args.ts";
 import { existingServerFlagHelp, existingServerFlagOptions } from "../connect.ts";
 import { JupyterError, UsageError } from "../errors.ts";
-import type { JupyterClient } from "../jupyter.ts";
+import { docSession } from "../collab/room.ts";
 import { printText, progress, warn } from "../log.ts";
 import { clientFor, targetSession } from "../sessions.ts";
 import { ensureStateDir } from "../state.ts";
@@ -72,7 +72,7 @@ export async function openCommand(args: string[]): Promise<void> {
   const url = `${client.url}lab/tree/${path}`;
   const token = client.target.token;
   const withToken = token ? `${url}?token=${encodeURIComponent(token)}` : url;
-  const collaboration = await sharedDocumentAvailable(client, ref.notebook_path);
+  const collaboration = (await docSession(client, ref.notebook_path)) !== null;
   if (!collaboration) {
     warn(
       "this server has no real-time collaboration: the agent's cells appear in JupyterLab " +
@@ -89,17 +89,6 @@ export async function openCommand(args: string[]): Promise<void> {
         "run with --token-in-url",
     );
   }
-}
-
-/** Whether the notebook's server edits it through a shared document. */
-async function sharedDocumentAvailable(client: JupyterClient, path: string): Promise<boolean> {
-  const res = await client.api(`api/collaboration/session/${encodeURIComponent(path)}`, {
-    method: "PUT",
-    body: JSON.stringify({ format: "json", type: "notebook" }),
-    allow: [404, 405],
-  });
-  await res.body?.cancel();
-  return res.ok;
 }
 
 /**

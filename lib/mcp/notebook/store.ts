@@ -7,7 +7,7 @@
  */
 
 import type { JupyterClient } from "../../jupyter.ts";
-import { NotebookRoom } from "../../collab/room.ts";
+import type { NotebookRoom } from "../../collab/room.ts";
 import { cellId, emptyNotebook, type Notebook, type NotebookCell } from "../../nbformat.ts";
 
 /** A notebook as read, with the stamp of that version. */
@@ -62,8 +62,11 @@ export class ContentsStore implements NotebookStore {
     await this.write(nb);
   }
 
-  openRoom(): Promise<NotebookRoom | null> {
-    return NotebookRoom.open(this.client, this.path);
+  async openRoom(): Promise<NotebookRoom | null> {
+    // Loaded on first use: yjs and the notebook model stay off the start-up
+    // path of every command that never joins a room.
+    const { NotebookRoom } = await import("../../collab/room.ts");
+    return await NotebookRoom.open(this.client, this.path);
   }
 
   async read(): Promise<Stamped> {
