@@ -188,6 +188,13 @@ Deno.test({
       const launch = Object.values(handle.mcp_config.mcpServers)[0];
       const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
       try {
+        // The person has an unsaved edit before the agent writes (a tab with
+        // none may reload the file by itself when it changes on disk, and then
+        // there is nothing to overwrite).
+        await browser.eval(`(${NOTEBOOK}.content.model.sharedModel.insertCell(1, {
+          cell_type: "markdown", source: "a person's unsaved note" }), true)`);
+        await browser.waitFor(`${NOTEBOOK}.context.model.dirty`, "the tab to hold an unsaved edit");
+        const file = join(server.rootDir, path);
         for (let i = 0; i < 2; i++) {
           const r = await callTool(client, "execute_code", {
             session_id: handle.session_id,
@@ -196,8 +203,11 @@ Deno.test({
           assert.equal(r.isError, false, r.text);
         }
         await callTool(client, "read_notebook", { session_id: handle.session_id });
+        for (let i = 0; i < 100; i++) {
+          if (JSON.stringify(await readNotebookFile(file)).includes("agent-1")) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
         // The person saves the version their tab holds, and chooses Overwrite.
-        await browser.eval(`(${NOTEBOOK}.context.model.dirty = true, true)`);
         // (What File > Save runs; the command itself acts on the focused tab,
         // and a headless page has no focus.)
         await browser.eval(`(${NOTEBOOK}.context.save(), true)`);
@@ -209,7 +219,6 @@ Deno.test({
         await browser.eval(
           `([...document.querySelectorAll(".jp-Dialog button")].find((b) => /overwrite/i.test(b.textContent)).click(), true)`,
         );
-        const file = join(server.rootDir, path);
         for (let i = 0; i < 100; i++) {
           const nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
           if (!JSON.stringify(nb).includes("agent-1")) break;
