@@ -5,9 +5,9 @@
  * lib/subcommands/ with its own help.
  */
 
-import { EnvironmentError, fail, UsageError } from "./lib/errors.ts";
-import { guardStdout, printText, trace } from "./lib/log.ts";
-import { VERSION } from "./lib/version.ts";
+import { EnvironmentError, fail, UsageError } from "./lib/cli/errors.ts";
+import { guardStdout, printText, trace } from "./lib/cli/log.ts";
+import { VERSION } from "./lib/cli/version.ts";
 // Subcommands load on demand: `--version` and `validate` should not pay for
 // the Jupyter client and the MCP SDK. The literal specifiers keep every module
 // in the graph that `deno compile` and `deno bundle` embed.

@@ -28,7 +28,7 @@ if [ ! -x node_modules/.bin/deno ] || [ ! -f "node_modules/.interp-exec-npm-$npm
   stage_end
 fi
 # Every module of main.ts, dynamic imports included, in the Deno cache once per
-# deno.lock: an mcp_config runs with --cached-only (lib/mcp_config.ts).
+# deno.lock: an mcp_config runs with --cached-only (lib/modes/mcp_config.ts).
 lock_hash=$(sha256sum deno.lock | cut -c1-16)
 if [ ! -f "node_modules/.deno-cached-$lock_hash" ]; then
   stage_start "2/4 interp-exec's TypeScript dependencies, into the Deno cache"

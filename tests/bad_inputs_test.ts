@@ -10,10 +10,10 @@
 
 import assert from "node:assert/strict";
 import { basename, join } from "node:path";
-import { parseConfig } from "../lib/config.ts";
-import { parseHandles } from "../lib/handle.ts";
-import { secondsFlag } from "../lib/args.ts";
-import { discoverSkills } from "../lib/skills.ts";
+import { parseConfig } from "../lib/config/config.ts";
+import { parseHandles } from "../lib/config/handle.ts";
+import { secondsFlag } from "../lib/cli/args.ts";
+import { discoverSkills } from "../lib/config/skills.ts";
 import { ROOT, runCli } from "./helpers.ts";
 
 const DIR = join(ROOT, "tests", "bad_inputs");

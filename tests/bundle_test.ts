@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
 import { DENO, PYTHON, ROOT, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 
 async function run(

@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import type { Handle } from "../lib/handle.ts";
+import type { Handle } from "../lib/config/handle.ts";
 import { pidsWith, PYTHON, ROOT } from "./helpers.ts";
 
 /** configurable-http-proxy (scripts/test-deps.sh installs it and sets INTERP_EXEC_CHP). */

@@ -5,8 +5,8 @@
  */
 
 import * as assert from "node:assert/strict";
-import { executionFor, parseConfig } from "../lib/config.ts";
-import { ConfigError } from "../lib/errors.ts";
+import { executionFor, parseConfig } from "../lib/config/config.ts";
+import { ConfigError } from "../lib/cli/errors.ts";
 
 async function rejects(text: string): Promise<string> {
   try {

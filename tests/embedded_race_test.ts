@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
 import { pidsWith, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 
 const models = await tinyModels();

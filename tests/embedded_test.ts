@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import { pidAlive } from "../lib/local_server.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
+import { pidAlive } from "../lib/server/embedded.ts";
 import { kernelEval, PYTHON, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 
 const models = await tinyModels();

@@ -11,8 +11,12 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FilesystemHandleSchema, McpHandleSchema, NotebookHandleSchema } from "../lib/handle.ts";
-import { kernelMemory } from "../lib/sessions.ts";
+import {
+  FilesystemHandleSchema,
+  McpHandleSchema,
+  NotebookHandleSchema,
+} from "../lib/config/handle.ts";
+import { kernelMemory } from "../lib/server/sessions.ts";
 import { pidsWith, ROOT, runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 import {
   callTool,

@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
-import { pidAlive } from "../lib/local_server.ts";
+import { type NotebookHandle, NotebookHandleSchema } from "../lib/config/handle.ts";
+import { pidAlive } from "../lib/server/embedded.ts";
 import {
   api,
   runCli,

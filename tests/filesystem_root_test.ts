@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import type { FilesystemHandle } from "../lib/handle.ts";
+import type { FilesystemHandle } from "../lib/config/handle.ts";
 import { runCli, serverFlags, startStockServer, tempHome, writeConfig } from "./helpers.ts";
 
 Deno.test({

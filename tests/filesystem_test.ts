@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { parse as parseYaml } from "yaml";
-import { type FilesystemHandle, FilesystemHandleSchema } from "../lib/handle.ts";
+import { type FilesystemHandle, FilesystemHandleSchema } from "../lib/config/handle.ts";
 import {
   callTool,
   mcpStdioClient,

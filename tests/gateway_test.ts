@@ -7,8 +7,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import { kernelMemory } from "../lib/sessions.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
+import { kernelMemory } from "../lib/server/sessions.ts";
 import {
   hasKernel,
   runCli,

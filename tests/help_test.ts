@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { commands } from "../main.ts";
-import { UsageError } from "../lib/errors.ts";
+import { UsageError } from "../lib/cli/errors.ts";
 import { runCli } from "./helpers.ts";
 
 const names = Object.keys(commands);

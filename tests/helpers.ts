@@ -10,8 +10,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
-import type { Notebook } from "../lib/nbformat.ts";
+import { type NotebookHandle, NotebookHandleSchema } from "../lib/config/handle.ts";
+import type { Notebook } from "../lib/kernel/nbformat.ts";
 
 // @jupyterlab/services logs every WebSocket it opens with console.debug.
 console.debug = () => {};
@@ -279,7 +279,7 @@ export async function kernelEval(
   kernelId: string,
   code: string,
 ): Promise<string> {
-  const { JupyterClient } = await import("../lib/jupyter.ts");
+  const { JupyterClient } = await import("../lib/kernel/jupyter.ts");
   const client = new JupyterClient({ url: server.url, token: server.token });
   const kernel = await client.getKernel(kernelId);
   if (!kernel) throw new Error(`no kernel ${kernelId}`);

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { type FilesystemHandle, FilesystemHandleSchema } from "../lib/handle.ts";
+import { type FilesystemHandle, FilesystemHandleSchema } from "../lib/config/handle.ts";
 import {
   api,
   hasKernel,

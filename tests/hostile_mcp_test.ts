@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import type { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { type McpHandle, McpHandleSchema } from "../lib/handle.ts";
+import { type McpHandle, McpHandleSchema } from "../lib/config/handle.ts";
 import {
   api,
   mcpStdioClient,

@@ -12,8 +12,8 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { join } from "node:path";
-import { mcpConfigFor } from "../lib/mcp_config.ts";
-import { redactor, streamRedactor } from "../lib/redact.ts";
+import { mcpConfigFor } from "../lib/modes/mcp_config.ts";
+import { redactor, streamRedactor } from "../lib/kernel/redact.ts";
 import {
   api,
   DENO,

@@ -12,7 +12,11 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FilesystemHandleSchema, McpHandleSchema, NotebookHandleSchema } from "../lib/handle.ts";
+import {
+  FilesystemHandleSchema,
+  McpHandleSchema,
+  NotebookHandleSchema,
+} from "../lib/config/handle.ts";
 import { runCli, tempHome, tinyModels, writeConfig } from "./helpers.ts";
 import {
   callTool,

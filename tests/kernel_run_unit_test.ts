@@ -8,8 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { JupyterClient } from "../lib/jupyter.ts";
-import { runCode } from "../lib/kernel_run.ts";
+import { JupyterClient } from "../lib/kernel/jupyter.ts";
+import { runCode } from "../lib/kernel/run.ts";
 
 // @jupyterlab/services logs every WebSocket it opens with console.debug.
 console.debug = () => {};

@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type NotebookHandle, NotebookHandleSchema } from "../lib/handle.ts";
-import { kernelMemory } from "../lib/sessions.ts";
+import { type NotebookHandle, NotebookHandleSchema } from "../lib/config/handle.ts";
+import { kernelMemory } from "../lib/server/sessions.ts";
 import {
   api,
   hasKernel,

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
 import {
   deleteOnServer,
   mcpStdioClient,

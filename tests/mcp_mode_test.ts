@@ -12,7 +12,7 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { type McpHandle, McpHandleSchema } from "../lib/handle.ts";
+import { type McpHandle, McpHandleSchema } from "../lib/config/handle.ts";
 import {
   callTool,
   mcpStdioClient,

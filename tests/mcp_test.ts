@@ -11,8 +11,8 @@ import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import { applyCarriageReturns } from "../lib/kernel_run.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
+import { applyCarriageReturns } from "../lib/kernel/run.ts";
 import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
 import { htmlToText, truncate } from "../lib/mcp/render.ts";
 import {

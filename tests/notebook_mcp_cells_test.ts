@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { encode } from "fast-png";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
 import { decodePng, encodePng, pngSize, shrinkPng } from "../lib/mcp/png.ts";
 import { jpegSize, renderOutputs, renderSvg } from "../lib/mcp/render.ts";
 import { join } from "node:path";

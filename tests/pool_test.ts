@@ -13,10 +13,10 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
-import type { NotebookHandle } from "../lib/handle.ts";
-import { pidAlive } from "../lib/local_server.ts";
-import { canonicalJson, fingerprint } from "../lib/pool.ts";
+import { parseConfig } from "../lib/config/config.ts";
+import type { NotebookHandle } from "../lib/config/handle.ts";
+import { pidAlive } from "../lib/server/embedded.ts";
+import { canonicalJson, fingerprint } from "../lib/warm/pool.ts";
 import type { describe } from "../lib/subcommands/pool.ts";
 import {
   deleteOnServer,

@@ -5,12 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
-import { JupyterClient } from "../lib/jupyter.ts";
-import { bindNotebook, notebookPathFor } from "../lib/notebook.ts";
-import { provisionKernel } from "../lib/provision.ts";
-import { setQuiet } from "../lib/log.ts";
-import { recordedSessions } from "../lib/state.ts";
+import { parseConfig } from "../lib/config/config.ts";
+import { JupyterClient } from "../lib/kernel/jupyter.ts";
+import { bindNotebook, notebookPathFor } from "../lib/modes/notebook/bind.ts";
+import { provisionKernel } from "../lib/warm/provision.ts";
+import { setQuiet } from "../lib/cli/log.ts";
+import { recordedSessions } from "../lib/server/state.ts";
 import { api, kernelEval, sharedServer, tempHome, tinyModels } from "./helpers.ts";
 
 Deno.test("provision then bind: a warm kernel of no mode becomes a notebook session", async () => {

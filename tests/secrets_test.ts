@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import { secretForms } from "../lib/redact.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
+import { secretForms } from "../lib/kernel/redact.ts";
 import {
   pidsWith,
   PYTHON,

@@ -12,9 +12,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JupyterClient } from "../lib/jupyter.ts";
-import { NotebookRoom } from "../lib/collab/room.ts";
-import type { Notebook } from "../lib/nbformat.ts";
+import { JupyterClient } from "../lib/kernel/jupyter.ts";
+import { NotebookRoom } from "../lib/document/room.ts";
+import type { Notebook } from "../lib/kernel/nbformat.ts";
 import { Browser, findChromium } from "./browser.ts";
 import {
   callTool,

@@ -12,10 +12,10 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JupyterClient } from "../lib/jupyter.ts";
-import { NotebookRoom } from "../lib/collab/room.ts";
-import { sharedToNotebook } from "../lib/collab/ops.ts";
-import type { Notebook } from "../lib/nbformat.ts";
+import { JupyterClient } from "../lib/kernel/jupyter.ts";
+import { NotebookRoom } from "../lib/document/room.ts";
+import { sharedToNotebook } from "../lib/document/ops.ts";
+import type { Notebook } from "../lib/kernel/nbformat.ts";
 import {
   callTool,
   mcpStdioClient,

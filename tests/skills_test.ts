@@ -7,9 +7,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ConfigError } from "../lib/errors.ts";
-import { NotebookHandleSchema } from "../lib/handle.ts";
-import { discoverSkills, parseSkill, resolveSkills } from "../lib/skills.ts";
+import { ConfigError } from "../lib/cli/errors.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
+import { discoverSkills, parseSkill, resolveSkills } from "../lib/config/skills.ts";
 import {
   deleteOnServer,
   kernelEval,

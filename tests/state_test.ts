@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { NotebookHandleSchema } from "../lib/handle.ts";
+import { NotebookHandleSchema } from "../lib/config/handle.ts";
 import {
   hasKernel,
   PYTHON,
@@ -56,7 +56,7 @@ Deno.test("state: writes are atomic, 0600 in a 0700 folder, and parallel updates
   const before = Deno.env.get("INTERP_EXEC_HOME");
   Deno.env.set("INTERP_EXEC_HOME", home);
   try {
-    const state = await import("../lib/state.ts");
+    const state = await import("../lib/server/state.ts");
     await Promise.all(Array.from({ length: 20 }, (_, i) =>
       state.recordSession({
         id: `s${i}`,

@@ -1,10 +1,16 @@
 /** Unit tests of the warm-up's pure functions: names, spec, output handling. */
 
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config.ts";
-import { ConfigError } from "../lib/errors.ts";
-import type { Output } from "../lib/nbformat.ts";
-import { assignNames, buildSpec, linePrefixer, mergeStreams, pyString } from "../lib/warmup.ts";
+import { parseConfig } from "../lib/config/config.ts";
+import { ConfigError } from "../lib/cli/errors.ts";
+import type { Output } from "../lib/kernel/nbformat.ts";
+import {
+  assignNames,
+  buildSpec,
+  linePrefixer,
+  mergeStreams,
+  pyString,
+} from "../lib/warm/warmup.ts";
 
 Deno.test("warmup: variable names for one, several and named models", async () => {
   const one =

@@ -1,5 +1,5 @@
 /**
- * lib/ws_transport.ts: the hand-rolled WebSocket client against Deno's own
+ * lib/kernel/ws_transport.ts: the hand-rolled WebSocket client against Deno's own
  * WebSocket server, against a raw socket that checks the frames it gets, and
  * against a stock Jupyter Server, where every ACK it sends must ride on a
  * frame. No timings are asserted: on a shared 2-core machine they measure
@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { JupyterClient } from "../lib/jupyter.ts";
-import { NoDelayWebSocket } from "../lib/ws_transport.ts";
+import { JupyterClient } from "../lib/kernel/jupyter.ts";
+import { NoDelayWebSocket } from "../lib/kernel/ws_transport.ts";
 import { sharedServer } from "./helpers.ts";
 
 const GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

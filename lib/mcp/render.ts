@@ -7,9 +7,9 @@
  */
 
 import { Buffer } from "node:buffer";
-import type { Output } from "../nbformat.ts";
-import { applyCarriageReturns } from "../kernel_run.ts";
-import { stripAnsi } from "../nbformat.ts";
+import type { Output } from "../kernel/nbformat.ts";
+import { applyCarriageReturns } from "../kernel/run.ts";
+import { stripAnsi } from "../kernel/nbformat.ts";
 import { shrinkPng } from "./png.ts";
 
 /** SVG shown as text up to this many characters; longer ones are described. */

@@ -10,10 +10,10 @@ import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
-import { progress, warn } from "../log.ts";
-import { UsageError } from "../errors.ts";
+import { progress, warn } from "../cli/log.ts";
+import { UsageError } from "../cli/errors.ts";
 import { LineStdioServerTransport } from "./stdio_transport.ts";
-import { interruptRunsInFlight } from "../kernel_run.ts";
+import { interruptRunsInFlight } from "../kernel/run.ts";
 
 /** Makes one MCP server (with its tools registered): high-level, or low-level for dynamic tools. */
 export type ServerFactory = () => McpServer | Server;

@@ -15,7 +15,7 @@ import process from "node:process";
 import { Buffer } from "node:buffer";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { type JSONRPCMessage, JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js";
-import { warn } from "../log.ts";
+import { warn } from "../cli/log.ts";
 
 /** The longest request line served (a write_file of a 30 MB text fits; the SDK's limit is 10 MiB). */
 export const MAX_LINE_BYTES = 64 * 1024 * 1024;

@@ -7,8 +7,8 @@
 
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { z } from "zod";
-import { CliError } from "../errors.ts";
-import { warn } from "../log.ts";
+import { CliError } from "../cli/errors.ts";
+import { warn } from "../cli/log.ts";
 import type { Extra } from "./progress.ts";
 
 /** One block of a tool result. */

@@ -1,16 +1,21 @@
-import { parseFlags, secondsFlag } from "../args.ts";
-import { existingServerFlagHelp, existingServerFlagOptions, readStdin } from "../connect.ts";
-import { CliError, InterruptedError, JupyterError, UsageError } from "../errors.ts";
-import { type ExecuteResult, type JupyterClient, type KernelChannel, sleep } from "../jupyter.ts";
-import { cellId, type Output, stripAnsi } from "../nbformat.ts";
-import { NotebookDoc } from "../mcp/notebook/document.ts";
-import { ContentsStore } from "../mcp/notebook/store.ts";
-import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../log.ts";
-import { redactor, redactOutputs, streamRedactor } from "../redact.ts";
-import { clientFor, isOwnServer, locate, targetSession } from "../sessions.ts";
-import { trapSignals } from "../signals.ts";
-import { forgetSessions } from "../state.ts";
-import { mergeStreams } from "../warmup.ts";
+import { parseFlags, secondsFlag } from "../cli/args.ts";
+import { existingServerFlagHelp, existingServerFlagOptions, readStdin } from "../server/connect.ts";
+import { CliError, InterruptedError, JupyterError, UsageError } from "../cli/errors.ts";
+import {
+  type ExecuteResult,
+  type JupyterClient,
+  type KernelChannel,
+  sleep,
+} from "../kernel/jupyter.ts";
+import { cellId, type Output, stripAnsi } from "../kernel/nbformat.ts";
+import { NotebookDoc } from "../document/document.ts";
+import { ContentsStore } from "../document/store.ts";
+import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../cli/log.ts";
+import { redactor, redactOutputs, streamRedactor } from "../kernel/redact.ts";
+import { clientFor, isOwnServer, locate, targetSession } from "../server/sessions.ts";
+import { trapSignals } from "../cli/signals.ts";
+import { forgetSessions } from "../server/state.ts";
+import { mergeStreams } from "../warm/warmup.ts";
 
 /** `interp-exec exec --help` */
 export const help = `interp-exec exec: run code in a warm session

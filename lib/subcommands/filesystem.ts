@@ -1,7 +1,7 @@
-import type { Experiment } from "../experiment.ts";
-import { warmFilesystemSession } from "../filesystem.ts";
-import { printText } from "../log.ts";
-import { modeFlagHelp, parseModeFlags, runMode } from "../modes.ts";
+import type { Experiment } from "../config/experiment.ts";
+import { warmFilesystemSession } from "../modes/filesystem/bind.ts";
+import { printText } from "../cli/log.ts";
+import { modeFlagHelp, parseModeFlags, runMode } from "../modes/run_mode.ts";
 
 export const help = `interp-exec filesystem: prepare a workspace whose scripts get the models warm
 

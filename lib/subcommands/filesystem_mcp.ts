@@ -1,7 +1,7 @@
-import { httpPortFlag, parseFlags, secondsFlag, sessionIdFlag } from "../args.ts";
-import { existingServerFlagOptions, serverForServing } from "../connect.ts";
-import { UsageError } from "../errors.ts";
-import { printText, setQuiet } from "../log.ts";
+import { httpPortFlag, parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
+import { existingServerFlagOptions, serverForServing } from "../server/connect.ts";
+import { UsageError } from "../cli/errors.ts";
+import { printText, setQuiet } from "../cli/log.ts";
 import { FilesContext } from "../mcp/files/context.ts";
 import { createServer } from "../mcp/files/server.ts";
 import { serveUntilStopped } from "../mcp/serve.ts";

@@ -1,17 +1,17 @@
 import { join } from "node:path";
-import { httpPortFlag, parseFlags } from "../args.ts";
-import type { Connection } from "../connect.ts";
-import { CliError } from "../errors.ts";
-import type { Experiment } from "../experiment.ts";
-import type { McpHandle } from "../handle.ts";
-import { sleep } from "../jupyter.ts";
-import { printText, progress } from "../log.ts";
-import { selfCommand } from "../mcp_config.ts";
-import { bindMcp, warmMcpSession } from "../mcp_mode.ts";
-import { modeFlagHelp, modeFlagOptions, runMode } from "../modes.ts";
-import type { WarmKernel, WarmOptions } from "../provision.ts";
-import { endSession } from "../sessions.ts";
-import { ensureStateDir, forgetSessions, stateDir } from "../state.ts";
+import { httpPortFlag, parseFlags } from "../cli/args.ts";
+import type { Connection } from "../server/connect.ts";
+import { CliError } from "../cli/errors.ts";
+import type { Experiment } from "../config/experiment.ts";
+import type { McpHandle } from "../config/handle.ts";
+import { sleep } from "../kernel/jupyter.ts";
+import { printText, progress } from "../cli/log.ts";
+import { selfCommand } from "../modes/mcp_config.ts";
+import { bindMcp, warmMcpSession } from "../modes/mcp/bind.ts";
+import { modeFlagHelp, modeFlagOptions, runMode } from "../modes/run_mode.ts";
+import type { WarmKernel, WarmOptions } from "../warm/provision.ts";
+import { endSession } from "../server/sessions.ts";
+import { ensureStateDir, forgetSessions, stateDir } from "../server/state.ts";
 
 export const help =
   `interp-exec mcp: warm a kernel whose agent may call only the researcher's functions

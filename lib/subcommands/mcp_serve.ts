@@ -1,7 +1,7 @@
-import { httpPortFlag, intFlag, parseFlags, secondsFlag, sessionIdFlag } from "../args.ts";
-import { existingServerFlagOptions, serverForServing } from "../connect.ts";
-import { UsageError } from "../errors.ts";
-import { printText, progress, setQuiet } from "../log.ts";
+import { httpPortFlag, intFlag, parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
+import { existingServerFlagOptions, serverForServing } from "../server/connect.ts";
+import { UsageError } from "../cli/errors.ts";
+import { printText, progress, setQuiet } from "../cli/log.ts";
 import { FunctionsContext } from "../mcp/functions/context.ts";
 import { createServer } from "../mcp/functions/server.ts";
 import { serveUntilStopped } from "../mcp/serve.ts";

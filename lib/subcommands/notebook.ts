@@ -1,7 +1,7 @@
-import type { Experiment } from "../experiment.ts";
-import { printText } from "../log.ts";
-import { modeFlagHelp, parseModeFlags, runMode } from "../modes.ts";
-import { warmNotebookSession } from "../notebook.ts";
+import type { Experiment } from "../config/experiment.ts";
+import { printText } from "../cli/log.ts";
+import { modeFlagHelp, parseModeFlags, runMode } from "../modes/run_mode.ts";
+import { warmNotebookSession } from "../modes/notebook/bind.ts";
 
 export const help = `interp-exec notebook: warm a Jupyter session and print its handle
 

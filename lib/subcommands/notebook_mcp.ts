@@ -1,5 +1,5 @@
-import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../args.ts";
-import { printText, setQuiet } from "../log.ts";
+import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../cli/args.ts";
+import { printText, setQuiet } from "../cli/log.ts";
 import { NotebookMcpContext } from "../mcp/notebook/context.ts";
 import { createServer } from "../mcp/notebook/server.ts";
 import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";

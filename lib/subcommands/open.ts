@@ -1,11 +1,11 @@
 import { join } from "node:path";
-import { parseFlags } from "../args.ts";
-import { existingServerFlagHelp, existingServerFlagOptions } from "../connect.ts";
-import { JupyterError, UsageError } from "../errors.ts";
-import { docSession } from "../collab/room.ts";
-import { printText, progress, warn } from "../log.ts";
-import { clientFor, targetSession } from "../sessions.ts";
-import { ensureStateDir } from "../state.ts";
+import { parseFlags } from "../cli/args.ts";
+import { existingServerFlagHelp, existingServerFlagOptions } from "../server/connect.ts";
+import { JupyterError, UsageError } from "../cli/errors.ts";
+import { docSession } from "../document/room.ts";
+import { printText, progress, warn } from "../cli/log.ts";
+import { clientFor, targetSession } from "../server/sessions.ts";
+import { ensureStateDir } from "../server/state.ts";
 
 /** `interp-exec open --help` */
 export const help = `interp-exec open: the JupyterLab address of a session's notebook, for a person

@@ -1,19 +1,19 @@
 /**
  * `interp-exec pool start|status|stop`, and the hidden `pool refill`: the
- * detached process of ours that keeps a pool's kernels ready (lib/pool.ts
+ * detached process of ours that keeps a pool's kernels ready (lib/warm/pool.ts
  * holds the records, the fingerprint, claiming and the memory rule).
  */
 
 import { resolve } from "node:path";
-import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../args.ts";
-import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../connect.ts";
-import { CliError, ExitCode, JupyterError, UsageError } from "../errors.ts";
-import { type Experiment, loadExperiment } from "../experiment.ts";
-import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../jupyter.ts";
-import { runCode } from "../kernel_run.ts";
-import { pidAlive, runningEmbeddedServer } from "../local_server.ts";
-import { printJson, printText, progress, setQuiet, warn } from "../log.ts";
-import { selfCommand } from "../mcp_config.ts";
+import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../cli/args.ts";
+import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../server/connect.ts";
+import { CliError, ExitCode, JupyterError, UsageError } from "../cli/errors.ts";
+import { type Experiment, loadExperiment } from "../config/experiment.ts";
+import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../kernel/jupyter.ts";
+import { runCode } from "../kernel/run.ts";
+import { pidAlive, runningEmbeddedServer } from "../server/embedded.ts";
+import { printJson, printText, progress, setQuiet, warn } from "../cli/log.ts";
+import { selfCommand } from "../modes/mcp_config.ts";
 import {
   checkMemory,
   fingerprint,
@@ -27,11 +27,11 @@ import {
   shutdownPooled,
   updatePool,
   updatePools,
-} from "../pool.ts";
-import { provisionKernel, type StartedKernel } from "../provision.ts";
-import { clientFor } from "../sessions.ts";
-import { recordedSessions, stateDir } from "../state.ts";
-import { buildSpec } from "../warmup.ts";
+} from "../warm/pool.ts";
+import { provisionKernel, type StartedKernel } from "../warm/provision.ts";
+import { clientFor } from "../server/sessions.ts";
+import { recordedSessions, stateDir } from "../server/state.ts";
+import { buildSpec } from "../warm/warmup.ts";
 
 export const help = `interp-exec pool: keep warm kernels ready, claimed in under a second
 

@@ -1,13 +1,13 @@
-import { parseFlags, secondsFlag, warmupTimeoutFlag } from "../args.ts";
-import { existingServerFlagOptions } from "../connect.ts";
-import { UsageError } from "../errors.ts";
-import { runningEmbeddedServer } from "../local_server.ts";
-import { printJson, printText, progress, setQuiet } from "../log.ts";
-import { NotebookDoc } from "../mcp/notebook/document.ts";
-import { restartSession } from "../mcp/notebook/restart.ts";
-import { ContentsStore } from "../mcp/notebook/store.ts";
-import { clientFor, resolveSessionRef } from "../sessions.ts";
-import { trapSignals } from "../signals.ts";
+import { parseFlags, secondsFlag, warmupTimeoutFlag } from "../cli/args.ts";
+import { existingServerFlagOptions } from "../server/connect.ts";
+import { UsageError } from "../cli/errors.ts";
+import { runningEmbeddedServer } from "../server/embedded.ts";
+import { printJson, printText, progress, setQuiet } from "../cli/log.ts";
+import { NotebookDoc } from "../document/document.ts";
+import { restartSession } from "../modes/notebook/restart.ts";
+import { ContentsStore } from "../document/store.ts";
+import { clientFor, resolveSessionRef } from "../server/sessions.ts";
+import { trapSignals } from "../cli/signals.ts";
 
 /** `interp-exec restart --help` */
 export const help = `interp-exec restart: a notebook session's kernel replaced by a new warm one

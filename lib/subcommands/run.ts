@@ -1,7 +1,7 @@
-import type { ExecutionType } from "../config.ts";
-import { type Experiment, loadExperiment } from "../experiment.ts";
-import { printText } from "../log.ts";
-import { modeFlagHelp, parseModeFlags } from "../modes.ts";
+import type { ExecutionType } from "../config/config.ts";
+import { type Experiment, loadExperiment } from "../config/experiment.ts";
+import { printText } from "../cli/log.ts";
+import { modeFlagHelp, parseModeFlags } from "../modes/run_mode.ts";
 import { notebookCommand } from "./notebook.ts";
 
 /** `interp-exec run --help` */

@@ -1,6 +1,6 @@
-import { parseFlags } from "../args.ts";
-import { handleJsonSchema } from "../handle.ts";
-import { printJson, printText } from "../log.ts";
+import { parseFlags } from "../cli/args.ts";
+import { handleJsonSchema } from "../config/handle.ts";
+import { printJson, printText } from "../cli/log.ts";
 
 export const help = `interp-exec schema: print the handle's JSON Schema
 

@@ -1,13 +1,13 @@
-import { parseFlags } from "../args.ts";
-import { UsageError } from "../errors.ts";
-import { JupyterClient, type KernelModel } from "../jupyter.ts";
+import { parseFlags } from "../cli/args.ts";
+import { UsageError } from "../cli/errors.ts";
+import { JupyterClient, type KernelModel } from "../kernel/jupyter.ts";
 import {
   embeddedServerConfig,
   runningEmbeddedServer,
   stopEmbeddedServer,
-} from "../local_server.ts";
-import { printJson, printText, progress } from "../log.ts";
-import { recordedSessions } from "../state.ts";
+} from "../server/embedded.ts";
+import { printJson, printText, progress } from "../cli/log.ts";
+import { recordedSessions } from "../server/state.ts";
 
 /** `interp-exec server --help` */
 export const help = `interp-exec server: the embedded Jupyter server

@@ -1,7 +1,7 @@
-import { parseFlags } from "../args.ts";
-import { printJson, printText, progress } from "../log.ts";
-import { checkSessions, type SessionStatus } from "../sessions.ts";
-import { forgetSessions, recordedSessions } from "../state.ts";
+import { parseFlags } from "../cli/args.ts";
+import { printJson, printText, progress } from "../cli/log.ts";
+import { checkSessions, type SessionStatus } from "../server/sessions.ts";
+import { forgetSessions, recordedSessions } from "../server/state.ts";
 
 /** `interp-exec sessions --help` */
 export const help = `interp-exec sessions: list the sessions interp-exec created

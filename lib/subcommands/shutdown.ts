@@ -1,9 +1,9 @@
-import { existingServerFlagOptions } from "../connect.ts";
-import { parseFlags } from "../args.ts";
-import type { ServerFlags } from "../connect.ts";
-import { CliError, JupyterError, UsageError } from "../errors.ts";
-import type { JupyterClient } from "../jupyter.ts";
-import { printJson, printText, progress, setQuiet } from "../log.ts";
+import { existingServerFlagOptions } from "../server/connect.ts";
+import { parseFlags } from "../cli/args.ts";
+import type { ServerFlags } from "../server/connect.ts";
+import { CliError, JupyterError, UsageError } from "../cli/errors.ts";
+import type { JupyterClient } from "../kernel/jupyter.ts";
+import { printJson, printText, progress, setQuiet } from "../cli/log.ts";
 import {
   checkSessions,
   clientFor,
@@ -15,9 +15,9 @@ import {
   refFromRecord,
   resolveSessionRef,
   type SessionRef,
-} from "../sessions.ts";
-import { forgetSessions, recordedSessions } from "../state.ts";
-import { pooledKernelIds } from "../pool.ts";
+} from "../server/sessions.ts";
+import { forgetSessions, recordedSessions } from "../server/state.ts";
+import { pooledKernelIds } from "../warm/pool.ts";
 
 /** `interp-exec shutdown --help` */
 export const help = `interp-exec shutdown: end sessions (their kernels too)

@@ -1,8 +1,8 @@
-import { parseFlags } from "../args.ts";
-import { loadConfig, nearest } from "../config.ts";
-import { UsageError } from "../errors.ts";
-import { printJson, printText } from "../log.ts";
-import { discoverSkills, skillDirs } from "../skills.ts";
+import { parseFlags } from "../cli/args.ts";
+import { loadConfig, nearest } from "../config/config.ts";
+import { UsageError } from "../cli/errors.ts";
+import { printJson, printText } from "../cli/log.ts";
+import { discoverSkills, skillDirs } from "../config/skills.ts";
 
 export const help = `interp-exec skills: list the skills on the search path, or show one
 

@@ -1,12 +1,12 @@
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseFlags } from "../args.ts";
-import { type LoadedConfig, whereInConfig } from "../config.ts";
-import { ConfigError } from "../errors.ts";
-import { loadExperiment } from "../experiment.ts";
-import { printJson, printText, warn } from "../log.ts";
-import type { Skill } from "../skills.ts";
-import { assignNames } from "../warmup.ts";
+import { parseFlags } from "../cli/args.ts";
+import { type LoadedConfig, whereInConfig } from "../config/config.ts";
+import { ConfigError } from "../cli/errors.ts";
+import { loadExperiment } from "../config/experiment.ts";
+import { printJson, printText, warn } from "../cli/log.ts";
+import type { Skill } from "../config/skills.ts";
+import { assignNames } from "../warm/warmup.ts";
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server
@@ -252,7 +252,7 @@ async function runCheck(python: string, input: string): Promise<CheckResult | st
   }
 }
 
-// The embedded server's order (lib/local_server.ts findPython), minus its
+// The embedded server's order (lib/server/embedded.ts findPython), minus its
 // module probe: any Python 3 can parse.
 function pythonCandidates(): string[] {
   const out: string[] = [];

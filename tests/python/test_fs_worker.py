@@ -56,7 +56,7 @@ def front_matter(text: str) -> tuple[dict, str]:
 
 
 def builtin_skills() -> list[dict]:
-    """Every skill of skills/*.md as lib/skills.ts skillSpec gives it, requirements first (resolveSkills)."""
+    """Every skill of skills/*.md as lib/config/skills.ts skillSpec gives it, requirements first (resolveSkills)."""
     texts = {p.stem: p.read_text() for p in sorted(SKILLS_DIR.glob("*.md"))}
     order: list[str] = []
 
@@ -81,7 +81,7 @@ def builtin_skills() -> list[dict]:
 
 
 def model_entry(path: Path, **overrides) -> dict:
-    """A model entry as lib/warmup.ts buildSpec sends it (names resolved, path absolute)."""
+    """A model entry as lib/warm/warmup.ts buildSpec sends it (names resolved, path absolute)."""
     e = {
         "name": path.name,
         "path": str(path),

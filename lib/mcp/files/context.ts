@@ -8,14 +8,14 @@
  */
 
 import { isAbsolute, join } from "node:path";
-import { UsageError } from "../../errors.ts";
-import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../filesystem.ts";
-import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
-import { callKernel, type CallOutcome, installModules } from "../../kernel_call.ts";
-import type { RunOptions } from "../../kernel_run.ts";
-import { progress } from "../../log.ts";
-import { redactor } from "../../redact.ts";
-import { endSession } from "../../sessions.ts";
+import { UsageError } from "../../cli/errors.ts";
+import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../modes/filesystem/bind.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
+import { callKernel, type CallOutcome, installModules } from "../../kernel/call.ts";
+import type { RunOptions } from "../../kernel/run.ts";
+import { progress } from "../../cli/log.ts";
+import { redactor } from "../../kernel/redact.ts";
+import { endSession } from "../../server/sessions.ts";
 import {
   forgetSessions,
   recordedSessions,
@@ -23,7 +23,7 @@ import {
   stateDir,
   withFileLock,
   writeFileAtomic,
-} from "../../state.ts";
+} from "../../server/state.ts";
 
 /** Settings from filesystem-mcp's command line. */
 export interface FilesSettings {

@@ -5,7 +5,7 @@
  */
 
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { VERSION } from "../../version.ts";
+import { VERSION } from "../../cli/version.ts";
 import type { FilesContext } from "./context.ts";
 import { registerEditFile } from "./tools/edit_file.ts";
 import { registerListFiles } from "./tools/list_files.ts";

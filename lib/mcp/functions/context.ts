@@ -5,12 +5,12 @@
  * interleave in the kernel.
  */
 
-import { UsageError } from "../../errors.ts";
-import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
-import { callKernel, type CallOutcome } from "../../kernel_call.ts";
-import type { RunOptions } from "../../kernel_run.ts";
-import { CALL_CODE, readToolTable, type ToolTable } from "../../mcp_mode.ts";
-import { redactor } from "../../redact.ts";
+import { UsageError } from "../../cli/errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
+import { callKernel, type CallOutcome } from "../../kernel/call.ts";
+import type { RunOptions } from "../../kernel/run.ts";
+import { CALL_CODE, readToolTable, type ToolTable } from "../../modes/mcp/bind.ts";
+import { redactor } from "../../kernel/redact.ts";
 
 /** Settings from mcp-serve's command line. */
 export interface FunctionsSettings {

@@ -4,15 +4,15 @@
  * and a queue so that cells run and land in the notebook one at a time.
  */
 
-import { JupyterError } from "../../errors.ts";
-import type { JupyterClient, KernelChannel, KernelModel } from "../../jupyter.ts";
-import type { Output } from "../../nbformat.ts";
-import { sleep } from "../../jupyter.ts";
-import { cellId } from "../../nbformat.ts";
-import { progress } from "../../log.ts";
-import { runCode, type RunResult } from "../../kernel_run.ts";
-import { NotebookDoc } from "./document.ts";
-import type { NotebookStore } from "./store.ts";
+import { JupyterError } from "../../cli/errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
+import type { Output } from "../../kernel/nbformat.ts";
+import { sleep } from "../../kernel/jupyter.ts";
+import { cellId } from "../../kernel/nbformat.ts";
+import { progress } from "../../cli/log.ts";
+import { runCode, type RunResult } from "../../kernel/run.ts";
+import { NotebookDoc } from "../../document/document.ts";
+import type { NotebookStore } from "../../document/store.ts";
 
 /** How often a long-running cell's outputs are recorded in the notebook file. */
 const FLUSH_MS = 3000;

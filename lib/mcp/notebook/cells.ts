@@ -4,12 +4,12 @@
  * structuredContent), and a short diff of a source edit.
  */
 
-import { UsageError } from "../../errors.ts";
-import type { Notebook, NotebookCell } from "../../nbformat.ts";
+import { UsageError } from "../../cli/errors.ts";
+import type { Notebook, NotebookCell } from "../../kernel/nbformat.ts";
 import type { NotebookMcpContext } from "./context.ts";
 import type { AttachedSession } from "./attached_session.ts";
 import { cellStructured } from "./report.ts";
-import { isSetupCell } from "./store.ts";
+import { isSetupCell } from "../../document/store.ts";
 import { textResult, type ToolResult } from "../tool.ts";
 
 /** A cell the agent named. */

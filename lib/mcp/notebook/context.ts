@@ -5,20 +5,20 @@
  * WebSocket open across tool calls.
  */
 
-import { sessionIdFlag } from "../../args.ts";
-import type { Connection, ServerFlags } from "../../connect.ts";
-import { serverForServing } from "../../connect.ts";
-import { JupyterError, UsageError } from "../../errors.ts";
-import type { ServerInfo } from "../../handle.ts";
-import type { JupyterClient } from "../../jupyter.ts";
-import { redactor } from "../../redact.ts";
-import { warn } from "../../log.ts";
-import type { EmbeddedServer } from "../../local_server.ts";
+import { sessionIdFlag } from "../../cli/args.ts";
+import type { Connection, ServerFlags } from "../../server/connect.ts";
+import { serverForServing } from "../../server/connect.ts";
+import { JupyterError, UsageError } from "../../cli/errors.ts";
+import type { ServerInfo } from "../../config/handle.ts";
+import type { JupyterClient } from "../../kernel/jupyter.ts";
+import { redactor } from "../../kernel/redact.ts";
+import { warn } from "../../cli/log.ts";
+import type { EmbeddedServer } from "../../server/embedded.ts";
 import type { RenderLimits } from "../render.ts";
 import { AttachedSession } from "./attached_session.ts";
-import { NotebookDoc } from "./document.ts";
-import { findRecord } from "./restart.ts";
-import { ContentsStore, MemoryStore, type NotebookStore } from "./store.ts";
+import { NotebookDoc } from "../../document/document.ts";
+import { findRecord } from "../../modes/notebook/restart.ts";
+import { ContentsStore, MemoryStore, type NotebookStore } from "../../document/store.ts";
 
 /** Settings from the command line. */
 export interface McpSettings {
@@ -56,7 +56,7 @@ export class NotebookMcpContext {
 
   /** Replaces the token wherever it appears, so no tool result can show it. */
   redact(text: string): string {
-    // Plain, URL-encoded, base64 and in token= query strings (lib/redact.ts).
+    // Plain, URL-encoded, base64 and in token= query strings (lib/kernel/redact.ts).
     return (this.redactText ??= redactor(this.client.target.token))(text);
   }
 

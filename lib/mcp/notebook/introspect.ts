@@ -8,7 +8,7 @@
  * models stay hidden).
  */
 
-import type { KernelChannel } from "../../jupyter.ts";
+import type { KernelChannel } from "../../kernel/jupyter.ts";
 
 const MARKER = "__interp_exec_namespace__";
 

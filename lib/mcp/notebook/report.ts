@@ -5,13 +5,13 @@
  */
 
 import type { NotebookMcpContext } from "./context.ts";
-import type { NotebookCell, Output } from "../../nbformat.ts";
-import { applyCarriageReturns } from "../../kernel_run.ts";
+import type { NotebookCell, Output } from "../../kernel/nbformat.ts";
+import { applyCarriageReturns } from "../../kernel/run.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import { bestText, cleanTraceback, renderOutputs, truncate } from "../render.ts";
 import { textResult, type ToolResult } from "../tool.ts";
 import type { AttachedSession, RanCell } from "./attached_session.ts";
-import { isSetupCell } from "./store.ts";
+import { isSetupCell } from "../../document/store.ts";
 
 /** Runs code as a cell (new, or replacing cell `id`) and reports it to the agent. */
 export async function runAndReport(

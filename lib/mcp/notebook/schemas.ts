@@ -1,7 +1,7 @@
 /** Input and output fields several tools share. */
 
 import { z } from "zod";
-import { UsageError } from "../../errors.ts";
+import { UsageError } from "../../cli/errors.ts";
 
 /** The session a tool acts on. */
 export const sessionId = z.string().min(1).describe(

@@ -6,7 +6,7 @@
  */
 
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { VERSION } from "../../version.ts";
+import { VERSION } from "../../cli/version.ts";
 import type { NotebookMcpContext } from "./context.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";

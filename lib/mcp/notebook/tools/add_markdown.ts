@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { cellId } from "../../../nbformat.ts";
+import { cellId } from "../../../kernel/nbformat.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { addTool } from "../../tool.ts";
 import { changeResult } from "../cells.ts";

@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { JupyterError } from "../../../errors.ts";
-import { sleep } from "../../../jupyter.ts";
+import { JupyterError } from "../../../cli/errors.ts";
+import { sleep } from "../../../kernel/jupyter.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { describeNamespace, introspect, type Namespace } from "../introspect.ts";
 import { addTool, textResult } from "../../tool.ts";

@@ -1,10 +1,10 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../../errors.ts";
+import { UsageError } from "../../../cli/errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { addTool } from "../../tool.ts";
 import { changeResult, findCell, type Found, guardSetup } from "../cells.ts";
-import { isSetupCell } from "../store.ts";
+import { isSetupCell } from "../../../document/store.ts";
 import { cellChangeShape, cellIdField, cellIndex, sessionId } from "../schemas.ts";
 
 /** clear_outputs: empties one code cell's outputs, or every cell's. */

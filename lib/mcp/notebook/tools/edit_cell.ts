@@ -1,10 +1,10 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../../errors.ts";
+import { UsageError } from "../../../cli/errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";
-import { isSetupCell } from "../store.ts";
+import { isSetupCell } from "../../../document/store.ts";
 import { cellIdField, cellRunShape, sessionId, timeoutSeconds } from "../schemas.ts";
 
 /** edit_cell: replaces a code cell's source and runs it again, in place. */

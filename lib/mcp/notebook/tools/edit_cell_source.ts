@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { UsageError } from "../../../errors.ts";
+import { UsageError } from "../../../cli/errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { addTool } from "../../tool.ts";
 import { changeResult, findCell, guardSetup, shortDiff } from "../cells.ts";

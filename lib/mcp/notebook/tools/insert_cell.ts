@@ -1,6 +1,6 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { cellId, type NotebookCell } from "../../../nbformat.ts";
+import { cellId, type NotebookCell } from "../../../kernel/nbformat.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";

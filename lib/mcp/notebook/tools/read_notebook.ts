@@ -1,11 +1,11 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import type { NotebookCell, Output } from "../../../nbformat.ts";
+import type { NotebookCell, Output } from "../../../kernel/nbformat.ts";
 import type { NotebookMcpContext } from "../context.ts";
-import { applyCarriageReturns } from "../../../kernel_run.ts";
+import { applyCarriageReturns } from "../../../kernel/run.ts";
 import { renderOutputs, truncate } from "../../render.ts";
 import { addTool, textResult } from "../../tool.ts";
-import { isSetupCell } from "../store.ts";
+import { isSetupCell } from "../../../document/store.ts";
 import { cellStructured } from "../report.ts";
 import { findCell } from "../cells.ts";
 import { cellIdField, cellShape, sessionId } from "../schemas.ts";

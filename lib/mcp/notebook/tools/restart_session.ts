@@ -1,13 +1,13 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { sleep } from "../../../jupyter.ts";
+import { sleep } from "../../../kernel/jupyter.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { describeNamespace, introspect, type Namespace } from "../introspect.ts";
 import { startProgress } from "../../progress.ts";
 import { addTool, textResult } from "../../tool.ts";
 import type { AttachedSession } from "../attached_session.ts";
-import { findRecord, restartSession, type RestartTarget } from "../restart.ts";
-import { ContentsStore, MemoryStore } from "../store.ts";
+import { findRecord, restartSession, type RestartTarget } from "../../../modes/notebook/restart.ts";
+import { ContentsStore, MemoryStore } from "../../../document/store.ts";
 import { sessionId, timeoutSeconds } from "../schemas.ts";
 import { replay } from "./start_new_session.ts";
 

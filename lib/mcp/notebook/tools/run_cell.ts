@@ -1,5 +1,5 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { UsageError } from "../../../errors.ts";
+import { UsageError } from "../../../cli/errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";

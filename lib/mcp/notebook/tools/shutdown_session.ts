@@ -1,7 +1,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { NotebookMcpContext } from "../context.ts";
-import { endSession } from "../../../sessions.ts";
-import { forgetSessions } from "../../../state.ts";
+import { endSession } from "../../../server/sessions.ts";
+import { forgetSessions } from "../../../server/state.ts";
 import { addTool, textResult } from "../../tool.ts";
 import { sessionId } from "../schemas.ts";
 

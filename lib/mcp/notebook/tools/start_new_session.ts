@@ -1,13 +1,13 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
-import { JupyterError, UsageError } from "../../../errors.ts";
-import type { KernelModel } from "../../../jupyter.ts";
-import { emptyNotebook, type Notebook, type NotebookCell } from "../../../nbformat.ts";
-import { progress as log } from "../../../log.ts";
-import { loadExperiment } from "../../../experiment.ts";
-import { warmNotebookSession } from "../../../notebook.ts";
-import { recordedSessions, recordSession } from "../../../state.ts";
-import { VERSION } from "../../../version.ts";
+import { JupyterError, UsageError } from "../../../cli/errors.ts";
+import type { KernelModel } from "../../../kernel/jupyter.ts";
+import { emptyNotebook, type Notebook, type NotebookCell } from "../../../kernel/nbformat.ts";
+import { progress as log } from "../../../cli/log.ts";
+import { loadExperiment } from "../../../config/experiment.ts";
+import { warmNotebookSession } from "../../../modes/notebook/bind.ts";
+import { recordedSessions, recordSession } from "../../../server/state.ts";
+import { VERSION } from "../../../cli/version.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { type Extra, startProgress } from "../../progress.ts";
 import { reportCell, runWithProgress, statusLine } from "../report.ts";
@@ -19,9 +19,9 @@ import {
   MemoryStore,
   normalize,
   type NotebookStore,
-} from "../store.ts";
+} from "../../../document/store.ts";
 import { configPathArg, timeoutSeconds } from "../schemas.ts";
-import type { NotebookDoc } from "../document.ts";
+import type { NotebookDoc } from "../../../document/document.ts";
 
 /**
  * start_new_session: a new session, warmed from an experiment config or

@@ -9,26 +9,26 @@
  * `interp-exec restart`.
  */
 
-import { executionFor } from "../../config.ts";
-import type { Connection } from "../../connect.ts";
-import { JupyterError, UsageError } from "../../errors.ts";
-import { loadExperiment } from "../../experiment.ts";
-import type { KernelChannel, KernelModel } from "../../jupyter.ts";
-import { progress } from "../../log.ts";
-import { cellId } from "../../nbformat.ts";
-import { defaultWorkspace, provisionKernel } from "../../provision.ts";
-import { redactor, redactOutputs } from "../../redact.ts";
-import { skillSpec } from "../../skills.ts";
+import { executionFor } from "../../config/config.ts";
+import type { Connection } from "../../server/connect.ts";
+import { JupyterError, UsageError } from "../../cli/errors.ts";
+import { loadExperiment } from "../../config/experiment.ts";
+import type { KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
+import { progress } from "../../cli/log.ts";
+import { cellId } from "../../kernel/nbformat.ts";
+import { defaultWorkspace, provisionKernel } from "../../warm/provision.ts";
+import { redactor, redactOutputs } from "../../kernel/redact.ts";
+import { skillSpec } from "../../config/skills.ts";
 import {
   forgetSessions,
   recordedSessions,
   recordSession,
   type SessionRecord,
-} from "../../state.ts";
-import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warmup.ts";
-import type { NotebookDoc } from "./document.ts";
-import { isSetupCell, setupCellMetadata } from "./store.ts";
-import { configPathArg } from "./schemas.ts";
+} from "../../server/state.ts";
+import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warm/warmup.ts";
+import type { NotebookDoc } from "../../document/document.ts";
+import { isSetupCell, setupCellMetadata } from "../../document/store.ts";
+import { configPathArg } from "../../mcp/notebook/schemas.ts";
 
 /** What is known about the session to restart. */
 export interface RestartTarget {

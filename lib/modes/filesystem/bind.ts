@@ -8,19 +8,19 @@
  * the worker, so the first script is already warm.
  */
 
-import { executionFor } from "./config.ts";
-import type { Connection } from "./connect.ts";
-import { JupyterError } from "./errors.ts";
+import { executionFor } from "../../config/config.ts";
+import type { Connection } from "../../server/connect.ts";
+import { JupyterError } from "../../cli/errors.ts";
 import {
   type FilesystemHandle,
   handleBase,
   type KernelSummary,
   type ToolSummary,
-} from "./handle.ts";
-import type { KernelChannel } from "./jupyter.ts";
-import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
-import { agentPrompt } from "./agent_prompt.ts";
-import { mcpEnv, selfCommand } from "./mcp_config.ts";
+} from "../../config/handle.ts";
+import type { KernelChannel } from "../../kernel/jupyter.ts";
+import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
+import { agentPrompt } from "../agent_prompt.ts";
+import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import {
   bindTimings,
   provisionKernel,
@@ -28,10 +28,10 @@ import {
   release,
   type WarmKernel,
   type WarmOptions,
-} from "./provision.ts";
-import { type Skill, skillSpec } from "./skills.ts";
-import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "./warmup.ts";
-import fsWorkerSource from "./python/fs_worker.py" with { type: "text" };
+} from "../../warm/provision.ts";
+import { type Skill, skillSpec } from "../../config/skills.ts";
+import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "../../warm/warmup.ts";
+import fsWorkerSource from "../../python/fs_worker.py" with { type: "text" };
 
 /** fs_worker.py, the kernel's side of filesystem mode. */
 export const FS_MODULE: KernelModule = {

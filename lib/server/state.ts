@@ -5,7 +5,7 @@
  */
 
 import { basename, dirname, join, resolve } from "node:path";
-import { EnvironmentError } from "./errors.ts";
+import { EnvironmentError } from "../cli/errors.ts";
 
 /** The state folder: $INTERP_EXEC_HOME, else $XDG_STATE_HOME/interp-exec, else ~/.local/state/interp-exec. */
 export function stateDir(): string {

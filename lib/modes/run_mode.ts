@@ -4,20 +4,20 @@
  * them shut down again if any fails.
  */
 
-import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "./args.ts";
-import type { ExecutionType } from "./config.ts";
-import { type Experiment, loadExperiment } from "./experiment.ts";
-import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "./connect.ts";
-import { CliError, InterruptedError, UsageError } from "./errors.ts";
-import type { Handle } from "./handle.ts";
-import { stopEmbeddedServer } from "./local_server.ts";
-import { printJson, progress, setQuiet, trace, warn } from "./log.ts";
-import { trapSignals } from "./signals.ts";
-import { endSession } from "./sessions.ts";
-import { forgetSessions } from "./state.ts";
-import type { WarmKernel, WarmOptions } from "./provision.ts";
-import { executionFor } from "./config.ts";
-import { claimPooled } from "./pool.ts";
+import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../cli/args.ts";
+import type { ExecutionType } from "../config/config.ts";
+import { type Experiment, loadExperiment } from "../config/experiment.ts";
+import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../server/connect.ts";
+import { CliError, InterruptedError, UsageError } from "../cli/errors.ts";
+import type { Handle } from "../config/handle.ts";
+import { stopEmbeddedServer } from "../server/embedded.ts";
+import { printJson, progress, setQuiet, trace, warn } from "../cli/log.ts";
+import { trapSignals } from "../cli/signals.ts";
+import { endSession } from "../server/sessions.ts";
+import { forgetSessions } from "../server/state.ts";
+import type { WarmKernel, WarmOptions } from "../warm/provision.ts";
+import { executionFor } from "../config/config.ts";
+import { claimPooled } from "../warm/pool.ts";
 
 /** parseArgs options every mode takes. */
 export const modeFlagOptions = {
@@ -161,13 +161,13 @@ export type BindStep = (conn: Connection, wk: WarmKernel, opts: WarmOptions) => 
 
 // The bind steps of the modes runMode knows; a mode may pass its own to runMode.
 const BIND_STEPS: Record<ExecutionType, () => Promise<BindStep>> = {
-  notebook: async () => (await import("./notebook.ts")).bindNotebook,
-  mcp: async () => (await import("./mcp_mode.ts")).bindMcp,
-  filesystem: async () => (await import("./filesystem.ts")).bindFilesystem,
+  notebook: async () => (await import("./notebook/bind.ts")).bindNotebook,
+  mcp: async () => (await import("./mcp/bind.ts")).bindMcp,
+  filesystem: async () => (await import("./filesystem/bind.ts")).bindFilesystem,
 };
 
 /**
- * Warm pools (lib/pool.ts): before warming, claim a ready pooled kernel
+ * Warm pools (lib/warm/pool.ts): before warming, claim a ready pooled kernel
  * whose loading config matches and only bind it; with none (claimPooled
  * says why on stderr), warm as always.
  */

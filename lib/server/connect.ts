@@ -5,16 +5,16 @@
  */
 
 import { z } from "zod";
-import { ConfigError, JupyterError, UsageError } from "./errors.ts";
-import type { ServerInfo } from "./handle.ts";
-import { JupyterClient, normalizeBaseUrl } from "./jupyter.ts";
+import { ConfigError, JupyterError, UsageError } from "../cli/errors.ts";
+import type { ServerInfo } from "../config/handle.ts";
+import { JupyterClient, normalizeBaseUrl } from "../kernel/jupyter.ts";
 import {
   type EmbeddedServer,
   ensureEmbeddedServer,
   runningEmbeddedServer,
   stopEmbeddedServer,
-} from "./local_server.ts";
-import { progress, warn } from "./log.ts";
+} from "./embedded.ts";
+import { progress, warn } from "../cli/log.ts";
 import { findServer, rememberServer } from "./state.ts";
 
 /** The stage-1 environment handle: only the Jupyter fields matter here. */

@@ -7,10 +7,10 @@
  */
 
 import type { KernelConnection, ServerConnection } from "@jupyterlab/services";
-import { InterruptedError, JupyterError, UsageError } from "./errors.ts";
-import type { ServerInfo } from "./handle.ts";
+import { InterruptedError, JupyterError, UsageError } from "../cli/errors.ts";
+import type { ServerInfo } from "../config/handle.ts";
 import { kernelWebSocketClass } from "./ws_transport.ts";
-import { runCode } from "./kernel_run.ts";
+import { runCode } from "./run.ts";
 import type { Notebook, Output } from "./nbformat.ts";
 
 /** Where a Jupyter server is and how to authenticate. Never logged. */

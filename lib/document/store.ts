@@ -6,9 +6,9 @@
  * that changed the file meanwhile is noticed (document.ts merges).
  */
 
-import type { JupyterClient } from "../../jupyter.ts";
-import type { NotebookRoom } from "../../collab/room.ts";
-import { cellId, emptyNotebook, type Notebook, type NotebookCell } from "../../nbformat.ts";
+import type { JupyterClient } from "../kernel/jupyter.ts";
+import type { NotebookRoom } from "./room.ts";
+import { cellId, emptyNotebook, type Notebook, type NotebookCell } from "../kernel/nbformat.ts";
 
 /** A notebook as read, with the stamp of that version. */
 export interface Stamped {
@@ -65,7 +65,7 @@ export class ContentsStore implements NotebookStore {
   async openRoom(): Promise<NotebookRoom | null> {
     // Loaded on first use: yjs and the notebook model stay off the start-up
     // path of every command that never joins a room.
-    const { NotebookRoom } = await import("../../collab/room.ts");
+    const { NotebookRoom } = await import("./room.ts");
     return await NotebookRoom.open(this.client, this.path);
   }
 

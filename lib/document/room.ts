@@ -23,8 +23,8 @@ import * as syncProtocol from "y-protocols/sync";
 import * as awarenessProtocol from "y-protocols/awareness";
 import * as encoding from "lib0/encoding";
 import * as decoding from "lib0/decoding";
-import { JupyterError } from "../errors.ts";
-import type { JupyterClient } from "../jupyter.ts";
+import { JupyterError } from "../cli/errors.ts";
+import type { JupyterClient } from "../kernel/jupyter.ts";
 
 const MESSAGE_SYNC = 0;
 const MESSAGE_AWARENESS = 1;

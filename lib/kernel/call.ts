@@ -8,10 +8,10 @@
  */
 
 import type { KernelChannel } from "./jupyter.ts";
-import { runCode, type RunOptions, type RunResult } from "./kernel_run.ts";
+import { runCode, type RunOptions, type RunResult } from "./run.ts";
 import type { Output } from "./nbformat.ts";
-import { pyString } from "./warmup.ts";
-import rpcSource from "./python/kernel_rpc.py" with { type: "text" };
+import { pyString } from "../warm/warmup.ts";
+import rpcSource from "../python/kernel_rpc.py" with { type: "text" };
 
 /** MIME type of a call's answer. */
 export const CALL_MIME = "application/vnd.interp-exec.call+json";

@@ -9,8 +9,8 @@
  */
 
 import type { ISharedCell, YCodeCell, YNotebook } from "@jupyter/ydoc";
-import type { Notebook, NotebookCell, Output } from "../nbformat.ts";
-import type { CellOp } from "../mcp/notebook/document.ts";
+import type { Notebook, NotebookCell, Output } from "../kernel/nbformat.ts";
+import type { CellOp } from "./document.ts";
 
 type CellJSON = Record<string, unknown> & { id?: string; cell_type: string };
 

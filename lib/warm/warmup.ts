@@ -6,16 +6,16 @@
  */
 
 import { isAbsolute, resolve } from "node:path";
-import type { LoadedConfig, ModelConfig } from "./config.ts";
-import { ConfigError, JupyterError } from "./errors.ts";
-import { type KernelSummary, KernelSummarySchema } from "./handle.ts";
-import type { ExecuteResult, KernelChannel } from "./jupyter.ts";
-import type { Output } from "./nbformat.ts";
-import { stripAnsi } from "./nbformat.ts";
-import { isQuiet, trace, writeStderr } from "./log.ts";
-import type { SkillSpec } from "./skills.ts";
-import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "./version.ts";
-import kernelSetupSource from "../kernel_setup.py" with { type: "text" };
+import type { LoadedConfig, ModelConfig } from "../config/config.ts";
+import { ConfigError, JupyterError } from "../cli/errors.ts";
+import { type KernelSummary, KernelSummarySchema } from "../config/handle.ts";
+import type { ExecuteResult, KernelChannel } from "../kernel/jupyter.ts";
+import type { Output } from "../kernel/nbformat.ts";
+import { stripAnsi } from "../kernel/nbformat.ts";
+import { isQuiet, trace, writeStderr } from "../cli/log.ts";
+import type { SkillSpec } from "../config/skills.ts";
+import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "../cli/version.ts";
+import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 /** A model entry as kernel_setup.py receives it: names resolved, paths absolute. */
 export type ModelSpec = ModelConfig & {

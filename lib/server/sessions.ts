@@ -5,13 +5,13 @@
  * session, and ending sessions for good.
  */
 
-import { sessionIdFlag } from "./args.ts";
+import { sessionIdFlag } from "../cli/args.ts";
 import { readStdin, resolveTarget, type ServerFlags } from "./connect.ts";
-import { ConfigError, JupyterError, UsageError } from "./errors.ts";
-import { type Handle, parseHandles } from "./handle.ts";
-import { JupyterClient, type KernelModel, normalizeBaseUrl, sleep } from "./jupyter.ts";
-import { runningEmbeddedServer } from "./local_server.ts";
-import { warn } from "./log.ts";
+import { ConfigError, JupyterError, UsageError } from "../cli/errors.ts";
+import { type Handle, parseHandles } from "../config/handle.ts";
+import { JupyterClient, type KernelModel, normalizeBaseUrl, sleep } from "../kernel/jupyter.ts";
+import { runningEmbeddedServer } from "./embedded.ts";
+import { warn } from "../cli/log.ts";
 import { findServer, forgetSessions, recordedSessions, type SessionRecord } from "./state.ts";
 
 /** A session a command acts on: from a record, a handle, or a bare id. */

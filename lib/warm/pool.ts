@@ -16,12 +16,12 @@
  */
 
 import { join } from "node:path";
-import type { Connection } from "./connect.ts";
-import { EnvironmentError, JupyterError } from "./errors.ts";
-import type { Experiment } from "./experiment.ts";
-import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
-import { runCode } from "./kernel_run.ts";
-import { progress, trace, warn } from "./log.ts";
+import type { Connection } from "../server/connect.ts";
+import { EnvironmentError, JupyterError } from "../cli/errors.ts";
+import type { Experiment } from "../config/experiment.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../kernel/jupyter.ts";
+import { runCode } from "../kernel/run.ts";
+import { progress, trace, warn } from "../cli/log.ts";
 import {
   defaultWorkspace,
   discardKernel,
@@ -37,7 +37,7 @@ import {
   stateFolderError,
   withFileLock,
   writeFileAtomic,
-} from "./state.ts";
+} from "../server/state.ts";
 import { buildSpec, pyString, type WarmupResult } from "./warmup.ts";
 
 /** Where a pooled kernel is in its life. */

@@ -18,7 +18,7 @@ import type { KernelMessage } from "@jupyterlab/services";
 import type { KernelChannel } from "./jupyter.ts";
 import type { Output } from "./nbformat.ts";
 import { toOutput } from "./nbformat.ts";
-import { JupyterError } from "./errors.ts";
+import { JupyterError } from "../cli/errors.ts";
 
 /** How a run ended. */
 export type RunStatus =
@@ -73,7 +73,7 @@ export interface RunOptions {
   onChange?: (collector: OutputCollector) => void;
   /** How often to ask the REST API whether the kernel and its server still live. */
   pollMs?: number;
-  /** The execute_request's metadata (a call's arguments travel here, as data: lib/kernel_call.ts). */
+  /** The execute_request's metadata (a call's arguments travel here, as data: lib/kernel/call.ts). */
   metadata?: Record<string, unknown>;
 }
 

@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { isMap, isScalar, isSeq, LineCounter, parseDocument } from "yaml";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { ConfigError } from "./errors.ts";
+import { ConfigError } from "../cli/errors.ts";
 
 const PYTHON_KEYWORDS = new Set(
   ("False None True and as assert async await break class continue def del elif else " +
@@ -221,7 +221,7 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
  * a clash is found before any server is contacted; errors gain the file and line.
  */
 async function checkNames(loaded: LoadedConfig, text: string): Promise<void> {
-  const { assignNames } = await import("./warmup.ts");
+  const { assignNames } = await import("../warm/warmup.ts");
   try {
     assignNames(loaded.config.environment.models, loaded.config.execution.obfuscate);
   } catch (err) {

@@ -24,11 +24,11 @@
  */
 
 import { join } from "node:path";
-import { progress } from "../../log.ts";
-import type { Notebook, NotebookCell, Output } from "../../nbformat.ts";
-import type { NotebookRoom } from "../../collab/room.ts";
-import { applySharedOp, sharedToNotebook } from "../../collab/ops.ts";
-import { stateDir, withFileLock } from "../../state.ts";
+import { progress } from "../cli/log.ts";
+import type { Notebook, NotebookCell, Output } from "../kernel/nbformat.ts";
+import type { NotebookRoom } from "./room.ts";
+import { applySharedOp, sharedToNotebook } from "./ops.ts";
+import { stateDir, withFileLock } from "../server/state.ts";
 import { type NotebookStore, UnreadableNotebook } from "./store.ts";
 
 /** One change to a notebook, by cell id. */

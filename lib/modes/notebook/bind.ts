@@ -5,28 +5,28 @@
  * down again (unless the user keeps it).
  */
 
-import { executionFor, type LoadedConfig } from "./config.ts";
-import type { Connection } from "./connect.ts";
-import { handleBase, type NotebookHandle, type ServerInfo } from "./handle.ts";
-import type { KernelModel } from "./jupyter.ts";
-import { cellId, emptyNotebook, type Notebook, pythonLanguageInfo } from "./nbformat.ts";
-import { NotebookDoc } from "./mcp/notebook/document.ts";
-import { ContentsStore, setupCellMetadata } from "./mcp/notebook/store.ts";
-import { JupyterError } from "./errors.ts";
-import { mcpConfigFor } from "./mcp_config.ts";
-import { agentPrompt } from "./agent_prompt.ts";
+import { executionFor, type LoadedConfig } from "../../config/config.ts";
+import type { Connection } from "../../server/connect.ts";
+import { handleBase, type NotebookHandle, type ServerInfo } from "../../config/handle.ts";
+import type { KernelModel } from "../../kernel/jupyter.ts";
+import { cellId, emptyNotebook, type Notebook, pythonLanguageInfo } from "../../kernel/nbformat.ts";
+import { NotebookDoc } from "../../document/document.ts";
+import { ContentsStore, setupCellMetadata } from "../../document/store.ts";
+import { JupyterError } from "../../cli/errors.ts";
+import { mcpConfigFor } from "../mcp_config.ts";
+import { agentPrompt } from "../agent_prompt.ts";
 import {
   provisionKernel,
   release,
   type StartedKernel,
   type WarmKernel,
   type WarmOptions,
-} from "./provision.ts";
-import { redactor, redactOutputs } from "./redact.ts";
-import { forgetSessions, recordSession } from "./state.ts";
-import { trace } from "./log.ts";
-import { SETUP_CELL_SOURCE } from "./warmup.ts";
-import { VERSION } from "./version.ts";
+} from "../../warm/provision.ts";
+import { redactor, redactOutputs } from "../../kernel/redact.ts";
+import { forgetSessions, recordSession } from "../../server/state.ts";
+import { trace } from "../../cli/log.ts";
+import { SETUP_CELL_SOURCE } from "../../warm/warmup.ts";
+import { VERSION } from "../../cli/version.ts";
 
 /**
  * `<notebook_dir>/<name>-<YYYYMMDD-HHMMSS>-<random>[-i].ipynb`. The random

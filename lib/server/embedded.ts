@@ -7,10 +7,10 @@
 
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import { EnvironmentError, JupyterError } from "./errors.ts";
-import { JupyterClient, sleep } from "./jupyter.ts";
-import { progress, warn } from "./log.ts";
-import { childEnv } from "./redact.ts";
+import { EnvironmentError, JupyterError } from "../cli/errors.ts";
+import { JupyterClient, sleep } from "../kernel/jupyter.ts";
+import { progress, warn } from "../cli/log.ts";
+import { childEnv } from "../kernel/redact.ts";
 import {
   ensureStateDir,
   forgetServer,
@@ -19,7 +19,7 @@ import {
   withFileLock,
   writeFileAtomic,
 } from "./state.ts";
-import serverConfig from "./python/jupyter_server_config.py" with { type: "text" };
+import serverConfig from "../python/jupyter_server_config.py" with { type: "text" };
 
 /** The record of a running embedded server (server.json, mode 0600). */
 export interface EmbeddedServer {
@@ -94,7 +94,7 @@ export async function findPython(flag?: string): Promise<PythonChoice> {
 function projectRoots(): string[] {
   const roots = new Set<string>();
   if (import.meta.url.startsWith("file:")) {
-    roots.add(resolve(dirname(fromFileUrl(import.meta.url)), ".."));
+    roots.add(resolve(dirname(fromFileUrl(import.meta.url)), "..", ".."));
   }
   roots.add(Deno.cwd());
   return [...roots];

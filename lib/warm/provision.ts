@@ -1,23 +1,23 @@
 /**
  * Provisioning, the step every mode shares: a kernel started, connected and
  * warmed (models and skills loaded) that belongs to no mode yet. A mode's
- * bind step (lib/notebook.ts, lib/mcp_mode.ts, lib/filesystem.ts) turns it
+ * bind step (lib/modes/notebook/bind.ts, lib/modes/mcp/bind.ts, lib/modes/filesystem/bind.ts) turns it
  * into that mode's session and handle; a warm pool is provisioning done
  * ahead of time.
  */
 
 import { join } from "node:path";
-import type { LoadedConfig } from "./config.ts";
-import type { Timings } from "./handle.ts";
-import { forgetSessions, recordSession } from "./state.ts";
-import type { Connection } from "./connect.ts";
-import { InterruptedError, JupyterError } from "./errors.ts";
-import type { JupyterClient, KernelChannel, KernelModel } from "./jupyter.ts";
-import { progress, trace, warn } from "./log.ts";
-import { redactor } from "./redact.ts";
-import { endSession } from "./sessions.ts";
-import type { Skill } from "./skills.ts";
-import { skillSpec } from "./skills.ts";
+import type { LoadedConfig } from "../config/config.ts";
+import type { Timings } from "../config/handle.ts";
+import { forgetSessions, recordSession } from "../server/state.ts";
+import type { Connection } from "../server/connect.ts";
+import { InterruptedError, JupyterError } from "../cli/errors.ts";
+import type { JupyterClient, KernelChannel, KernelModel } from "../kernel/jupyter.ts";
+import { progress, trace, warn } from "../cli/log.ts";
+import { redactor } from "../kernel/redact.ts";
+import { endSession } from "../server/sessions.ts";
+import type { Skill } from "../config/skills.ts";
+import { skillSpec } from "../config/skills.ts";
 import { buildSpec, warmUp, type WarmupResult } from "./warmup.ts";
 
 /** Everything a warm-up needs besides the server. */

@@ -4,8 +4,8 @@
  * already obfuscated, so a hidden model's identity cannot leak through it.
  */
 
-import type { KernelSummary, ToolSummary } from "./handle.ts";
-import type { Skill } from "./skills.ts";
+import type { KernelSummary, ToolSummary } from "../config/handle.ts";
+import type { Skill } from "../config/skills.ts";
 
 export interface PromptInput {
   mode: "notebook" | "mcp" | "filesystem";

@@ -6,8 +6,8 @@
 
 import { basename, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
-import type { McpConfig } from "./handle.ts";
-import { stateDir } from "./state.ts";
+import type { McpConfig } from "../config/handle.ts";
+import { stateDir } from "../server/state.ts";
 
 /**
  * The command line that runs this same interp-exec (compiled binary, bundle or

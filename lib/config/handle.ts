@@ -5,8 +5,8 @@
  */
 
 import { z } from "zod";
-import { ConfigError } from "./errors.ts";
-import { HANDLE_SCHEMA_VERSION, VERSION } from "./version.ts";
+import { ConfigError } from "../cli/errors.ts";
+import { HANDLE_SCHEMA_VERSION, VERSION } from "../cli/version.ts";
 
 /** A model as the kernel reports it (already obfuscated where asked). */
 export const ModelSummarySchema = z.object({

@@ -6,14 +6,19 @@
  * session and returns the handle whose mcp_config launches `mcp-serve`.
  */
 
-import { executionFor } from "./config.ts";
-import type { Connection } from "./connect.ts";
-import { ConfigError } from "./errors.ts";
-import { handleBase, type KernelSummary, type McpHandle, type ToolSummary } from "./handle.ts";
-import type { KernelChannel } from "./jupyter.ts";
-import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
-import { agentPrompt } from "./agent_prompt.ts";
-import { mcpEnv, selfCommand } from "./mcp_config.ts";
+import { executionFor } from "../../config/config.ts";
+import type { Connection } from "../../server/connect.ts";
+import { ConfigError } from "../../cli/errors.ts";
+import {
+  handleBase,
+  type KernelSummary,
+  type McpHandle,
+  type ToolSummary,
+} from "../../config/handle.ts";
+import type { KernelChannel } from "../../kernel/jupyter.ts";
+import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
+import { agentPrompt } from "../agent_prompt.ts";
+import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import {
   bindTimings,
   provisionKernel,
@@ -21,8 +26,8 @@ import {
   release,
   type WarmKernel,
   type WarmOptions,
-} from "./provision.ts";
-import mcpFunctionsSource from "./python/mcp_functions.py" with { type: "text" };
+} from "../../warm/provision.ts";
+import mcpFunctionsSource from "../../python/mcp_functions.py" with { type: "text" };
 
 /** mcp_functions.py, the kernel's side of mcp mode. */
 export const MCP_MODULE: KernelModule = {

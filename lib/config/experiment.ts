@@ -5,7 +5,7 @@
  */
 
 import { loadConfig, type LoadedConfig } from "./config.ts";
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../cli/errors.ts";
 import { discoverSkills, resolveSkills, type Skill, skillDirs } from "./skills.ts";
 
 /** A loaded config and its resolved skills. */

@@ -9,8 +9,8 @@
 import { z } from "zod";
 import { isMap, isScalar, LineCounter, parseDocument } from "yaml";
 import { basename, join, resolve } from "node:path";
-import { BUILTIN_SKILLS } from "../skills/builtin.ts";
-import { ConfigError } from "./errors.ts";
+import { BUILTIN_SKILLS } from "../../skills/builtin.ts";
+import { ConfigError } from "../cli/errors.ts";
 import { firstIssue, formatPath, nearest, whereInConfig } from "./config.ts";
 
 export const SkillFrontMatterSchema = z.strictObject({
