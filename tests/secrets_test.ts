@@ -3,7 +3,9 @@
  * its token appears nowhere the agent or other users can see (stderr,
  * handles, notebooks, the argv and environment of the processes interp-exec
  * started), output carrying it is redacted in every form, state is private;
- * and a token is only ever sent to the server it was given for.
+ * and a token is only ever sent to the server it was given for. A token in an
+ * output's metadata or inside a JSON bundle is redacted too (notebook-mcp once
+ * redacted only top-level strings).
  */
 
 import assert from "node:assert/strict";
@@ -65,6 +67,9 @@ Deno.test("secrets: the token stays out of output, notebooks, handles, argv and 
       "print(t, urllib.parse.quote(t), base64.b64encode(t.encode()).decode())",
       "print(base64.b64encode(('xy' + t).encode()).decode())",
       "print('http://127.0.0.1:1/api?token=' + t)",
+      // In output metadata and inside a JSON bundle, not only in top-level strings.
+      "from IPython.display import display",
+      "display({'application/json': {'k': [t]}, 'text/plain': 'bundle'}, metadata={'m': {'n': t}}, raw=True)",
       "t",
     ].join("\n");
     const handleFile = await Deno.makeTempFile({ suffix: ".json" });

@@ -10,6 +10,7 @@ import type { Output } from "../../kernel/nbformat.ts";
 import { sleep } from "../../kernel/jupyter.ts";
 import { cellId } from "../../kernel/nbformat.ts";
 import { progress } from "../../cli/log.ts";
+import { redactOutputs } from "../../kernel/redact.ts";
 import { runCode, type RunResult } from "../../kernel/run.ts";
 import { NotebookDoc } from "../../document/document.ts";
 import type { NotebookStore } from "../../document/store.ts";
@@ -154,7 +155,7 @@ export class AttachedSession {
           op: "upsert",
           id,
           source,
-          outputs: this.redactOutputs(outputs),
+          outputs: redactOutputs(outputs, (t) => this.host.redact(t)),
           execution_count: count,
           before: opts.before,
           running,
@@ -239,24 +240,5 @@ export class AttachedSession {
   close(): void {
     this.channel?.close();
     this.channel = undefined;
-  }
-
-  private redactOutputs(outputs: Output[]): Output[] {
-    const r = (s: string) => this.host.redact(s);
-    return outputs.map((o) => {
-      switch (o.output_type) {
-        case "stream":
-          return { ...o, text: r(o.text) };
-        case "error":
-          return { ...o, evalue: r(o.evalue), traceback: o.traceback.map(r) };
-        default:
-          return {
-            ...o,
-            data: Object.fromEntries(
-              Object.entries(o.data).map(([k, v]) => [k, typeof v === "string" ? r(v) : v]),
-            ),
-          };
-      }
-    });
   }
 }
