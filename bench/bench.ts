@@ -46,6 +46,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { JupyterClient, type KernelChannel } from "../lib/kernel/jupyter.ts";
+import { executeChecked } from "../lib/kernel/run.ts";
 import { ensureEmbeddedServer, stopEmbeddedServer } from "../lib/server/embedded.ts";
 import { guardStdout } from "../lib/cli/log.ts";
 import { loadExperiment } from "../lib/config/experiment.ts";
@@ -1258,7 +1259,7 @@ async function sampleExecutes(channel: KernelChannel, n: number): Promise<number
   const xs: number[] = [];
   for (let i = 0; i < n; i++) {
     const started = performance.now();
-    const r = await channel.execute("pass", { timeoutMs: 30_000 });
+    const r = await executeChecked(channel, "pass", { timeoutMs: 30_000 });
     xs.push(performance.now() - started);
     if (r.status !== "ok") throw new Error(`execute failed: ${r.status}`);
   }

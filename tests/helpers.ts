@@ -12,6 +12,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { type NotebookHandle, NotebookHandleSchema } from "../lib/config/handle.ts";
 import type { Notebook } from "../lib/kernel/nbformat.ts";
+import { executeChecked } from "../lib/kernel/run.ts";
 
 // @jupyterlab/services logs every WebSocket it opens with console.debug.
 console.debug = () => {};
@@ -285,7 +286,7 @@ export async function kernelEval(
   if (!kernel) throw new Error(`no kernel ${kernelId}`);
   const ch = await client.connectKernel(kernel);
   try {
-    const r = await ch.execute(code, { timeoutMs: 60_000 });
+    const r = await executeChecked(ch, code, { timeoutMs: 60_000 });
     if (r.status !== "ok") throw new Error(`${r.error?.ename}: ${r.error?.evalue}`);
     return r.outputs.map((o) => o.output_type === "stream" ? o.text : "").join("");
   } finally {

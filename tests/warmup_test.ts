@@ -1,16 +1,11 @@
 /** Unit tests of the warm-up's pure functions: names, spec, output handling. */
 
 import assert from "node:assert/strict";
-import { parseConfig } from "../lib/config/config.ts";
+import { assignNames, parseConfig } from "../lib/config/config.ts";
+import { pyString } from "../lib/kernel/call.ts";
 import { ConfigError } from "../lib/cli/errors.ts";
 import type { Output } from "../lib/kernel/nbformat.ts";
-import {
-  assignNames,
-  buildSpec,
-  linePrefixer,
-  mergeStreams,
-  pyString,
-} from "../lib/warm/warmup.ts";
+import { buildSpec, linePrefixer, mergeStreams } from "../lib/warm/warmup.ts";
 
 Deno.test("warmup: variable names for one, several and named models", async () => {
   const one =

@@ -212,16 +212,15 @@ export async function loadConfig(path: string): Promise<LoadedConfig> {
   }
   const loaded = await parseConfig(text, abs);
   await checkLocalPaths(loaded, text);
-  await checkNames(loaded, text);
+  checkNames(loaded, text);
   return loaded;
 }
 
 /**
- * The kernel variable names (warmup.ts assignNames) are checked here too, so
+ * The kernel variable names ({@link assignNames}) are checked here too, so
  * a clash is found before any server is contacted; errors gain the file and line.
  */
-async function checkNames(loaded: LoadedConfig, text: string): Promise<void> {
-  const { assignNames } = await import("../warm/warmup.ts");
+function checkNames(loaded: LoadedConfig, text: string): void {
   try {
     assignNames(loaded.config.environment.models, loaded.config.execution.obfuscate);
   } catch (err) {
@@ -584,7 +583,51 @@ function kind(value: unknown): string {
   return `a ${typeof value}`;
 }
 
-/** Resolves a path in the config relative to the config's folder (absolute stays). */
-export function resolveFromConfig(loaded: LoadedConfig, p: string): string {
-  return isAbsolute(p) ? p : resolve(loaded.dir, p);
+/** A model entry as kernel_setup.py receives it: names resolved, paths absolute. */
+export type ModelSpec = ModelConfig & {
+  var_name: string;
+  tokenizer_var_name: string;
+  display_name: string;
+  hidden: boolean;
+};
+
+/**
+ * Variable and display names: one model gives model/tokenizer, several give
+ * model_0/tokenizer_0, ...; var_name X gives tokenizer X with "model" replaced
+ * by "tokenizer" (model_a -> tokenizer_a), else X_tokenizer. A hidden model
+ * is shown under its variable name.
+ */
+export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpec[] {
+  const used = new Map<string, string>();
+  return models.map((m, i) => {
+    const where = `environment.models[${i}]`;
+    const varName = m.var_name ?? (models.length === 1 ? "model" : `model_${i}`);
+    const tokName = m.tokenizer_var_name ??
+      (varName.startsWith("model") ? "tokenizer" + varName.slice(5) : `${varName}_tokenizer`);
+    for (const [name, key] of [[varName, "var_name"], [tokName, "tokenizer_var_name"]]) {
+      if (RESERVED.has(name)) {
+        throw new ConfigError(
+          `${where}.${key}: '${name}' is reserved for interp-exec's own variables`,
+        );
+      }
+      const other = used.get(name);
+      if (other) {
+        throw new ConfigError(
+          `${where}.${key}: '${name}' is already used by ${other}`,
+          "give each model its own var_name",
+        );
+      }
+      used.set(name, `${where}.${key}`);
+    }
+    const hidden = obfuscate || m.hidden;
+    return {
+      ...m,
+      var_name: varName,
+      tokenizer_var_name: tokName,
+      hidden,
+      display_name: hidden ? varName : m.name,
+    };
+  });
 }
+
+const RESERVED = new Set(["workspace", "experiment_name"]);

@@ -38,3 +38,20 @@ export async function loadExperiment(
   const skills = resolveSkills(loaded.config.execution.skills, available);
   return { loaded, skills };
 }
+
+/**
+ * An agent's config_path: only a .yaml/.yml file is read, so an agent cannot
+ * have any readable file parsed and a line of it (`name: ...`) echoed back
+ * in an error or a session's name.
+ */
+export function configPathArg(path: string, tool: string): string {
+  if (!/\.ya?ml$/i.test(path)) {
+    throw new UsageError(
+      `${tool}: config_path must name an experiment config (.yaml or .yml), got ${
+        JSON.stringify(path)
+      }`,
+      "pass the experiment YAML the session was (or is to be) warmed from",
+    );
+  }
+  return path;
+}

@@ -166,7 +166,6 @@ export const HandleSchema = z.discriminatedUnion("mode", [
   FilesystemHandleSchema,
 ]);
 
-export type ModelSummary = z.infer<typeof ModelSummarySchema>;
 export type KernelSummary = z.infer<typeof KernelSummarySchema>;
 export type ServerInfo = z.infer<typeof ServerInfoSchema>;
 export type McpConfig = z.infer<typeof McpConfigSchema>;

@@ -1,6 +1,7 @@
 /**
- * The notebook writer's cell operations (document.ts `CellOp`) carried out
- * on a shared notebook document as CRDT operations: a changed source is
+ * The notebook writer's cell operations ({@link CellOp}): {@link applyOp}
+ * carries one out on a notebook in memory (the file writer's copy), and
+ * {@link applySharedOp} on a shared notebook document as CRDT operations: a changed source is
  * the smallest text edit (so a person's cursor and concurrent typing in the
  * same cell survive), a growing stream output gets only its new text
  * appended (a long cell's progress shows live), and cells are found by id,
@@ -10,7 +11,89 @@
 
 import type { ISharedCell, YCodeCell, YNotebook } from "@jupyter/ydoc";
 import type { Notebook, NotebookCell, Output } from "../kernel/nbformat.ts";
-import type { CellOp } from "./document.ts";
+
+/** One change to a notebook, by cell id. */
+export type CellOp =
+  /** A code cell's source, outputs and count: replaced when there, else inserted. */
+  | {
+    op: "upsert";
+    id: string;
+    source: string;
+    outputs: Output[];
+    execution_count: number | null;
+    /** Metadata for a new cell (an existing one keeps its own). */
+    metadata?: Record<string, unknown>;
+    /** Where a new cell goes: before this cell (absent or null: at the end). */
+    before?: string | null;
+    /** Whether it runs (a shared document shows it as running; a file has no such field). */
+    running?: boolean;
+  }
+  /** A new cell (nothing happens when a cell with its id is there already). */
+  | { op: "insert"; cell: NotebookCell; before: string | null }
+  | { op: "delete"; id: string }
+  /** Moves a cell before another (null: to the end). */
+  | { op: "move"; id: string; before: string | null }
+  | { op: "source"; id: string; source: string }
+  /** Sets one key of the notebook's metadata. */
+  | { op: "metadata"; key: string; value: unknown }
+  | { op: "clear"; ids: string[] };
+
+/** Applies one operation in place. */
+export function applyOp(nb: Notebook, op: CellOp): void {
+  const at = (id: string) => nb.cells.findIndex((c) => c.id === id);
+  const place = (cell: NotebookCell, before: string | null | undefined) => {
+    const i = before ? at(before) : -1;
+    if (i >= 0) nb.cells.splice(i, 0, cell);
+    else nb.cells.push(cell);
+  };
+  switch (op.op) {
+    case "upsert": {
+      const i = at(op.id);
+      const old = i >= 0 ? nb.cells[i] : undefined;
+      const cell: NotebookCell = {
+        cell_type: "code",
+        id: op.id,
+        source: op.source,
+        metadata: old?.metadata ?? op.metadata ?? {},
+        execution_count: op.execution_count,
+        outputs: op.outputs,
+      };
+      if (i >= 0) nb.cells[i] = cell;
+      else place(cell, op.before);
+      return;
+    }
+    case "insert":
+      if (at(op.cell.id) < 0) place(structuredClone(op.cell), op.before);
+      return;
+    case "delete": {
+      const i = at(op.id);
+      if (i >= 0) nb.cells.splice(i, 1);
+      return;
+    }
+    case "move": {
+      const i = at(op.id);
+      if (i < 0 || op.before === op.id) return;
+      const [cell] = nb.cells.splice(i, 1);
+      place(cell, op.before);
+      return;
+    }
+    case "source": {
+      const i = at(op.id);
+      if (i >= 0) nb.cells[i] = { ...nb.cells[i], source: op.source };
+      return;
+    }
+    case "metadata":
+      nb.metadata = { ...nb.metadata, [op.key]: structuredClone(op.value) };
+      return;
+    case "clear":
+      for (const id of op.ids) {
+        const i = at(id);
+        const c = nb.cells[i];
+        if (c?.cell_type === "code") nb.cells[i] = { ...c, outputs: [], execution_count: null };
+      }
+      return;
+  }
+}
 
 type CellJSON = Record<string, unknown> & { id?: string; cell_type: string };
 

@@ -8,9 +8,8 @@
  */
 
 import type { KernelChannel } from "./jupyter.ts";
-import { runCode, type RunOptions, type RunResult } from "./run.ts";
+import { raiseFor, runCode, type RunOptions, type RunResult } from "./run.ts";
 import type { Output } from "./nbformat.ts";
-import { pyString } from "../warm/warmup.ts";
 import rpcSource from "../python/kernel_rpc.py" with { type: "text" };
 
 /** MIME type of a call's answer. */
@@ -55,12 +54,10 @@ export async function installModules(
     ...opts,
     silent: true,
   });
-  if (run.status !== "ok") {
-    const why = run.error ? `${run.error.ename}: ${run.error.evalue}` : run.note ?? run.status;
-    throw new Error(
-      `could not define ${modules.map((m) => m.name).join(", ")} in the kernel: ${why}`,
-    );
-  }
+  raiseFor(run, {
+    what: `could not define ${modules.map((m) => m.name).join(", ")} in the kernel`,
+    errorCode: "setup_failed",
+  });
 }
 
 /** How a call ended: the handler's answer, or why there is none. */
@@ -133,4 +130,9 @@ function findAnswer(outputs: Output[]): Record<string, unknown> | undefined {
     }
   }
   return undefined;
+}
+
+/** A Python string literal for `s` (JSON's escapes are valid Python). */
+export function pyString(s: string): string {
+  return JSON.stringify(s);
 }

@@ -7,11 +7,11 @@
  */
 
 import type { KernelConnection, ServerConnection } from "@jupyterlab/services";
-import { InterruptedError, JupyterError, UsageError } from "../cli/errors.ts";
+import { JupyterError, UsageError } from "../cli/errors.ts";
 import type { ServerInfo } from "../config/handle.ts";
 import { kernelWebSocketClass } from "./ws_transport.ts";
-import { runCode } from "./run.ts";
-import type { Notebook, Output } from "./nbformat.ts";
+import type { Notebook } from "./nbformat.ts";
+import { formatSeconds } from "../cli/format.ts";
 
 /** Where a Jupyter server is and how to authenticate. Never logged. */
 export interface ServerTarget {
@@ -36,32 +36,6 @@ export interface KernelModel {
   last_activity?: string;
   execution_state?: string;
   connections?: number;
-}
-
-/** What one execute request produced. */
-export interface ExecuteResult {
-  status: "ok" | "error" | "aborted";
-  execution_count: number | null;
-  outputs: Output[];
-  error?: { ename: string; evalue: string; traceback: string[] };
-  elapsed_ms: number;
-}
-
-export interface ExecuteOptions {
-  silent?: boolean;
-  storeHistory?: boolean;
-  /** Deadline for the whole execution; on expiry the kernel is interrupted. 0: none. */
-  timeoutMs?: number;
-  /** Called for every output as it arrives (streams are not merged here). */
-  onOutput?: (output: Output) => void;
-  /** Aborting interrupts the kernel and rejects with InterruptedError. */
-  signal?: AbortSignal;
-  /** Which signal to report when `signal` aborts. */
-  abortReason?: () => "SIGINT" | "SIGTERM";
-  /** How the timeout reads in messages: the bound the user gave, e.g. "2 s (--timeout)". */
-  timeoutLabel?: string;
-  /** How long to wait for the reply after an interrupt. */
-  graceMs?: number;
 }
 
 // @jupyterlab/services fires some requests without handling their rejection
@@ -562,7 +536,7 @@ export class JupyterClient {
         throw new JupyterError(
           "timeout",
           `the kernel ${kernel.id} did not answer on its WebSocket within ${
-            fmtSeconds(opts.startTimeoutMs ?? 120_000)
+            formatSeconds(opts.startTimeoutMs ?? 120_000)
           } (${attempt + 1} connections)`,
           "raise --kernel-start-timeout for gateways that pull images first; a proxy may also block WebSockets",
         );
@@ -611,51 +585,6 @@ export class KernelChannel {
   onDeath(listener: (reason: string) => void): () => void {
     this.deathListeners.add(listener);
     return () => this.deathListeners.delete(listener);
-  }
-
-  /**
-   * Runs code and raises on anything but the kernel's reply: the policy the
-   * warm-up and `exec` take on top of {@link runCode}. A timeout raises
-   * `timeout` (the kernel was interrupted), a cancel InterruptedError, a dead
-   * kernel `kernel_died`, a server that is gone `unreachable` (exit 3), a lost
-   * connection `websocket`.
-   */
-  async execute(code: string, opts: ExecuteOptions = {}): Promise<ExecuteResult> {
-    const r = await runCode(this, code, {
-      silent: opts.silent,
-      storeHistory: opts.storeHistory,
-      timeoutMs: opts.timeoutMs,
-      timeoutLabel: opts.timeoutLabel,
-      signal: opts.signal,
-      onOutput: opts.onOutput,
-      graceMs: opts.graceMs,
-    });
-    switch (r.status) {
-      case "ok":
-      case "error":
-      case "aborted":
-        return {
-          status: r.status,
-          execution_count: r.execution_count,
-          outputs: r.outputs,
-          ...(r.error ? { error: r.error } : {}),
-          elapsed_ms: r.elapsed_ms,
-        };
-      case "timeout":
-        throw new JupyterError("timeout", `execution ${r.note}`);
-      case "interrupted":
-        throw new InterruptedError(opts.abortReason?.() ?? "SIGINT");
-      case "died":
-        throw new JupyterError("kernel_died", r.note ?? "the kernel died");
-      case "server_gone":
-        throw new JupyterError(
-          "unreachable",
-          r.note ?? "the Jupyter server is gone",
-          "is the server still running? its kernels went with it",
-        );
-      case "lost":
-        throw new JupyterError("websocket", r.note ?? "the connection to the kernel was lost");
-    }
   }
 
   /** Interrupts the kernel through the REST API (works for any kernel). */
@@ -719,8 +648,4 @@ async function waitFor(
 /** Promise-based sleep. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function fmtSeconds(ms: number): string {
-  return `${Math.round(ms / 100) / 10} s`;
 }

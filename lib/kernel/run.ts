@@ -4,8 +4,9 @@
  * the kernel or the server does: an error, a timeout, an interrupt, a dead
  * kernel, a server that is gone and a lost connection all come back as a
  * {@link RunResult} with the outputs gathered so far (nbclient's
- * `async_execute_cell` is the model). Policies sit on top: KernelChannel's
- * `execute` raises on anything but a reply.
+ * `async_execute_cell` is the model). Policies sit on top: {@link raiseFor} is
+ * the one mapping from a run's ending to a typed error, and
+ * {@link executeChecked} runs code and raises on anything but a reply.
  *
  * Outputs are kept as a notebook stores them (streams merged, carriage
  * returns applied, clear_output and update_display_data honoured), with the
@@ -18,7 +19,7 @@ import type { KernelMessage } from "@jupyterlab/services";
 import type { KernelChannel } from "./jupyter.ts";
 import type { Output } from "./nbformat.ts";
 import { toOutput } from "./nbformat.ts";
-import { JupyterError } from "../cli/errors.ts";
+import { InterruptedError, JupyterError, type JupyterErrorCode } from "../cli/errors.ts";
 
 /** How a run ended. */
 export type RunStatus =
@@ -497,4 +498,110 @@ export async function runCode(
           "the connection to the kernel was lost and could not be re-established; the code may still be running",
       };
   }
+}
+
+/** What one execute request produced. */
+export interface ExecuteResult {
+  status: "ok" | "error" | "aborted";
+  execution_count: number | null;
+  outputs: Output[];
+  error?: { ename: string; evalue: string; traceback: string[] };
+  elapsed_ms: number;
+}
+
+/** Options of {@link executeChecked}. */
+export interface ExecuteOptions {
+  silent?: boolean;
+  storeHistory?: boolean;
+  /** Deadline for the whole execution; on expiry the kernel is interrupted. 0: none. */
+  timeoutMs?: number;
+  /** Called for every output as it arrives (streams are not merged here). */
+  onOutput?: (output: Output) => void;
+  /** Aborting interrupts the kernel and rejects with InterruptedError. */
+  signal?: AbortSignal;
+  /** Which signal to report when `signal` aborts. */
+  abortReason?: () => "SIGINT" | "SIGTERM";
+  /** How the timeout reads in messages: the bound the user gave, e.g. "2 s (--timeout)". */
+  timeoutLabel?: string;
+  /** How long to wait for the reply after an interrupt. */
+  graceMs?: number;
+}
+
+/**
+ * The one mapping from a run's ending to a typed error, used wherever a run's
+ * failure becomes an exit code: a timeout is `timeout` (the kernel was
+ * interrupted), a cancel InterruptedError, a dead kernel `kernel_died`, a
+ * server that is gone `unreachable`, a lost connection `websocket`. A reply
+ * (ok, error, aborted) returns, unless `errorCode` is given: then an error or
+ * an abort raises a JupyterError of that code naming `what`.
+ */
+export function raiseFor(
+  run: RunResult,
+  opts: {
+    what?: string;
+    errorCode?: JupyterErrorCode;
+    abortReason?: () => "SIGINT" | "SIGTERM";
+  } = {},
+): void {
+  const what = opts.what ? `${opts.what}: ` : "";
+  switch (run.status) {
+    case "ok":
+      return;
+    case "error":
+    case "aborted":
+      if (!opts.errorCode) return;
+      throw new JupyterError(
+        opts.errorCode,
+        `${what}${
+          run.error
+            ? `${run.error.ename}: ${run.error.evalue}`
+            : `the kernel ${run.status} the request`
+        }`,
+      );
+    case "timeout":
+      throw new JupyterError("timeout", `${what}execution ${run.note}`);
+    case "interrupted":
+      throw new InterruptedError(opts.abortReason?.() ?? "SIGINT");
+    case "died":
+      throw new JupyterError("kernel_died", `${what}${run.note ?? "the kernel died"}`);
+    case "server_gone":
+      throw new JupyterError(
+        "unreachable",
+        `${what}${run.note ?? "the Jupyter server is gone"}`,
+        "is the server still running? its kernels went with it",
+      );
+    case "lost":
+      throw new JupyterError(
+        "websocket",
+        `${what}${run.note ?? "the connection to the kernel was lost"}`,
+      );
+  }
+}
+
+/**
+ * Runs code and raises on anything but the kernel's reply ({@link raiseFor}):
+ * the policy the warm-up and `exec` take on top of {@link runCode}.
+ */
+export async function executeChecked(
+  channel: KernelChannel,
+  code: string,
+  opts: ExecuteOptions = {},
+): Promise<ExecuteResult> {
+  const r = await runCode(channel, code, {
+    silent: opts.silent,
+    storeHistory: opts.storeHistory,
+    timeoutMs: opts.timeoutMs,
+    timeoutLabel: opts.timeoutLabel,
+    signal: opts.signal,
+    onOutput: opts.onOutput,
+    graceMs: opts.graceMs,
+  });
+  raiseFor(r, { abortReason: opts.abortReason });
+  return {
+    status: r.status as ExecuteResult["status"],
+    execution_count: r.execution_count,
+    outputs: r.outputs,
+    ...(r.error ? { error: r.error } : {}),
+    elapsed_ms: r.elapsed_ms,
+  };
 }

@@ -6,6 +6,7 @@
 
 import type { KernelSummary, ToolSummary } from "../config/handle.ts";
 import type { Skill } from "../config/skills.ts";
+import { formatCount } from "../cli/format.ts";
 
 export interface PromptInput {
   mode: "notebook" | "mcp" | "filesystem";
@@ -36,11 +37,7 @@ export function agentPrompt(p: PromptInput): string {
   out.push("", "## Models");
   if (p.summary.models.length === 0) out.push("", "No models are loaded.");
   for (const m of p.summary.models) {
-    const params = m.n_params >= 1e9
-      ? `${(m.n_params / 1e9).toFixed(1)}B`
-      : m.n_params >= 1e6
-      ? `${(m.n_params / 1e6).toFixed(1)}M`
-      : `${m.n_params}`;
+    const params = formatCount(m.n_params);
     const name = m.hidden ? "identity hidden" : m.display_name;
     out.push(
       `- \`${m.var_name}\` and \`${m.tokenizer_var_name}\`: ${m.class}${

@@ -229,3 +229,13 @@ export async function serverForServing(
   }
   return { client: new JupyterClient({ url: embedded.url, token: embedded.token }), embedded };
 }
+
+/** Whether a server URL is on this machine (its processes and memory are ours to read). */
+export function isLocalUrl(url: string): boolean {
+  try {
+    const host = new URL(url).hostname;
+    return host === "127.0.0.1" || host === "localhost" || host === "[::1]";
+  } catch {
+    return false;
+  }
+}

@@ -6,7 +6,7 @@
  */
 
 import { sessionIdFlag } from "../cli/args.ts";
-import { readStdin, resolveTarget, type ServerFlags } from "./connect.ts";
+import { isLocalUrl, readStdin, resolveTarget, type ServerFlags } from "./connect.ts";
 import { ConfigError, JupyterError, UsageError } from "../cli/errors.ts";
 import { type Handle, parseHandles } from "../config/handle.ts";
 import { JupyterClient, type KernelModel, normalizeBaseUrl, sleep } from "../kernel/jupyter.ts";
@@ -288,7 +288,7 @@ export async function checkSessions(
     } catch (err) {
       reason = (err as Error).message;
     }
-    const memory = reason === null && isLocal(url)
+    const memory = reason === null && isLocalUrl(url)
       ? await kernelMemory(new Set(recs.map((x) => x.r.kernel_id)))
       : new Map<string, number>();
     await Promise.all(recs.map(async ({ r, i }) => {
@@ -363,11 +363,6 @@ function statusOf(
       k.execution_state !== "busy",
     memory_bytes: memory.get(r.kernel_id) ?? null,
   };
-}
-
-function isLocal(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === "127.0.0.1" || host === "localhost" || host === "[::1]";
 }
 
 /**

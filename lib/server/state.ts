@@ -274,11 +274,6 @@ export async function forgetServer(url: string): Promise<void> {
   });
 }
 
-/** The servers interp-exec knows. */
-export async function knownServers(): Promise<KnownServer[]> {
-  return Object.values((await readState()).servers);
-}
-
 /** A known server by URL (trailing slash insensitive). */
 export async function findServer(url: string): Promise<KnownServer | undefined> {
   const servers = (await readState()).servers;

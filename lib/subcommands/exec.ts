@@ -1,12 +1,8 @@
 import { parseFlags, secondsFlag } from "../cli/args.ts";
 import { existingServerFlagHelp, existingServerFlagOptions, readStdin } from "../server/connect.ts";
 import { CliError, InterruptedError, JupyterError, UsageError } from "../cli/errors.ts";
-import {
-  type ExecuteResult,
-  type JupyterClient,
-  type KernelChannel,
-  sleep,
-} from "../kernel/jupyter.ts";
+import { executeChecked, type ExecuteResult } from "../kernel/run.ts";
+import { type JupyterClient, type KernelChannel, sleep } from "../kernel/jupyter.ts";
 import { cellId, type Output, stripAnsi } from "../kernel/nbformat.ts";
 import { NotebookDoc } from "../document/document.ts";
 import { ContentsStore } from "../document/store.ts";
@@ -155,7 +151,7 @@ export async function execCommand(args: string[]): Promise<void> {
     let result: ExecuteResult | undefined;
     let failure: unknown;
     try {
-      result = await channel.execute(code, {
+      result = await executeChecked(channel, code, {
         timeoutMs: deadline ? Math.max(1, deadline - performance.now()) : 0,
         timeoutLabel: `${values.timeout} s (--timeout)`,
         signal: signals.signal,

@@ -6,18 +6,23 @@
 
 import { resolve } from "node:path";
 import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../cli/args.ts";
-import { connect, type Connection, serverFlagHelp, serverFlagOptions } from "../server/connect.ts";
+import {
+  connect,
+  type Connection,
+  isLocalUrl,
+  serverFlagHelp,
+  serverFlagOptions,
+} from "../server/connect.ts";
 import { CliError, ExitCode, JupyterError, UsageError } from "../cli/errors.ts";
 import { type Experiment, loadExperiment } from "../config/experiment.ts";
 import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../kernel/jupyter.ts";
-import { runCode } from "../kernel/run.ts";
+import { raiseFor, runCode } from "../kernel/run.ts";
 import { pidAlive, runningEmbeddedServer } from "../server/embedded.ts";
 import { printJson, printText, progress, setQuiet, warn } from "../cli/log.ts";
 import { selfCommand } from "../modes/mcp_config.ts";
 import {
   checkMemory,
   fingerprint,
-  isLocalUrl,
   kernelMemoryReport,
   type PooledKernel,
   poolLogPath,
@@ -32,6 +37,7 @@ import { provisionKernel, type StartedKernel } from "../warm/provision.ts";
 import { clientFor } from "../server/sessions.ts";
 import { recordedSessions, stateDir } from "../server/state.ts";
 import { buildSpec } from "../warm/warmup.ts";
+import { formatBytes } from "../cli/format.ts";
 
 export const help = `interp-exec pool: keep warm kernels ready, claimed in under a second
 
@@ -345,13 +351,6 @@ export function describe(pool: PoolRecord) {
   };
 }
 
-function gb(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined) return "-";
-  return bytes >= 1024 ** 3
-    ? `${(bytes / 1024 ** 3).toFixed(1)} GiB`
-    : `${Math.round(bytes / 1024 ** 2)} MiB`;
-}
-
 function since(iso: string | null): string {
   if (!iso) return "-";
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -388,10 +387,12 @@ async function poolStatus(values: Values): Promise<void> {
     if (p.memory) {
       const m = p.memory;
       lines.push(
-        `  memory (${m.where}): ${gb(m.free_bytes)} free; a kernel needs ${gb(m.need_bytes)} ` +
-          `(models ${gb(m.model_bytes)} on disk) + ${gb(m.reserve_bytes)} reserve: ${
-            m.ok ? "ok" : "not enough"
-          }`,
+        `  memory (${m.where}): ${formatBytes(m.free_bytes)} free; a kernel needs ${
+          formatBytes(m.need_bytes)
+        } ` +
+          `(models ${formatBytes(m.model_bytes)} on disk) + ${
+            formatBytes(m.reserve_bytes)
+          } reserve: ${m.ok ? "ok" : "not enough"}`,
       );
     }
     if (p.note) lines.push(`  note: ${p.note}`);
@@ -405,7 +406,9 @@ async function poolStatus(values: Values): Promise<void> {
               ? k.died_at
               : k.ready_at ?? k.started_at,
           ).padStart(6)
-        }  rss ${gb(k.rss_bytes).padStart(7)}${k.gpu_bytes ? `  gpu ${gb(k.gpu_bytes)}` : ""}${
+        }  rss ${formatBytes(k.rss_bytes).padStart(7)}${
+          k.gpu_bytes ? `  gpu ${formatBytes(k.gpu_bytes)}` : ""
+        }${
           k.claimed_by
             ? `  by pid ${k.claimed_by}${k.claimer_alive === false ? " (exited)" : ""}`
             : ""
@@ -643,11 +646,7 @@ async function refill(values: Values): Promise<void> {
           });
           if (r.status !== "ok") {
             channel.close();
-            throw new Error(
-              `importing torch and transformers failed: ${
-                r.error ? `${r.error.ename}: ${r.error.evalue}` : r.note ?? r.status
-              }`,
-            );
+            raiseFor(r, { what: "importing torch and transformers", errorCode: "setup_failed" });
           }
         } catch (err) {
           await conn.client.shutdownKernel(kernelId).catch(() => {});
@@ -768,8 +767,12 @@ async function refill(values: Values): Promise<void> {
         inflight = provisionOne(pool).finally(() => inflight = null);
       } else if (pool.status !== "blocked" || pool.memory?.free_bytes !== mem.free_bytes) {
         const note = `not enough ${mem.where === "gpu" ? "GPU" : "host"} memory for another ` +
-          `kernel: it needs ${fmtGb(mem.need_bytes)} plus the ${fmtGb(mem.reserve_bytes)} ` +
-          `reserve; ${fmtGb(mem.free_bytes)} free (${live} of ${pool.size} kernels)`;
+          `kernel: it needs ${formatBytes(mem.need_bytes, "unknown")} plus the ${
+            formatBytes(mem.reserve_bytes, "unknown")
+          } ` +
+          `reserve; ${
+            formatBytes(mem.free_bytes, "unknown")
+          } free (${live} of ${pool.size} kernels)`;
         if (pool.status !== "blocked") say(note);
         await updatePool(id, (p) => {
           p.memory = mem;
@@ -835,11 +838,6 @@ async function fail(id: string, note: string): Promise<void> {
     p.status = "failed";
     p.note = note;
   }).catch(() => {});
-}
-
-function fmtGb(bytes: number | null): string {
-  if (bytes === null) return "unknown";
-  return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
 }
 
 /** Starts a bare kernel with the id we chose. */

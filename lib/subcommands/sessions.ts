@@ -2,6 +2,7 @@ import { parseFlags } from "../cli/args.ts";
 import { printJson, printText, progress } from "../cli/log.ts";
 import { checkSessions, type SessionStatus } from "../server/sessions.ts";
 import { forgetSessions, recordedSessions } from "../server/state.ts";
+import { formatBytes } from "../cli/format.ts";
 
 /** `interp-exec sessions --help` */
 export const help = `interp-exec sessions: list the sessions interp-exec created
@@ -90,7 +91,7 @@ export function table(rows: SessionStatus[]): string {
     secs(r.age_s, duration),
     r.idle_s === null ? "-" : secs(r.idle_s, duration),
     typeof r.idle_timeout === "number" && Number.isFinite(r.idle_timeout) ? idleLimit(r) : "?",
-    r.memory_bytes === null ? "n/a" : secs(r.memory_bytes, bytes),
+    r.memory_bytes === null ? "n/a" : secs(r.memory_bytes, (n) => formatBytes(n)),
     text(r.server_url),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
@@ -115,9 +116,4 @@ export function duration(seconds: number): string {
     return `${Math.floor(s / 3600)}h${String(Math.floor(s % 3600 / 60)).padStart(2, "0")}m`;
   }
   return `${Math.floor(s / 86400)}d${String(Math.floor(s % 86400 / 3600)).padStart(2, "0")}h`;
-}
-
-function bytes(n: number): string {
-  if (n >= 1024 ** 3) return `${(n / 1024 ** 3).toFixed(1)} GiB`;
-  return `${Math.round(n / 1024 ** 2)} MiB`;
 }

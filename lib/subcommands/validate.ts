@@ -6,7 +6,7 @@ import { ConfigError } from "../cli/errors.ts";
 import { loadExperiment } from "../config/experiment.ts";
 import { printJson, printText, warn } from "../cli/log.ts";
 import type { Skill } from "../config/skills.ts";
-import { assignNames } from "../warm/warmup.ts";
+import { assignNames } from "../config/config.ts";
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server

@@ -38,7 +38,8 @@ import {
   withFileLock,
   writeFileAtomic,
 } from "../server/state.ts";
-import { buildSpec, pyString, type WarmupResult } from "./warmup.ts";
+import { buildSpec, type WarmupResult } from "./warmup.ts";
+import { pyString } from "../kernel/call.ts";
 
 /** Where a pooled kernel is in its life. */
 export type PooledState = "warming" | "ready" | "claimed" | "died";
@@ -600,16 +601,6 @@ export async function kernelMemoryReport(
     return JSON.parse(text.split("\n").at(-1) ?? "") as KernelMemoryReport;
   } catch {
     return null;
-  }
-}
-
-/** Whether a server URL is on this machine (its memory is ours to read). */
-export function isLocalUrl(url: string): boolean {
-  try {
-    const host = new URL(url).hostname;
-    return host === "127.0.0.1" || host === "localhost" || host === "[::1]";
-  } catch {
-    return false;
   }
 }
 

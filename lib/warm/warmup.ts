@@ -6,24 +6,18 @@
  */
 
 import { isAbsolute, resolve } from "node:path";
-import type { LoadedConfig, ModelConfig } from "../config/config.ts";
-import { ConfigError, JupyterError } from "../cli/errors.ts";
+import { assignNames, type LoadedConfig, type ModelSpec } from "../config/config.ts";
+import { JupyterError } from "../cli/errors.ts";
 import { type KernelSummary, KernelSummarySchema } from "../config/handle.ts";
-import type { ExecuteResult, KernelChannel } from "../kernel/jupyter.ts";
+import type { KernelChannel } from "../kernel/jupyter.ts";
+import { executeChecked, type ExecuteResult } from "../kernel/run.ts";
 import type { Output } from "../kernel/nbformat.ts";
+import { pyString } from "../kernel/call.ts";
 import { stripAnsi } from "../kernel/nbformat.ts";
 import { isQuiet, trace, writeStderr } from "../cli/log.ts";
 import type { SkillSpec } from "../config/skills.ts";
 import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "../cli/version.ts";
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
-
-/** A model entry as kernel_setup.py receives it: names resolved, paths absolute. */
-export type ModelSpec = ModelConfig & {
-  var_name: string;
-  tokenizer_var_name: string;
-  display_name: string;
-  hidden: boolean;
-};
 
 /** The spec object kernel_setup.py reads. */
 export interface SetupSpec {
@@ -34,47 +28,6 @@ export interface SetupSpec {
   models: ModelSpec[];
   skills: SkillSpec[];
 }
-
-/**
- * Variable and display names: one model gives model/tokenizer, several give
- * model_0/tokenizer_0, ...; var_name X gives tokenizer X with "model" replaced
- * by "tokenizer" (model_a -> tokenizer_a), else X_tokenizer. A hidden model
- * is shown under its variable name.
- */
-export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpec[] {
-  const used = new Map<string, string>();
-  return models.map((m, i) => {
-    const where = `environment.models[${i}]`;
-    const varName = m.var_name ?? (models.length === 1 ? "model" : `model_${i}`);
-    const tokName = m.tokenizer_var_name ??
-      (varName.startsWith("model") ? "tokenizer" + varName.slice(5) : `${varName}_tokenizer`);
-    for (const [name, key] of [[varName, "var_name"], [tokName, "tokenizer_var_name"]]) {
-      if (RESERVED.has(name)) {
-        throw new ConfigError(
-          `${where}.${key}: '${name}' is reserved for interp-exec's own variables`,
-        );
-      }
-      const other = used.get(name);
-      if (other) {
-        throw new ConfigError(
-          `${where}.${key}: '${name}' is already used by ${other}`,
-          "give each model its own var_name",
-        );
-      }
-      used.set(name, `${where}.${key}`);
-    }
-    const hidden = obfuscate || m.hidden;
-    return {
-      ...m,
-      var_name: varName,
-      tokenizer_var_name: tokName,
-      hidden,
-      display_name: hidden ? varName : m.name,
-    };
-  });
-}
-
-const RESERVED = new Set(["workspace", "experiment_name"]);
 
 /** Builds the spec for a config; relative weight paths resolve against the config's folder. */
 export function buildSpec(
@@ -128,11 +81,6 @@ export function stashCode(spec: SetupSpec): string {
 
 /** The text of kernel_setup.py, as embedded in this binary. */
 export const KERNEL_SETUP_SOURCE: string = kernelSetupSource;
-
-/** A Python string literal (JSON string syntax is valid Python). */
-export function pyString(s: string): string {
-  return JSON.stringify(s);
-}
 
 /** What a warm-up produced. */
 export interface WarmupResult {
@@ -250,7 +198,7 @@ async function runSetupSteps(
   const deadline = opts.timeoutMs > 0 ? started + opts.timeoutMs : 0;
   const remaining = () => deadline ? Math.max(1, deadline - performance.now()) : 0;
   trace("warm-up: stash sent");
-  const stash = await kernel.execute(stashCode(spec), {
+  const stash = await executeChecked(kernel, stashCode(spec), {
     silent: true,
     storeHistory: false,
     timeoutMs: remaining(),
@@ -260,7 +208,7 @@ async function runSetupSteps(
   throwIfError(stash, "defining kernel_setup.py in the kernel");
   trace("warm-up: stash replied");
   let summary: unknown;
-  const result = await kernel.execute(SETUP_CELL_SOURCE, {
+  const result = await executeChecked(kernel, SETUP_CELL_SOURCE, {
     silent: opts.hidden,
     storeHistory: !opts.hidden,
     timeoutMs: remaining(),

@@ -9,6 +9,9 @@
  */
 
 import type { KernelChannel } from "../../kernel/jupyter.ts";
+import { executeChecked } from "../../kernel/run.ts";
+import { JupyterError } from "../../cli/errors.ts";
+import { formatCount } from "../../cli/format.ts";
 
 const MARKER = "__interp_exec_namespace__";
 
@@ -103,12 +106,12 @@ export async function introspect(channel: KernelChannel): Promise<Namespace> {
     JSON.stringify(SOURCE)
   }, "<interp-exec namespace>", "exec"), {"_ip": get_ipython()})`;
   // No timeout: one would interrupt the kernel, and with it a cell the agent is running.
-  const r = await channel.execute(code, { silent: true, storeHistory: false });
+  const r = await executeChecked(channel, code, { silent: true, storeHistory: false });
   const text = r.outputs.map((o) => o.output_type === "stream" ? o.text : "").join("");
   const line = text.split("\n").find((l) => l.startsWith(MARKER));
   if (r.status !== "ok" || !line) {
     const why = r.error ? `${r.error.ename}: ${r.error.evalue}` : "it printed no report";
-    throw new Error(`could not list the kernel's namespace (${why})`);
+    throw new JupyterError("execution_error", `could not list the kernel's namespace (${why})`);
   }
   return JSON.parse(line.slice(MARKER.length)) as Namespace;
 }
@@ -116,12 +119,12 @@ export async function introspect(channel: KernelChannel): Promise<Namespace> {
 /** The namespace as a short markdown-ish listing for the agent. */
 export function describeNamespace(ns: Namespace, limit = 40): string {
   const out: string[] = [];
-  const params = (n: number) =>
-    n >= 1e9 ? `${(n / 1e9).toFixed(1)}B` : n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : `${n}`;
   out.push("Models:");
   if (!ns.models.length) out.push("- none");
   for (const m of ns.models) {
-    out.push(`- ${m.name}: ${m.class}, ${params(m.n_params)} parameters, ${m.device}, ${m.dtype}`);
+    out.push(
+      `- ${m.name}: ${m.class}, ${formatCount(m.n_params)} parameters, ${m.device}, ${m.dtype}`,
+    );
   }
   if (ns.tokenizers.length) {
     out.push("Tokenizers:", ...ns.tokenizers.map((t) => `- ${t.name}: ${t.class}`));

@@ -12,6 +12,7 @@ import { bestText, cleanTraceback, renderOutputs, truncate } from "../render.ts"
 import { textResult, type ToolResult } from "../tool.ts";
 import type { AttachedSession, RanCell } from "./attached_session.ts";
 import { isSetupCell } from "../../document/store.ts";
+import { formatSeconds } from "../../cli/format.ts";
 
 /** Runs code as a cell (new, or replacing cell `id`) and reports it to the agent. */
 export async function runAndReport(
@@ -89,7 +90,7 @@ export function statusLine(ran: RanCell): string {
     ? `cell ${ran.index}`
     : "cell (not in the notebook)";
   const count = r.execution_count === null ? "In [ ]" : `In [${r.execution_count}]`;
-  return `[${where} | ${count} | ${r.status} | ${fmtSecs(r.elapsed_ms)}]`;
+  return `[${where} | ${count} | ${r.status} | ${formatSeconds(r.elapsed_ms)}]`;
 }
 
 /** The tool result for a cell that ran. */
@@ -223,8 +224,4 @@ function nextStep(run: RanCell["run"], id: string): string | undefined {
     default:
       return undefined;
   }
-}
-
-function fmtSecs(ms: number): string {
-  return ms < 10_000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms / 1000)} s`;
 }

@@ -1,7 +1,6 @@
 /** Input and output fields several tools share. */
 
 import { z } from "zod";
-import { UsageError } from "../../cli/errors.ts";
 
 /** The session a tool acts on. */
 export const sessionId = z.string().min(1).describe(
@@ -83,20 +82,3 @@ export const cellChangeShape = {
   /** Cells in the notebook after the change. */
   cell_count: z.number().int(),
 };
-
-/**
- * An agent's config_path: only a .yaml/.yml file is read, so an agent cannot
- * have any readable file parsed and a line of it (`name: ...`) echoed back
- * in an error or a session's name.
- */
-export function configPathArg(path: string, tool: string): string {
-  if (!/\.ya?ml$/i.test(path)) {
-    throw new UsageError(
-      `${tool}: config_path must name an experiment config (.yaml or .yml), got ${
-        JSON.stringify(path)
-      }`,
-      "pass the experiment YAML the session was (or is to be) warmed from",
-    );
-  }
-  return path;
-}

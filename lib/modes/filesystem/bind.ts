@@ -19,6 +19,7 @@ import {
 } from "../../config/handle.ts";
 import type { KernelChannel } from "../../kernel/jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
+import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import {
@@ -248,11 +249,9 @@ export async function bindFilesystem(
       args: { variables: namespace.variables, summary: warm.summary },
     }, { timeoutMs: 30_000 });
     if (adopted.kind !== "answer") {
-      throw new Error(
-        `handing the models to the workspace worker failed: ${
-          adopted.run.note ?? adopted.run.status
-        }`,
-      );
+      const what = "handing the models to the workspace worker";
+      raiseFor(adopted.run, { what, errorCode: "setup_failed" });
+      throw new JupyterError("setup_failed", `${what}: the kernel gave no answer`);
     }
     const sessionId = await recordBound(client, started, {
       loaded,

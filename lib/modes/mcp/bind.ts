@@ -8,7 +8,7 @@
 
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
-import { ConfigError } from "../../cli/errors.ts";
+import { ConfigError, JupyterError } from "../../cli/errors.ts";
 import {
   handleBase,
   type KernelSummary,
@@ -17,6 +17,7 @@ import {
 } from "../../config/handle.ts";
 import type { KernelChannel } from "../../kernel/jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
+import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import {
@@ -97,11 +98,13 @@ export async function describeTools(
     args: { summary, selectors, limits },
   }, { timeoutMs: 60_000 });
   if (out.kind !== "answer") {
-    const run = out.run;
-    throw new Error(
-      `could not list the functions in the kernel: ${
-        run.error ? `${run.error.ename}: ${run.error.evalue}` : run.note ?? run.status
-      }`,
+    raiseFor(out.run, {
+      what: "could not list the functions in the kernel",
+      errorCode: "setup_failed",
+    });
+    throw new JupyterError(
+      "setup_failed",
+      "could not list the functions in the kernel: the kernel gave no answer",
     );
   }
   const env = out.envelope as unknown as { ok: boolean; error?: string } & ToolTable;
@@ -134,10 +137,17 @@ export async function readToolTable(channel: KernelChannel): Promise<ToolTable> 
     timeoutMs: 30_000,
   });
   if (out.kind !== "answer") {
-    throw new Error(`the kernel did not answer: ${out.run.note ?? out.run.status}`);
+    raiseFor(out.run, { what: "reading the tool table", errorCode: "setup_failed" });
+    throw new JupyterError("setup_failed", "reading the tool table: the kernel gave no answer");
   }
   const env = out.envelope as unknown as { ok: boolean; error?: string } & ToolTable;
-  if (!env.ok) throw new Error(env.error);
+  if (!env.ok) {
+    throw new JupyterError(
+      "setup_failed",
+      `reading the tool table: ${env.error}`,
+      "the kernel may have been restarted empty; bind it again with interp-exec mcp",
+    );
+  }
   return env;
 }
 

@@ -12,7 +12,7 @@
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { JupyterError, UsageError } from "../../cli/errors.ts";
-import { loadExperiment } from "../../config/experiment.ts";
+import { configPathArg, loadExperiment } from "../../config/experiment.ts";
 import type { KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
 import { progress } from "../../cli/log.ts";
 import { cellId } from "../../kernel/nbformat.ts";
@@ -28,7 +28,6 @@ import {
 import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warm/warmup.ts";
 import type { NotebookDoc } from "../../document/document.ts";
 import { isSetupCell, setupCellMetadata } from "../../document/store.ts";
-import { configPathArg } from "../../mcp/notebook/schemas.ts";
 
 /** What is known about the session to restart. */
 export interface RestartTarget {

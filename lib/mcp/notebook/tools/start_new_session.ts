@@ -4,7 +4,7 @@ import { JupyterError, UsageError } from "../../../cli/errors.ts";
 import type { KernelModel } from "../../../kernel/jupyter.ts";
 import { emptyNotebook, type Notebook, type NotebookCell } from "../../../kernel/nbformat.ts";
 import { progress as log } from "../../../cli/log.ts";
-import { loadExperiment } from "../../../config/experiment.ts";
+import { configPathArg, loadExperiment } from "../../../config/experiment.ts";
 import { warmNotebookSession } from "../../../modes/notebook/bind.ts";
 import { recordedSessions, recordSession } from "../../../server/state.ts";
 import { VERSION } from "../../../cli/version.ts";
@@ -20,7 +20,7 @@ import {
   normalize,
   type NotebookStore,
 } from "../../../document/store.ts";
-import { configPathArg, timeoutSeconds } from "../schemas.ts";
+import { timeoutSeconds } from "../schemas.ts";
 import type { NotebookDoc } from "../../../document/document.ts";
 
 /**
