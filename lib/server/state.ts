@@ -6,6 +6,7 @@
 
 import { basename, dirname, join, resolve } from "node:path";
 import { EnvironmentError } from "../cli/errors.ts";
+import type { LoadedConfig } from "../config/config.ts";
 
 /** The state folder: $INTERP_EXEC_HOME, else $XDG_STATE_HOME/interp-exec, else ~/.local/state/interp-exec. */
 export function stateDir(): string {
@@ -44,6 +45,34 @@ export interface SessionRecord {
    * same way. Absent in records from before it was kept, and for bare kernels.
    */
   config_path?: string;
+}
+
+/**
+ * A session record: the one place records are built. A record warmed from a
+ * config takes its experiment name, idle timeout and path from `loaded`.
+ */
+export function sessionRecord(o: {
+  id: string;
+  kernelId: string;
+  serverUrl: string;
+  mode: string;
+  notebookPath?: string | null;
+  loaded?: LoadedConfig;
+  experiment?: string;
+  idleTimeout?: number;
+  createdAt?: string;
+}): SessionRecord {
+  return {
+    id: o.id,
+    kernel_id: o.kernelId,
+    server_url: o.serverUrl,
+    experiment: o.experiment ?? o.loaded?.config.name ?? o.mode,
+    mode: o.mode,
+    notebook_path: o.notebookPath ?? null,
+    created_at: o.createdAt ?? new Date().toISOString(),
+    idle_timeout: o.idleTimeout ?? o.loaded?.config.execution.idle_timeout ?? 0,
+    ...(o.loaded ? { config_path: o.loaded.path } : {}),
+  };
 }
 
 interface StateFile {

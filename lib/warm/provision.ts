@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import type { LoadedConfig } from "../config/config.ts";
 import type { Timings } from "../config/handle.ts";
-import { forgetSessions, recordSession } from "../server/state.ts";
+import { forgetSessions, recordSession, sessionRecord } from "../server/state.ts";
 import type { Connection } from "../server/connect.ts";
 import { InterruptedError, JupyterError } from "../cli/errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../kernel/jupyter.ts";
@@ -215,17 +215,14 @@ export async function provisionKernel(
   const provisional = !running && opts.record !== false;
   try {
     if (provisional) {
-      await recordSession({
+      await recordSession(sessionRecord({
         id: recordId,
-        kernel_id: started.kernel.id,
-        server_url: client.url,
-        experiment: loaded.config.name,
+        kernelId: started.kernel.id,
+        serverUrl: client.url,
         mode: "starting",
-        notebook_path: started.notebookPath,
-        created_at: new Date().toISOString(),
-        idle_timeout: loaded.config.execution.idle_timeout,
-        config_path: loaded.path,
-      });
+        notebookPath: started.notebookPath,
+        loaded,
+      }));
     }
     check();
     if (!channel) {
@@ -306,16 +303,14 @@ export async function recordBound(
   opts: { loaded: LoadedConfig; mode: string; idleTimeout: number },
 ): Promise<string> {
   const id = started.sessionId ?? started.kernel.id;
-  await recordSession({
+  await recordSession(sessionRecord({
     id,
-    kernel_id: started.kernel.id,
-    server_url: client.url,
-    experiment: opts.loaded.config.name,
+    kernelId: started.kernel.id,
+    serverUrl: client.url,
     mode: opts.mode,
-    notebook_path: started.notebookPath,
-    created_at: new Date().toISOString(),
-    idle_timeout: opts.idleTimeout,
-    config_path: opts.loaded.path,
-  });
+    notebookPath: started.notebookPath,
+    loaded: opts.loaded,
+    idleTimeout: opts.idleTimeout,
+  }));
   return id;
 }

@@ -8,28 +8,17 @@
  * the worker, so the first script is already warm.
  */
 
+import { bindKernel } from "../bind.ts";
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { JupyterError } from "../../cli/errors.ts";
-import {
-  type FilesystemHandle,
-  handleBase,
-  type KernelSummary,
-  type ToolSummary,
-} from "../../config/handle.ts";
+import type { FilesystemHandle, KernelSummary, ToolSummary } from "../../config/handle.ts";
 import type { KernelChannel } from "../../kernel/jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
 import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
-import {
-  bindTimings,
-  provisionKernel,
-  recordBound,
-  release,
-  type WarmKernel,
-  type WarmOptions,
-} from "../../warm/provision.ts";
+import { provisionKernel, type WarmKernel, type WarmOptions } from "../../warm/provision.ts";
 import { type Skill, skillSpec } from "../../config/skills.ts";
 import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "../../warm/warmup.ts";
 import fsWorkerSource from "../../python/fs_worker.py" with { type: "text" };
@@ -227,90 +216,78 @@ export async function bindFilesystem(
   wk: WarmKernel,
   opts: Pick<WarmOptions, "loaded" | "skills" | "keepOnError">,
 ): Promise<FilesystemHandle> {
-  const { client, info } = conn;
+  const { client } = conn;
   const { loaded } = opts;
   const exec = executionFor(loaded.config, "filesystem");
-  const { warm, started } = wk;
-  let ok = false;
-  try {
-    const { ok: _ok, ...namespace } = warm.summary;
-    const spec = buildSpec(loaded, opts.skills.map(skillSpec), wk.workspace);
-    const files: Record<string, string> = {
-      "AGENTS.md": agentGuide({
-        experiment: loaded.config.name,
-        summary: namespace,
-        skills: opts.skills,
-      }),
-    };
-    if (loaded.taskText?.trim()) files["TASK.md"] = loaded.taskText.trim() + "\n";
-    const prepared = await prepareWorkspace(wk.channel, spec, files);
-    const adopted = await callKernel(wk.channel, ADOPT_CODE, {
-      name: "adopt",
-      args: { variables: namespace.variables, summary: warm.summary },
-    }, { timeoutMs: 30_000 });
-    if (adopted.kind !== "answer") {
-      const what = "handing the models to the workspace worker";
-      raiseFor(adopted.run, { what, errorCode: "setup_failed" });
-      throw new JupyterError("setup_failed", `${what}: the kernel gave no answer`);
-    }
-    const sessionId = await recordBound(client, started, {
-      loaded,
-      mode: "filesystem",
-      idleTimeout: exec.idle_timeout,
-    });
-    const self = selfCommand();
-    const handle: FilesystemHandle = {
-      mode: "filesystem",
-      ...handleBase(),
-      status: "ready",
-      experiment_name: loaded.config.name,
-      session_id: sessionId,
-      kernel_id: started.kernel.id,
-      jupyter_url: client.url,
-      server: info,
-      workspace: prepared.workspace,
-      python: prepared.python,
-      environment: { INTERP_EXEC_SPEC: prepared.spec_path },
-      files: prepared.files,
-      namespace,
-      tools: FS_TOOLS,
-      timings: bindTimings(wk),
-      agent_prompt: agentPrompt({
-        mode: "filesystem",
-        experiment: loaded.config.name,
-        task: loaded.taskText,
-        summary: warm.summary,
-        skills: opts.skills,
-        workspace: prepared.workspace,
+  const { warm } = wk;
+  const { ok: _ok, ...namespace } = warm.summary;
+  let prepared: Awaited<ReturnType<typeof prepareWorkspace>> | undefined;
+  return await bindKernel(conn, wk, opts, {
+    mode: "filesystem",
+    idleTimeout: exec.idle_timeout,
+    prepare: async () => {
+      const spec = buildSpec(loaded, opts.skills.map(skillSpec), wk.workspace);
+      const files: Record<string, string> = {
+        "AGENTS.md": agentGuide({
+          experiment: loaded.config.name,
+          summary: namespace,
+          skills: opts.skills,
+        }),
+      };
+      if (loaded.taskText?.trim()) files["TASK.md"] = loaded.taskText.trim() + "\n";
+      prepared = await prepareWorkspace(wk.channel, spec, files);
+      const adopted = await callKernel(wk.channel, ADOPT_CODE, {
+        name: "adopt",
+        args: { variables: namespace.variables, summary: warm.summary },
+      }, { timeoutMs: 30_000 });
+      if (adopted.kind !== "answer") {
+        const what = "handing the models to the workspace worker";
+        raiseFor(adopted.run, { what, errorCode: "setup_failed" });
+        throw new JupyterError("setup_failed", `${what}: the kernel gave no answer`);
+      }
+    },
+    handle: (common): FilesystemHandle => {
+      const ready = prepared!;
+      const self = selfCommand();
+      return {
+        ...common,
+        workspace: ready.workspace,
+        python: ready.python,
+        environment: { INTERP_EXEC_SPEC: ready.spec_path },
+        files: ready.files,
         tools: FS_TOOLS,
-      }),
-      mcp_config: {
-        mcpServers: {
-          "interp-exec-filesystem": {
-            command: self.command,
-            args: [
-              ...self.args,
-              "filesystem-mcp",
-              "--session",
-              sessionId,
-              "--workspace",
-              prepared.workspace,
-              "--jupyter-url",
-              client.url,
-              ...(exec.run_timeout !== 600 ? ["--timeout", String(exec.run_timeout)] : []),
-              ...(exec.fresh_process ? ["--fresh-process"] : []),
-            ],
-            env: mcpEnv(self),
+        agent_prompt: agentPrompt({
+          mode: "filesystem",
+          experiment: loaded.config.name,
+          task: loaded.taskText,
+          summary: warm.summary,
+          skills: opts.skills,
+          workspace: ready.workspace,
+          tools: FS_TOOLS,
+        }),
+        mcp_config: {
+          mcpServers: {
+            "interp-exec-filesystem": {
+              command: self.command,
+              args: [
+                ...self.args,
+                "filesystem-mcp",
+                "--session",
+                common.session_id,
+                "--workspace",
+                ready.workspace,
+                "--jupyter-url",
+                client.url,
+                ...(exec.run_timeout !== 600 ? ["--timeout", String(exec.run_timeout)] : []),
+                ...(exec.fresh_process ? ["--fresh-process"] : []),
+              ],
+              env: mcpEnv(self),
+            },
           },
         },
-      },
-    };
-    ok = true;
-    return handle;
-  } finally {
-    wk.channel.close();
-    if (!ok) await release(client, started, opts.keepOnError);
-  }
+      };
+    },
+  });
 }
 
 /** Creates one warm filesystem-mode worker and returns its handle: provisioning, then binding. */

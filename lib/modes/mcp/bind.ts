@@ -6,28 +6,17 @@
  * session and returns the handle whose mcp_config launches `mcp-serve`.
  */
 
+import { bindKernel } from "../bind.ts";
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { ConfigError, JupyterError } from "../../cli/errors.ts";
-import {
-  handleBase,
-  type KernelSummary,
-  type McpHandle,
-  type ToolSummary,
-} from "../../config/handle.ts";
+import type { KernelSummary, McpHandle, ToolSummary } from "../../config/handle.ts";
 import type { KernelChannel } from "../../kernel/jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
 import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
-import {
-  bindTimings,
-  provisionKernel,
-  recordBound,
-  release,
-  type WarmKernel,
-  type WarmOptions,
-} from "../../warm/provision.ts";
+import { provisionKernel, type WarmKernel, type WarmOptions } from "../../warm/provision.ts";
 import mcpFunctionsSource from "../../python/mcp_functions.py" with { type: "text" };
 
 /** mcp_functions.py, the kernel's side of mcp mode. */
@@ -191,40 +180,29 @@ export async function bindMcp(
   wk: WarmKernel,
   opts: Pick<WarmOptions, "loaded" | "skills" | "keepOnError">,
 ): Promise<McpHandle> {
-  const { client, info } = conn;
+  const { client } = conn;
   const { loaded } = opts;
   const exec = executionFor(loaded.config, "mcp");
-  const { warm, workspace, started } = wk;
+  const { warm, workspace } = wk;
   const named = new Set(loaded.config.execution.skills);
-  let ok = false;
-  try {
-    const { ok: _ok, ...namespace } = warm.summary;
-    const table = await describeTools(
-      wk.channel,
-      namespace,
-      selectorsFor(exec.functions, opts.skills.filter((s) => named.has(s.name))),
-      loaded.path,
-    );
-    const sessionId = await recordBound(client, started, {
-      loaded,
-      mode: "mcp",
-      idleTimeout: exec.idle_timeout,
-    });
-    const tools = toolSummaries(table);
-    const self = selfCommand();
-    const handle: McpHandle = {
-      mode: "mcp",
-      ...handleBase(),
-      status: "ready",
-      experiment_name: loaded.config.name,
-      session_id: sessionId,
-      kernel_id: started.kernel.id,
-      jupyter_url: client.url,
-      server: info,
-      workspace,
-      namespace,
+  let tools: ToolSummary[] = [];
+  const self = selfCommand();
+  return await bindKernel(conn, wk, opts, {
+    mode: "mcp",
+    idleTimeout: exec.idle_timeout,
+    prepare: async () => {
+      const { ok: _ok, ...namespace } = warm.summary;
+      const table = await describeTools(
+        wk.channel,
+        namespace,
+        selectorsFor(exec.functions, opts.skills.filter((s) => named.has(s.name))),
+        loaded.path,
+      );
+      tools = toolSummaries(table);
+    },
+    handle: (common): McpHandle => ({
+      ...common,
       tools,
-      timings: bindTimings(wk),
       agent_prompt: agentPrompt({
         mode: "mcp",
         experiment: loaded.config.name,
@@ -242,7 +220,7 @@ export async function bindMcp(
               ...self.args,
               "mcp-serve",
               "--session",
-              sessionId,
+              common.session_id,
               "--jupyter-url",
               client.url,
               ...(exec.call_timeout !== 300 ? ["--timeout", String(exec.call_timeout)] : []),
@@ -251,13 +229,8 @@ export async function bindMcp(
           },
         },
       },
-    };
-    ok = true;
-    return handle;
-  } finally {
-    wk.channel.close();
-    if (!ok) await release(client, started, opts.keepOnError);
-  }
+    }),
+  });
 }
 
 /** Creates one warm mcp-mode kernel and returns its handle: provisioning, then binding. */

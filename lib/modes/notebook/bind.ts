@@ -5,9 +5,10 @@
  * down again (unless the user keeps it).
  */
 
+import { bindKernel } from "../bind.ts";
 import { executionFor, type LoadedConfig } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
-import { handleBase, type NotebookHandle, type ServerInfo } from "../../config/handle.ts";
+import type { NotebookHandle, ServerInfo } from "../../config/handle.ts";
 import type { KernelModel } from "../../kernel/jupyter.ts";
 import { cellId, emptyNotebook, type Notebook, pythonLanguageInfo } from "../../kernel/nbformat.ts";
 import { NotebookDoc } from "../../document/document.ts";
@@ -17,13 +18,11 @@ import { mcpConfigFor } from "../mcp_config.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import {
   provisionKernel,
-  release,
   type StartedKernel,
   type WarmKernel,
   type WarmOptions,
 } from "../../warm/provision.ts";
 import { redactor, redactOutputs } from "../../kernel/redact.ts";
-import { forgetSessions, recordSession } from "../../server/state.ts";
 import { trace } from "../../cli/log.ts";
 import { SETUP_CELL_SOURCE } from "../../warm/warmup.ts";
 import { VERSION } from "../../cli/version.ts";
@@ -56,95 +55,68 @@ export async function bindNotebook(
 ): Promise<NotebookHandle> {
   const { client, info } = conn;
   const { loaded } = opts;
-  const { warm, workspace, times } = wk;
+  const { warm, workspace } = wk;
   let started = wk.started;
-  // Provisioning may have recorded the kernel as "starting" under this id.
-  const provisionalId = started.sessionId ?? started.kernel.id;
-  let ok = false;
-  try {
-    const languageInfo = pythonLanguageInfo(warm.summary.environment?.python);
-    const nb = emptyNotebook(loaded.config.execution.kernel_name, {
-      interp_exec: { version: VERSION },
-      language_info: languageInfo,
-    });
-    if (!executionFor(loaded.config, "notebook").hide_setup) {
-      nb.cells.push({
-        cell_type: "code",
-        id: cellId(),
-        source: SETUP_CELL_SOURCE,
-        metadata: setupCellMetadata(),
-        execution_count: warm.execution_count,
-        // The setup's log is the user's code too (custom_load_code may print anything).
-        outputs: redactOutputs(warm.outputs, redactor(client.target.token)),
+  return await bindKernel(conn, wk, opts, {
+    mode: "notebook",
+    idleTimeout: loaded.config.execution.idle_timeout,
+    prepare: async () => {
+      const languageInfo = pythonLanguageInfo(warm.summary.environment?.python);
+      const nb = emptyNotebook(loaded.config.execution.kernel_name, {
+        interp_exec: { version: VERSION },
+        language_info: languageInfo,
       });
-    }
-    if (!started.sessionId && info.sessions_api && info.contents_api) {
-      // Provisioned without a notebook (ahead of time): give it one now,
-      // written once with its setup cell.
-      started = await notebookSession(conn, loaded, {
-        index: opts.index,
-        kernel: started.kernel,
-        notebook: nb,
-      });
-      trace("bind: session made");
-    } else if (started.notebookPath) {
-      // The session's notebook exists since before the warm-up, and a person
-      // may have opened it meanwhile: change it through the notebook writer
-      // (the shared document on collaboration servers), never by a PUT.
-      const doc = new NotebookDoc(new ContentsStore(client, started.notebookPath), { delayMs: 0 });
-      const cells = (await doc.current()).cells;
-      const first = cells[0]?.id ?? null;
-      doc.apply({ op: "metadata", key: "language_info", value: languageInfo });
-      for (const cell of nb.cells) doc.apply({ op: "insert", cell, before: first });
-      // A collaboration server gives a notebook with no cells one empty cell
-      // when it loads it into the shared document; ours was created empty.
-      const blank = cells.length === 1 && cells[0].cell_type === "code" && cells[0].source === "" &&
-        cells[0].outputs.length === 0;
-      if (blank && nb.cells.length > 0) doc.apply({ op: "delete", id: cells[0].id });
-      if (!(await doc.close(60_000))) {
-        throw new JupyterError(
-          "http",
-          `could not write the setup cell into ${started.notebookPath}: ${doc.takeError()}`,
-        );
+      if (!executionFor(loaded.config, "notebook").hide_setup) {
+        nb.cells.push({
+          cell_type: "code",
+          id: cellId(),
+          source: SETUP_CELL_SOURCE,
+          metadata: setupCellMetadata(),
+          execution_count: warm.execution_count,
+          // The setup's log is the user's code too (custom_load_code may print anything).
+          outputs: redactOutputs(warm.outputs, redactor(client.target.token)),
+        });
       }
-      trace("bind: notebook written");
-    }
-    const sessionId = started.sessionId ?? started.kernel.id;
-    await recordSession({
-      id: sessionId,
-      kernel_id: started.kernel.id,
-      server_url: client.url,
-      experiment: loaded.config.name,
-      mode: "notebook",
-      notebook_path: started.notebookPath,
-      created_at: new Date().toISOString(),
-      idle_timeout: loaded.config.execution.idle_timeout,
-      // What restart_session / `interp-exec restart` warm the same notebook from.
-      config_path: loaded.path,
-    });
-    if (provisionalId !== sessionId) await forgetSessions([provisionalId], client.url);
-    trace("bind: session recorded");
-    const { ok: _ok, ...namespace } = warm.summary;
-    const handle: NotebookHandle = {
-      mode: "notebook",
-      ...handleBase(),
-      status: "ready",
-      experiment_name: loaded.config.name,
-      session_id: sessionId,
-      kernel_id: started.kernel.id,
-      jupyter_url: client.url,
+      if (!started.sessionId && info.sessions_api && info.contents_api) {
+        // Provisioned without a notebook (ahead of time): give it one now,
+        // written once with its setup cell.
+        started = await notebookSession(conn, loaded, {
+          index: opts.index,
+          kernel: started.kernel,
+          notebook: nb,
+        });
+        trace("bind: session made");
+      } else if (started.notebookPath) {
+        // The session's notebook exists since before the warm-up, and a person
+        // may have opened it meanwhile: change it through the notebook writer
+        // (the shared document on collaboration servers), never by a PUT.
+        const doc = new NotebookDoc(new ContentsStore(client, started.notebookPath), {
+          delayMs: 0,
+        });
+        const cells = (await doc.current()).cells;
+        const first = cells[0]?.id ?? null;
+        doc.apply({ op: "metadata", key: "language_info", value: languageInfo });
+        for (const cell of nb.cells) doc.apply({ op: "insert", cell, before: first });
+        // A collaboration server gives a notebook with no cells one empty cell
+        // when it loads it into the shared document; ours was created empty.
+        const blank = cells.length === 1 && cells[0].cell_type === "code" &&
+          cells[0].source === "" &&
+          cells[0].outputs.length === 0;
+        if (blank && nb.cells.length > 0) doc.apply({ op: "delete", id: cells[0].id });
+        if (!(await doc.close(60_000))) {
+          throw new JupyterError(
+            "http",
+            `could not write the setup cell into ${started.notebookPath}: ${doc.takeError()}`,
+          );
+        }
+        trace("bind: notebook written");
+      }
+      return started;
+    },
+    handle: (common): NotebookHandle => ({
+      ...common,
       notebook_path: started.notebookPath,
       server: info satisfies ServerInfo,
-      workspace,
-      namespace,
-      timings: {
-        total_ms: round(performance.now() - times.t0),
-        connect_ms: 0,
-        session_ms: round(times.session - times.t0),
-        kernel_ready_ms: round(times.ready - times.session),
-        warmup_ms: round(warm.elapsed_ms),
-        kernel_load_s: warm.summary.load_seconds,
-      },
       agent_prompt: agentPrompt({
         mode: "notebook",
         experiment: loaded.config.name,
@@ -152,16 +124,11 @@ export async function bindNotebook(
         summary: warm.summary,
         skills: opts.skills,
         workspace,
-        sessionId,
+        sessionId: common.session_id,
       }),
       mcp_config: mcpConfigFor(client.url),
-    };
-    ok = true;
-    return handle;
-  } finally {
-    wk.channel.close();
-    if (!ok) await release(client, started, opts.keepOnError);
-  }
+    }),
+  });
 }
 
 /** Creates one warm notebook session and returns its handle: provisioning, then binding. */
@@ -214,8 +181,4 @@ async function notebookSession(
     await client.deleteFile(path).catch(() => {});
     throw err;
   }
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 10) / 10;
 }

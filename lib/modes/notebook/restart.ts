@@ -24,6 +24,7 @@ import {
   recordedSessions,
   recordSession,
   type SessionRecord,
+  sessionRecord,
 } from "../../server/state.ts";
 import { buildSpec, SETUP_CELL_SOURCE, warmUp, type WarmupResult } from "../../warm/warmup.ts";
 import type { NotebookDoc } from "../../document/document.ts";
@@ -181,17 +182,16 @@ export async function restartSession(
     });
   }
 
-  const rec: SessionRecord = {
+  const rec = sessionRecord({
     id: sessionId,
-    kernel_id: kernel.id,
-    server_url: client.url,
-    experiment: loaded.config.name,
+    kernelId: kernel.id,
+    serverUrl: client.url,
     mode: "notebook",
-    notebook_path: notebookPath,
-    created_at: record?.created_at ?? new Date().toISOString(),
-    idle_timeout: record?.idle_timeout ?? loaded.config.execution.idle_timeout,
-    config_path: loaded.path,
-  };
+    notebookPath,
+    loaded,
+    createdAt: record?.created_at,
+    idleTimeout: record?.idle_timeout,
+  });
   if (record && record.id !== sessionId) await forgetSessions([record.id], client.url);
   await recordSession(rec);
   return {

@@ -6,7 +6,7 @@ import { emptyNotebook, type Notebook, type NotebookCell } from "../../../kernel
 import { progress as log } from "../../../cli/log.ts";
 import { configPathArg, loadExperiment } from "../../../config/experiment.ts";
 import { warmNotebookSession } from "../../../modes/notebook/bind.ts";
-import { recordedSessions, recordSession } from "../../../server/state.ts";
+import { recordedSessions, recordSession, sessionRecord } from "../../../server/state.ts";
 import { VERSION } from "../../../cli/version.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { type Extra, startProgress } from "../../progress.ts";
@@ -211,16 +211,14 @@ async function create(ctx: NotebookMcpContext, args: Args, extra: Extra): Promis
     id = kernel.id;
   }
   log(`started kernel ${kernel.id}${path ? ` for ${path}` : ""}`);
-  await recordSession({
+  await recordSession(sessionRecord({
     id,
-    kernel_id: kernel.id,
-    server_url: client.url,
+    kernelId: kernel.id,
+    serverUrl: client.url,
     experiment: "scratch",
     mode: "notebook",
-    notebook_path: path,
-    created_at: new Date().toISOString(),
-    idle_timeout: 0,
-  });
+    notebookPath: path,
+  }));
   const store = path ? new ContentsStore(client, path) : new MemoryStore({
     ...emptyNotebook(kernelName),
     cells,
