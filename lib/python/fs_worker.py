@@ -1703,6 +1703,22 @@ def _tool_status(args: dict) -> dict:
     }
 
 
+def _tool_adopt(namespace: dict, args: dict) -> dict:
+    """Take the warm-up's objects (the kernel's globals named in `variables`) as the loaded models.
+
+    Scripts then get these models instead of a second copy; names the kernel
+    does not hold are left out.
+    """
+    variables = args.get("variables")
+    if not isinstance(variables, list) or not isinstance(args.get("summary"), dict):
+        raise ToolError("bad_argument", "adopt: variables (a list) and summary (an object) are required")
+    _STATE["warm"] = ({k: namespace[k] for k in variables if k in namespace}, args["summary"])
+    return {"ok": True, "adopted": sorted(k for k in variables if k in namespace)}
+
+
+# Calls that work on the kernel's namespace (the warm-up's globals), not only their arguments.
+NAMESPACE_TOOLS = {"adopt": _tool_adopt}
+
 TOOLS = {
     "read_file": read_file,
     "write_file": write_file,
@@ -1719,6 +1735,8 @@ TOOLS = {
 def call(namespace: dict, name: str, args: dict | None) -> dict:
     """Run one tool; always returns an envelope ({"ok": True, ...} or {"ok": False, "error": {kind, message}})."""
     tool = TOOLS.get(name)
+    if tool is None and name in NAMESPACE_TOOLS:
+        tool = lambda a: NAMESPACE_TOOLS[name](namespace, a)  # noqa: E731
     if tool is None:
         return _err("bad_argument", f"unknown tool {name!r}; known: {', '.join(TOOLS)}")
     if args is None:

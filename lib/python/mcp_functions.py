@@ -1485,3 +1485,38 @@ def serve(namespace: dict) -> None:
             rpc.reply(_error("internal", f"the reply could not be sent: {type(exc).__name__}: {exc}"[:1000]))
         except BaseException:  # noqa: BLE001
             pass
+
+
+_NO_TABLE = ("this kernel holds no interp-exec mcp tools (it was not started by 'interp-exec mcp', "
+             "or it restarted)")
+
+
+def admin(namespace: dict) -> None:
+    """Answer interp-exec's own calls (not the agent's tools), carried by the request's metadata.
+
+    describe: build the tool table from the namespace (its args: summary,
+    selectors, limits) and keep it in this module, so mcp-serve finds it
+    without the config. table: the table kept. Never raises.
+    """
+    import interp_exec_rpc as rpc
+
+    global _interp_exec_table
+    try:
+        request = rpc.current_call()
+        args = request["args"]
+        if request["name"] == "describe":
+            try:
+                configure(args.get("limits") or {})
+                table = describe(namespace, args["summary"], args.get("selectors"))
+                _interp_exec_table = dict(table, summary=args["summary"])
+                envelope = {"ok": True, **_interp_exec_table}
+            except ValueError as exc:
+                envelope = {"ok": False, "error": str(exc)}
+        elif request["name"] == "table":
+            table = globals().get("_interp_exec_table")
+            envelope = {"ok": True, **table} if table else {"ok": False, "error": _NO_TABLE}
+        else:
+            envelope = {"ok": False, "error": f"unknown admin call {request['name']!r}"}
+    except BaseException as exc:  # noqa: BLE001
+        envelope = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:1000]}
+    rpc.reply(envelope)

@@ -669,3 +669,19 @@ def test_serve_in_a_real_kernel(tiny_models, tmp_path, home):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_adopt_takes_the_warm_up_objects(fs):
+    """The bind step's adopt call: the kernel's globals named in `variables` become the loaded models."""
+    saved = fs._STATE["warm"]
+    try:
+        marker = object()
+        namespace = {"model": marker, "tokenizer": "tok", "other": 1}
+        answer = fs.call(namespace, "adopt", {"variables": ["model", "tokenizer", "gone"], "summary": {"models": []}})
+        assert answer == {"ok": True, "adopted": ["model", "tokenizer"]}
+        assert fs._STATE["warm"][0] == {"model": marker, "tokenizer": "tok"}
+        assert fs._STATE["warm"][1] == {"models": []}
+        bad = fs.call(namespace, "adopt", {"variables": "model"})
+        assert bad["ok"] is False and bad["error"]["kind"] == "bad_argument"
+    finally:
+        fs._STATE["warm"] = saved

@@ -40,14 +40,6 @@ export const SETUP_MODULE: KernelModule = {
 /** The fixed code of every filesystem tool call; the call travels as data. */
 export const FS_CALL_CODE = '__import__("interp_exec_fs").serve(globals())';
 
-// Hands the warm-up's objects (the kernel's globals named in the summary) to
-// the worker, so scripts get these models instead of a second copy.
-const ADOPT_CODE = `import interp_exec_rpc as _ie_r, interp_exec_fs as _ie_f
-_ie_c = _ie_r.current_call()["args"]
-_ie_f._STATE["warm"] = ({k: globals()[k] for k in _ie_c["variables"] if k in globals()}, _ie_c["summary"])
-_ie_r.reply({"ok": True})
-del _ie_r, _ie_f, _ie_c`;
-
 /** The agent's tools (filesystem-mcp), as a handle lists them. */
 export const FS_TOOLS: ToolSummary[] = [
   {
@@ -236,7 +228,9 @@ export async function bindFilesystem(
       };
       if (loaded.taskText?.trim()) files["TASK.md"] = loaded.taskText.trim() + "\n";
       prepared = await prepareWorkspace(wk.channel, spec, files);
-      const adopted = await callKernel(wk.channel, ADOPT_CODE, {
+      // The warm-up's objects go to the worker (fs_worker.py adopt), so
+      // scripts get these models instead of a second copy.
+      const adopted = await callKernel(wk.channel, FS_CALL_CODE, {
         name: "adopt",
         args: { variables: namespace.variables, summary: warm.summary },
       }, { timeoutMs: 30_000 });
@@ -244,6 +238,13 @@ export async function bindFilesystem(
         const what = "handing the models to the workspace worker";
         raiseFor(adopted.run, { what, errorCode: "setup_failed" });
         throw new JupyterError("setup_failed", `${what}: the kernel gave no answer`);
+      }
+      const answer = adopted.envelope as FsEnvelope;
+      if (!answer.ok) {
+        throw new JupyterError(
+          "setup_failed",
+          `handing the models to the workspace worker: ${answer.error?.message}`,
+        );
       }
     },
     handle: (common): FilesystemHandle => {

@@ -46,23 +46,13 @@ export interface ToolTable {
 /** The fixed code of a tool call; the call itself travels as data. */
 export const CALL_CODE = '__import__("interp_exec_mcp").serve(globals())';
 
-// Builds the table (its arguments are the call's data) and keeps it in the
-// kernel, so mcp-serve finds it without the config.
-const DESCRIBE_CODE = `import interp_exec_rpc as _ie_r, interp_exec_mcp as _ie_m
-_ie_c = _ie_r.current_call()["args"]
-try:
-    _ie_m.configure(_ie_c.get("limits") or {})
-    _ie_m._interp_exec_table = dict(_ie_m.describe(globals(), _ie_c["summary"], _ie_c.get("selectors")), summary=_ie_c["summary"])
-    _ie_r.reply({"ok": True, **_ie_m._interp_exec_table})
-except ValueError as _ie_e:
-    _ie_r.reply({"ok": False, "error": str(_ie_e)})
-finally:
-    del _ie_c, _ie_r, _ie_m`;
+// interp-exec's own calls (mcp_functions.py admin): "describe" builds the
+// tool table from the call's data and keeps it in the kernel, so mcp-serve
+// finds it without the config; "table" reads it back.
+const ADMIN_CODE = '__import__("interp_exec_mcp").admin(globals())';
 
-const TABLE_CODE = `import sys as _ie_s, interp_exec_rpc as _ie_r
-_ie_t = getattr(_ie_s.modules.get("interp_exec_mcp"), "_interp_exec_table", None)
-_ie_r.reply({"ok": True, **_ie_t} if _ie_t else {"ok": False, "error": "this kernel holds no interp-exec mcp tools (it was not started by 'interp-exec mcp', or it restarted)"})
-del _ie_s, _ie_r, _ie_t`;
+const NO_TABLE =
+  "this kernel holds no interp-exec mcp tools (it was not started by 'interp-exec mcp', or it restarted)";
 
 /** Result limits the kernel applies to tool results. */
 export interface CallLimits {
@@ -82,7 +72,7 @@ export async function describeTools(
   limits: CallLimits = DEFAULT_LIMITS,
 ): Promise<ToolTable> {
   await installModules(channel, [MCP_MODULE]);
-  const out = await callKernel(channel, DESCRIBE_CODE, {
+  const out = await callKernel(channel, ADMIN_CODE, {
     name: "describe",
     args: { summary, selectors, limits },
   }, { timeoutMs: 60_000 });
@@ -122,21 +112,19 @@ export function selectorsFor(
 
 /** The table bindMcp left in the kernel (for mcp-serve). */
 export async function readToolTable(channel: KernelChannel): Promise<ToolTable> {
-  const out = await callKernel(channel, TABLE_CODE, { name: "table", args: {} }, {
+  const out = await callKernel(channel, ADMIN_CODE, { name: "table", args: {} }, {
     timeoutMs: 30_000,
   });
   if (out.kind !== "answer") {
+    if (out.run.error?.ename === "ModuleNotFoundError") {
+      // A kernel restarted empty: interp-exec's modules went with its memory.
+      throw new JupyterError("setup_failed", NO_TABLE);
+    }
     raiseFor(out.run, { what: "reading the tool table", errorCode: "setup_failed" });
     throw new JupyterError("setup_failed", "reading the tool table: the kernel gave no answer");
   }
   const env = out.envelope as unknown as { ok: boolean; error?: string } & ToolTable;
-  if (!env.ok) {
-    throw new JupyterError(
-      "setup_failed",
-      `reading the tool table: ${env.error}`,
-      "the kernel may have been restarted empty; bind it again with interp-exec mcp",
-    );
-  }
+  if (!env.ok) throw new JupyterError("setup_failed", env.error ?? NO_TABLE);
   return env;
 }
 
