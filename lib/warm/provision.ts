@@ -1,7 +1,7 @@
 /**
  * Provisioning, the step every mode shares: a kernel started, connected and
  * warmed (models and skills loaded) that belongs to no mode yet. A mode's
- * bind step (lib/modes/notebook/bind.ts, lib/modes/mcp/bind.ts, lib/modes/filesystem/bind.ts) turns it
+ * bind step (lib/modes/<mode>/bind.ts, on the skeleton in lib/modes/bind.ts) turns it
  * into that mode's session and handle; a warm pool is provisioning done
  * ahead of time.
  */

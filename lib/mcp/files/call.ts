@@ -1,6 +1,6 @@
 /** One worker call as a tool result: the envelope, or an error result saying what happened. */
 
-import type { FsEnvelope } from "../../modes/filesystem/bind.ts";
+import type { FsEnvelope } from "../../kernel/fs_worker.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import type { ToolResult } from "../tool.ts";
 import type { FilesContext } from "./context.ts";

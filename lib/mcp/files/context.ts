@@ -9,7 +9,7 @@
 
 import { isAbsolute, join } from "node:path";
 import { UsageError } from "../../cli/errors.ts";
-import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../modes/filesystem/bind.ts";
+import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../kernel/fs_worker.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
 import { callKernel, type CallOutcome, installModules } from "../../kernel/call.ts";
 import type { RunOptions } from "../../kernel/run.ts";

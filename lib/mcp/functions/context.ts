@@ -9,7 +9,7 @@ import { UsageError } from "../../cli/errors.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
 import { callKernel, type CallOutcome } from "../../kernel/call.ts";
 import type { RunOptions } from "../../kernel/run.ts";
-import { CALL_CODE, readToolTable, type ToolTable } from "../../modes/mcp/bind.ts";
+import { CALL_CODE, readToolTable, type ToolTable } from "../../kernel/mcp_functions.ts";
 import { redactor } from "../../kernel/redact.ts";
 
 /** Settings from mcp-serve's command line. */

@@ -8,7 +8,7 @@
 import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { VERSION } from "../../cli/version.ts";
-import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../modes/mcp/bind.ts";
+import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../kernel/mcp_functions.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import { type Content, errorResult, redactJson, type ToolResult } from "../tool.ts";
 import type { FunctionsContext } from "./context.ts";

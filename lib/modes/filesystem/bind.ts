@@ -14,31 +14,14 @@ import type { Connection } from "../../server/connect.ts";
 import { JupyterError } from "../../cli/errors.ts";
 import type { FilesystemHandle, KernelSummary, ToolSummary } from "../../config/handle.ts";
 import type { KernelChannel } from "../../kernel/jupyter.ts";
-import { callKernel, installModules, type KernelModule } from "../../kernel/call.ts";
+import { callKernel, installModules } from "../../kernel/call.ts";
+import { callWorker, FS_CALL_CODE, FS_MODULE, type FsEnvelope } from "../../kernel/fs_worker.ts";
 import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import { provisionKernel, type WarmKernel, type WarmOptions } from "../../warm/provision.ts";
 import { type Skill, skillSpec } from "../../config/skills.ts";
 import { buildSpec, KERNEL_SETUP_SOURCE, type SetupSpec } from "../../warm/warmup.ts";
-import fsWorkerSource from "../../python/fs_worker.py" with { type: "text" };
-
-/** fs_worker.py, the kernel's side of filesystem mode. */
-export const FS_MODULE: KernelModule = {
-  name: "interp_exec_fs",
-  source: fsWorkerSource,
-  filename: "<interp-exec fs_worker.py>",
-};
-
-/** kernel_setup.py as a module (the warm-up defines it too; a replacement worker needs it). */
-export const SETUP_MODULE: KernelModule = {
-  name: "interp_exec_setup",
-  source: KERNEL_SETUP_SOURCE,
-  filename: "<interp-exec kernel_setup.py>",
-};
-
-/** The fixed code of every filesystem tool call; the call travels as data. */
-export const FS_CALL_CODE = '__import__("interp_exec_fs").serve(globals())';
 
 /** The agent's tools (filesystem-mcp), as a handle lists them. */
 export const FS_TOOLS: ToolSummary[] = [
@@ -61,34 +44,6 @@ export const FS_TOOLS: ToolSummary[] = [
     skill: null,
   },
 ];
-
-/** What one call into the worker answered. */
-export type FsEnvelope =
-  & { ok: boolean; error?: { kind: string; message: string } }
-  & Record<
-    string,
-    unknown
-  >;
-
-/** Calls the worker; a run without an answer (death, timeout, server gone) raises. */
-export async function callWorker(
-  channel: KernelChannel,
-  name: string,
-  args: Record<string, unknown>,
-  timeoutMs = 120_000,
-): Promise<FsEnvelope> {
-  const out = await callKernel(channel, FS_CALL_CODE, { name, args }, { timeoutMs });
-  if (out.kind !== "answer") {
-    const run = out.run;
-    throw new JupyterError(
-      run.status === "died" ? "kernel_died" : run.status === "timeout" ? "timeout" : "websocket",
-      `the workspace worker did not answer ${name}: ${
-        run.error ? `${run.error.ename}: ${run.error.evalue}` : run.note ?? run.status
-      }`,
-    );
-  }
-  return out.envelope as FsEnvelope;
-}
 
 /**
  * Prepares the workspace through the worker kernel (the runtime module, the

@@ -1,0 +1,54 @@
+/**
+ * The TypeScript side of lib/python/fs_worker.py, filesystem mode's kernel
+ * module: the module (and kernel_setup.py as a module, which a replacement
+ * worker needs), the fixed code of every call (the call travels as data),
+ * and `callWorker`. The filesystem bind step and filesystem-mcp both use it.
+ */
+
+import { JupyterError } from "../cli/errors.ts";
+import type { KernelChannel } from "./jupyter.ts";
+import { callKernel, type KernelModule } from "./call.ts";
+import { raiseFor } from "./run.ts";
+import fsWorkerSource from "../python/fs_worker.py" with { type: "text" };
+import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
+
+/** fs_worker.py, the kernel's side of filesystem mode. */
+export const FS_MODULE: KernelModule = {
+  name: "interp_exec_fs",
+  source: fsWorkerSource,
+  filename: "<interp-exec fs_worker.py>",
+};
+
+/** kernel_setup.py as a module (the warm-up defines it too; a replacement worker needs it). */
+export const SETUP_MODULE: KernelModule = {
+  name: "interp_exec_setup",
+  source: kernelSetupSource,
+  filename: "<interp-exec kernel_setup.py>",
+};
+
+/** The fixed code of every filesystem tool call; the call travels as data. */
+export const FS_CALL_CODE = '__import__("interp_exec_fs").serve(globals())';
+
+/** What one call into the worker answered. */
+export type FsEnvelope =
+  & { ok: boolean; error?: { kind: string; message: string } }
+  & Record<
+    string,
+    unknown
+  >;
+
+/** Calls the worker; a run without an answer (death, timeout, server gone) raises. */
+export async function callWorker(
+  channel: KernelChannel,
+  name: string,
+  args: Record<string, unknown>,
+  timeoutMs = 120_000,
+): Promise<FsEnvelope> {
+  const out = await callKernel(channel, FS_CALL_CODE, { name, args }, { timeoutMs });
+  if (out.kind !== "answer") {
+    const what = `the workspace worker did not answer ${name}`;
+    raiseFor(out.run, { what, errorCode: "setup_failed" });
+    throw new JupyterError("setup_failed", `${what}: it gave no answer`);
+  }
+  return out.envelope as FsEnvelope;
+}
