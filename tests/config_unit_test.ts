@@ -5,7 +5,7 @@
  */
 
 import * as assert from "node:assert/strict";
-import { executionFor, parseConfig } from "../lib/config/config.ts";
+import { executionFor, isTokenizerPath, parseConfig } from "../lib/config/config.ts";
 import { ConfigError } from "../lib/cli/errors.ts";
 
 async function rejects(text: string): Promise<string> {
@@ -89,4 +89,11 @@ Deno.test("config union: another mode reads the shared keys and its own defaults
     [nb.type, nb.obfuscate, nb.kernel_name, nb.idle_timeout, nb.hide_setup, nb.notebook_dir],
     ["notebook", true, "py", 9, false, ""],
   );
+});
+
+Deno.test("config: a tokenizer is a folder when absolute, ./ or ../; else a hub id", () => {
+  for (const p of ["/abs/tok", "./tok", "../tok", "./"]) assert.ok(isTokenizerPath(p), p);
+  for (const p of ["gpt2", "org/name", ".tok", "..tok", "", undefined]) {
+    assert.ok(!isTokenizerPath(p), String(p));
+  }
 });

@@ -5,7 +5,8 @@ import { assignNames, parseConfig } from "../lib/config/config.ts";
 import { pyString } from "../lib/kernel/call.ts";
 import { ConfigError } from "../lib/cli/errors.ts";
 import type { Output } from "../lib/kernel/nbformat.ts";
-import { buildSpec, linePrefixer, mergeStreams } from "../lib/warm/warmup.ts";
+import { buildSpec, linePrefixer } from "../lib/warm/warmup.ts";
+import { mergeStreams } from "../lib/kernel/nbformat.ts";
 
 Deno.test("warmup: variable names for one, several and named models", async () => {
   const one =

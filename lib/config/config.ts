@@ -631,3 +631,8 @@ export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpe
 }
 
 const RESERVED = new Set(["workspace", "experiment_name"]);
+
+/** Whether a model's `tokenizer` names a folder (absolute, ./ or ../) rather than a hub id. */
+export function isTokenizerPath(tokenizer: string | undefined): tokenizer is string {
+  return !!tokenizer && /^(\/|\.\.?\/)/.test(tokenizer);
+}

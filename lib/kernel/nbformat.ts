@@ -112,3 +112,29 @@ export function stripAnsi(text: string): string {
   // deno-lint-ignore no-control-regex
   return text.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, "");
 }
+
+/**
+ * Appends an output as a notebook stores it: a stream that follows a stream
+ * of the same name joins it (`join` makes the merged text). Returns whether
+ * it joined.
+ */
+export function appendOutput(
+  list: Output[],
+  out: Output,
+  join: (text: string) => string = (t) => t,
+): boolean {
+  const last = list.at(-1);
+  if (out.output_type === "stream" && last?.output_type === "stream" && last.name === out.name) {
+    list[list.length - 1] = { ...last, text: join(last.text + out.text) };
+    return true;
+  }
+  list.push(out.output_type === "stream" ? { ...out, text: join(out.text) } : out);
+  return false;
+}
+
+/** Merges consecutive stream outputs of the same name, as notebooks store them. */
+export function mergeStreams(outputs: Output[]): Output[] {
+  const merged: Output[] = [];
+  for (const o of outputs) appendOutput(merged, o);
+  return merged;
+}

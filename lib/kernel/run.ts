@@ -18,7 +18,7 @@
 import type { KernelMessage } from "@jupyterlab/services";
 import type { KernelChannel } from "./jupyter.ts";
 import type { Output } from "./nbformat.ts";
-import { toOutput } from "./nbformat.ts";
+import { appendOutput, toOutput } from "./nbformat.ts";
 import { InterruptedError, JupyterError, type JupyterErrorCode } from "../cli/errors.ts";
 
 /** How a run ended. */
@@ -121,17 +121,10 @@ export class OutputCollector {
     const out = toOutput(msg);
     if (!out) return;
     if (this.clearPending) this.clear();
-    const last = this.list.at(-1);
-    if (out.output_type === "stream" && last?.output_type === "stream" && last.name === out.name) {
-      this.list[this.list.length - 1] = {
-        ...last,
-        text: applyCarriageReturns(last.text + out.text),
-      };
-    } else {
-      if (out.output_type === "stream") out.text = applyCarriageReturns(out.text);
+    const at = this.list.length;
+    if (!appendOutput(this.list, out, applyCarriageReturns)) {
       const id = displayId(content);
-      if (id) this.displays.set(id, [...(this.displays.get(id) ?? []), this.list.length]);
-      this.list.push(out);
+      if (id) this.displays.set(id, [...(this.displays.get(id) ?? []), at]);
     }
     this.version++;
   }

@@ -3,7 +3,7 @@ import { existingServerFlagHelp, existingServerFlagOptions, readStdin } from "..
 import { CliError, InterruptedError, JupyterError, UsageError } from "../cli/errors.ts";
 import { executeChecked, type ExecuteResult } from "../kernel/run.ts";
 import { type JupyterClient, type KernelChannel, sleep } from "../kernel/jupyter.ts";
-import { cellId, type Output, stripAnsi } from "../kernel/nbformat.ts";
+import { cellId, mergeStreams, type Output, stripAnsi } from "../kernel/nbformat.ts";
 import { NotebookDoc } from "../document/document.ts";
 import { ContentsStore } from "../document/store.ts";
 import { printJson, printText, progress, setQuiet, warn, writeStderr } from "../cli/log.ts";
@@ -11,7 +11,6 @@ import { redactor, redactOutputs, streamRedactor } from "../kernel/redact.ts";
 import { clientFor, isOwnServer, locate, targetSession } from "../server/sessions.ts";
 import { trapSignals } from "../cli/signals.ts";
 import { forgetSessions } from "../server/state.ts";
-import { mergeStreams } from "../warm/warmup.ts";
 
 /** `interp-exec exec --help` */
 export const help = `interp-exec exec: run code in a warm session

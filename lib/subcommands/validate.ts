@@ -6,7 +6,7 @@ import { ConfigError } from "../cli/errors.ts";
 import { loadExperiment } from "../config/experiment.ts";
 import { printJson, printText, warn } from "../cli/log.ts";
 import type { Skill } from "../config/skills.ts";
-import { assignNames } from "../config/config.ts";
+import { assignNames, isTokenizerPath } from "../config/config.ts";
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server
@@ -92,7 +92,7 @@ function modelPaths(loaded: LoadedConfig): ModelPath[] {
       ["path", m.path],
       ["base_model_path", m.base_model_path],
       // A tokenizer is a path when it looks like one (else a hub id).
-      ["tokenizer", m.tokenizer && /^(\/|\.\.?\/)/.test(m.tokenizer) ? m.tokenizer : undefined],
+      ["tokenizer", isTokenizerPath(m.tokenizer) ? m.tokenizer : undefined],
     ];
     for (const [key, value] of keys) {
       if (value) out.push({ yaml_path: `environment.models[${i}].${key}`, path: abs(value) });

@@ -6,14 +6,19 @@
  */
 
 import { isAbsolute, resolve } from "node:path";
-import { assignNames, type LoadedConfig, type ModelSpec } from "../config/config.ts";
+import {
+  assignNames,
+  isTokenizerPath,
+  type LoadedConfig,
+  type ModelSpec,
+} from "../config/config.ts";
 import { JupyterError } from "../cli/errors.ts";
 import { type KernelSummary, KernelSummarySchema } from "../config/handle.ts";
 import type { KernelChannel } from "../kernel/jupyter.ts";
 import { executeChecked, type ExecuteResult } from "../kernel/run.ts";
 import type { Output } from "../kernel/nbformat.ts";
 import { pyString } from "../kernel/call.ts";
-import { stripAnsi } from "../kernel/nbformat.ts";
+import { mergeStreams, stripAnsi } from "../kernel/nbformat.ts";
 import { isQuiet, trace, writeStderr } from "../cli/log.ts";
 import type { SkillSpec } from "../config/skills.ts";
 import { SETUP_SPEC_VERSION, SUMMARY_MIME, VERSION } from "../cli/version.ts";
@@ -40,9 +45,7 @@ export function buildSpec(
     ...m,
     path: localPath(loaded, m.path),
     base_model_path: localPath(loaded, m.base_model_path),
-    tokenizer: m.tokenizer && /^\.\.?\//.test(m.tokenizer)
-      ? resolve(loaded.dir, m.tokenizer)
-      : m.tokenizer,
+    tokenizer: isTokenizerPath(m.tokenizer) ? resolve(loaded.dir, m.tokenizer) : m.tokenizer,
   }));
   return {
     version: SETUP_SPEC_VERSION,
@@ -287,18 +290,6 @@ function throwIfError(result: ExecuteResult, what: string): void {
     );
   }
   throw new JupyterError("setup_failed", `${what} was aborted by the kernel`);
-}
-
-/** Merges consecutive stream outputs of the same name, as notebooks store them. */
-export function mergeStreams(outputs: Output[]): Output[] {
-  const merged: Output[] = [];
-  for (const o of outputs) {
-    const last = merged.at(-1);
-    if (o.output_type === "stream" && last?.output_type === "stream" && last.name === o.name) {
-      merged[merged.length - 1] = { ...last, text: last.text + o.text };
-    } else merged.push(o);
-  }
-  return merged;
 }
 
 /** Wraps a text sink so every line it writes starts with `label`. */
