@@ -15,6 +15,8 @@ import {
   api,
   runCli,
   serverFlags,
+  serverKernels,
+  sharedServer,
   startStockServer,
   tempHome,
   type TestServer,
@@ -265,4 +267,42 @@ Deno.test("faults: a server restarted under an attached MCP server: the next cal
     await client.close();
     await restarted?.stop();
   }
+});
+
+Deno.test("faults: a kernel that dies while binding (mcp mode) exits 5 naming the step, never 'internal error', and leaves no kernel", async () => {
+  // The skill's annotation is a string: the warm-up only defines the
+  // function; the bind step resolves the annotations to build the tool's
+  // schema, which runs the string, which ends the kernel's process.
+  const skill = [
+    "---",
+    "name: doomed",
+    "description: a function whose annotation ends the kernel when resolved",
+    "preload: true",
+    "---",
+    "",
+    "```python",
+    "def boom(x: \"__import__('os')._exit(1)\") -> int:",
+    '    """Never called."""',
+    "    return 1",
+    "```",
+    "",
+  ].join("\n");
+  const server = await sharedServer();
+  const home = await tempHome();
+  const config = await writeConfig(
+    `name: dies-binding\nenvironment:\n  models:\n    - name: tiny-llama\n      path: ${
+      models["tiny-llama"]
+    }\n      device: cpu\nexecution:\n  type: mcp\n  skills: [doomed]\n  skills_dirs: [skills]\n  functions: [boom]\n`,
+    { "skills/doomed.md": skill },
+  );
+  const before = new Set(await serverKernels(server));
+  const r = await runCli(["mcp", "--config", config, ...(await serverFlags(server))], {
+    env: { INTERP_EXEC_HOME: home },
+  });
+  assert.equal(r.code, 5, r.stderr);
+  assert.equal(r.stdout, "");
+  assert.match(r.stderr, /error: could not list the functions in the kernel: .*died/);
+  assert.doesNotMatch(r.stderr, /internal error|this is a bug/);
+  const left = (await serverKernels(server)).filter((id) => !before.has(id));
+  assert.deepEqual(left, []);
 });
