@@ -423,7 +423,7 @@ export interface EnterpriseGateway {
 /**
  * Enterprise Gateway's WebSocket no-delay fix, the counterpart of `interp-exec
  * server config` for it: EG runs on jupyter_server 1.x, whose kernel WebSocket
- * handler is another class. Kept in step with README.md ("Running on a
+ * handler is another class. Kept in step with docs/servers.md ("Running on a
  * cluster"), which a test checks.
  */
 export const EG_NODELAY_CONFIG = `# Enterprise Gateway: Nagle's algorithm off on kernel WebSockets.

@@ -2,7 +2,7 @@
  * Against a real Jupyter Enterprise Gateway (jupyter_enterprise_gateway from
  * requirements-eg.txt, in .venv-eg) with its default local process proxy and
  * a python3 kernelspec on our venv's Python, started with the WebSocket
- * no-delay config the README gives for it. Notebook mode falls back to a bare
+ * no-delay config docs/servers.md gives for it. Notebook mode falls back to a bare
  * kernel as on a Kernel Gateway, KERNEL_* variables reach the kernel request
  * (KERNEL_USERNAME is what EG authorizes), slow kernel starts are waited for
  * up to --kernel-start-timeout, and a kernel the gateway culls is reported by
@@ -64,10 +64,13 @@ async function withGateway(
   }
 }
 
-Deno.test("enterprise gateway: the README's config for it is the one these tests run", async () => {
-  // The README shows it inside a list item, indented by two spaces.
-  const readme = (await Deno.readTextFile(join(ROOT, "README.md"))).replace(/^ {2}/gm, "");
-  assert.ok(readme.includes(EG_NODELAY_CONFIG), "README.md lacks the Enterprise Gateway config");
+Deno.test("enterprise gateway: the config docs/servers.md gives for it is the one these tests run", async () => {
+  // The page shows it inside a list item, indented by two spaces.
+  const readme = (await Deno.readTextFile(join(ROOT, "docs", "servers.md"))).replace(/^ {2}/gm, "");
+  assert.ok(
+    readme.includes(EG_NODELAY_CONFIG),
+    "docs/servers.md lacks the Enterprise Gateway config",
+  );
 });
 
 Deno.test({

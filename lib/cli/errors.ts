@@ -3,7 +3,7 @@
  * stderr (with a hint where one helps) and exits with the error's code.
  */
 
-/** Documented exit codes (README, "Exit codes"). */
+/** Documented exit codes (docs/handle.md, "Exit codes"). */
 export const ExitCode = {
   ok: 0,
   internal: 1,
