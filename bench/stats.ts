@@ -1,0 +1,170 @@
+/** Statistics and output: medians, quantiles, paired deltas, the table, the machine, RESULTS.md. */
+
+import { PYTHON, type Row } from "./context.ts";
+import { timed } from "./runners.ts";
+
+export function median(xs: number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The q-quantile (nearest rank). */
+export function quantile(xs: number[], q: number): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)];
+}
+
+/** Median of value[i] - reference[i] over rounds run back to back (robust to drift). */
+export function pairedDelta(xs: number[], refs: number[]): number {
+  const n = Math.min(xs.length, refs.length);
+  return median(Array.from({ length: n }, (_, i) => xs[i] - refs[i]));
+}
+
+export function compare(
+  section: string,
+  name: string,
+  xs: number[],
+  unit: string,
+  reference: string,
+  refs: number[],
+): Row {
+  const value = median(xs);
+  const ref = median(refs);
+  return {
+    section,
+    name,
+    value,
+    unit,
+    reference,
+    reference_value: ref,
+    ratio: value / ref,
+    delta: xs.length === refs.length ? pairedDelta(xs, refs) : value - ref,
+    samples: xs,
+    reference_samples: refs,
+  };
+}
+
+export function fmt(x: number | null | undefined): string {
+  if (x === null || x === undefined || Number.isNaN(x)) return "-";
+  const a = Math.abs(x);
+  return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+export function renderTable(rs: Row[]): string {
+  const head = [
+    "section",
+    "measurement",
+    "interp-exec",
+    "reference",
+    "ratio",
+    "delta",
+    "target",
+    "result",
+  ];
+  const lines = [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`];
+  // Notes go under the table, numbered, so the table stays narrow.
+  const notes: string[] = [];
+  for (const r of rs) {
+    const value = r.value === null ? "-" : `${fmt(r.value)} ${r.unit}`;
+    const ref = r.reference === undefined
+      ? "-"
+      : `${r.reference}: ${fmt(r.reference_value)} ${r.unit}`;
+    const ratio = r.ratio === undefined || r.ratio === null ? "-" : `${r.ratio.toFixed(2)}x`;
+    const delta = r.delta === undefined || r.delta === null
+      ? "-"
+      : `${r.delta >= 0 ? "+" : ""}${fmt(r.delta)} ${r.unit}`;
+    const result = r.pass === undefined || r.pass === null ? "info" : r.pass ? "PASS" : "FAIL";
+    let name = r.name;
+    if (r.note) {
+      notes.push(r.note);
+      name += ` [${notes.length}]`;
+    }
+    lines.push(
+      `| ${r.section} | ${name} | ${value} | ${ref} | ${ratio} | ${delta} | ${
+        r.target ?? "-"
+      } | ${result} |`,
+    );
+  }
+  if (notes.length) lines.push("", ...notes.map((n, i) => `${i + 1}. ${n}`));
+  return lines.join("\n");
+}
+
+export interface Machine {
+  cpu: string;
+  cores: number;
+  memory_gb: number;
+  os: string;
+  deno: string;
+  python: Record<string, string>;
+  /** /proc/loadavg when the run started: how busy the shared machine was. */
+  load_average: string;
+}
+
+export async function machineInfo(): Promise<Machine> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  const kb = Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0);
+  const versions = await timed([
+    PYTHON,
+    "-c",
+    "import json, sys, torch, transformers, jupyter_server, ipykernel, jupyter_client; " +
+    "print(json.dumps({'python': sys.version.split()[0], 'torch': torch.__version__, " +
+    "'transformers': transformers.__version__, 'jupyter_server': jupyter_server.__version__, " +
+    "'ipykernel': ipykernel.__version__, 'jupyter_client': jupyter_client.__version__}))",
+  ]);
+  return {
+    cpu: /model name\s*:\s*(.+)/.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    cores: navigator.hardwareConcurrency,
+    memory_gb: Math.round(kb / 1024 / 1024 * 10) / 10,
+    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+    python: versions.code === 0 ? JSON.parse(versions.stdout) : {},
+    load_average: (await Deno.readTextFile("/proc/loadavg").catch(() => "")).split(" ")
+      .slice(0, 3).join(" "),
+  };
+}
+
+export function renderMachine(m: Machine): string {
+  const py = Object.entries(m.python).map(([k, v]) => `${k} ${v}`).join(", ");
+  return `Machine: ${m.cpu}, ${m.cores} cores, ${m.memory_gb} GB memory, ${m.os}; Deno ${m.deno}; ${py}; load average at start ${m.load_average}`;
+}
+
+/**
+ * bench/RESULTS.md: the generated part sits between two markers, so notes
+ * written around it survive a rerun.
+ */
+export function renderResultsMd(
+  report: { started_at: string; machine: Machine; reps: number; errors: string[] },
+  table: string,
+  previous: string,
+): string {
+  const begin = "<!-- bench:begin (generated by deno task bench --update-results) -->";
+  const end = "<!-- bench:end -->";
+  const failed = report.errors.length
+    ? `\nSections that failed:\n\n${report.errors.map((e) => `- ${e.split("\n")[0]}`).join("\n")}\n`
+    : "";
+  const generated = `${begin}
+
+Run ${report.started_at}, ${report.reps} rounds of warm-ups.
+
+${renderMachine(report.machine)}
+
+${table}
+${failed}
+${end}`;
+  const i = previous.indexOf(begin);
+  const j = previous.indexOf(end);
+  if (i >= 0 && j > i) return previous.slice(0, i) + generated + previous.slice(j + end.length);
+  return `# Benchmark results
+
+\`deno task bench\` (bench/bench.ts) runs everything side by side in one run; the raw samples of
+the latest run are in bench/results/latest.json (not committed). Medians; the ratio and delta
+columns compare with the reference in the same row (delta: median of the paired differences of
+rounds run back to back). Targets are ratios or differences, never absolute times.
+
+${generated}
+`;
+}
