@@ -7,6 +7,7 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { FilesContext } from "./context.ts";
+import { finishServer } from "../tool.ts";
 import { registerEditFile } from "./tools/edit_file.ts";
 import { registerListFiles } from "./tools/list_files.ts";
 import { registerReadFile } from "./tools/read_file.ts";
@@ -34,5 +35,6 @@ export function createServer(ctx: FilesContext): McpServer {
     { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
   );
   for (const register of TOOLS) register(server, ctx);
+  finishServer(server, ctx.outputs);
   return server;
 }

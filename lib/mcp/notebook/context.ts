@@ -15,6 +15,7 @@ import { redactor } from "../../redact.ts";
 import { warn } from "../../log.ts";
 import type { EmbeddedServer } from "../../local_server.ts";
 import type { RenderLimits } from "../render.ts";
+import { OutputStore } from "../resources.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "./document.ts";
 import { findRecord } from "./restart.ts";
@@ -29,6 +30,8 @@ export interface McpSettings {
   kernelStartTimeoutMs: number;
   progressIntervalMs: number;
   limits: RenderLimits;
+  /** Images and long outputs inline, as before resources (--inline-outputs). */
+  inlineOutputs?: boolean;
 }
 
 /** Shared state of one notebook MCP server process. */
@@ -42,7 +45,16 @@ export class NotebookMcpContext {
     readonly client: JupyterClient,
     readonly settings: McpSettings,
     readonly embedded?: EmbeddedServer,
-  ) {}
+  ) {
+    // Images and long outputs become resources (render.ts), served from here.
+    this.settings = {
+      ...settings,
+      limits: {
+        ...settings.limits,
+        outputs: settings.limits.outputs ?? new OutputStore(settings.inlineOutputs ?? false),
+      },
+    };
+  }
 
   /**
    * Finds the server: --jupyter-url / --env / INTERP_EXEC_JUPYTER_URL (the

@@ -8,6 +8,7 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { NotebookMcpContext } from "./context.ts";
+import { finishServer } from "../tool.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
 import { registerClearOutputs } from "./tools/clear_outputs.ts";
@@ -57,5 +58,6 @@ export function createServer(ctx: NotebookMcpContext): McpServer {
     { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
   );
   for (const register of TOOLS) register(server, ctx);
+  finishServer(server, ctx.settings.limits.outputs);
   return server;
 }

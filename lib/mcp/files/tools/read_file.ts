@@ -18,6 +18,8 @@ export function registerReadFile(server: McpServer, ctx: FilesContext): void {
       end_line: z.number().int().positive().optional().describe("last line (default: the end)"),
     },
     annotations: { readOnlyHint: true },
+    // The agent asked for this content: it stays inline (bounded by the worker).
+    inline: true,
   }, async (args, extra) => {
     const r = await callWorker(ctx, "read_file", args, extra);
     if ("result" in r) return r.result;

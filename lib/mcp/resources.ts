@@ -1,0 +1,166 @@
+/**
+ * Big outputs as MCP resources. An image, or a text over
+ * {@link LINK_TEXT_CHARS} characters, reaches the agent as a small preview
+ * (a thumbnail; the first and last lines) and a `resource_link` whose
+ * `interp-exec://outputs/{id}` URI `resources/read` serves from a bounded
+ * in-memory store of the server process ({@link OutputStore}). The agent's
+ * context then holds a link and a preview instead of a whole plot or log;
+ * it reads the original only when it needs it. A server started with
+ * --inline-outputs keeps the old behaviour (images and text inline, bounded).
+ */
+
+import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import {
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+} from "@modelcontextprotocol/sdk/types.js";
+
+/** The URI scheme of every resource interp-exec serves. */
+export const URI_PREFIX = "interp-exec://outputs/";
+
+/** The resource template clients list. */
+export const OUTPUT_TEMPLATE = `${URI_PREFIX}{id}`;
+
+/** A text output longer than this many characters is linked, with its first and last lines inline. */
+export const LINK_TEXT_CHARS = 8000;
+
+/** The longest side of an image's inline thumbnail, in pixels. */
+export const THUMB_PX = 256;
+
+/** Bytes of an inline thumbnail, at most. */
+export const THUMB_BYTES = 24 * 1024;
+
+/** A `resource_link` content block (the MCP ResourceLink shape). */
+export interface ResourceLink {
+  type: "resource_link";
+  uri: string;
+  name: string;
+  mimeType: string;
+  description?: string;
+  /** Bytes of the resource. */
+  size: number;
+}
+
+interface Entry {
+  uri: string;
+  name: string;
+  mimeType: string;
+  description?: string;
+  /** The text, or the bytes as base64. */
+  text?: string;
+  blob?: string;
+  size: number;
+}
+
+/**
+ * A bounded store of outputs, oldest dropped first: at most `maxEntries`
+ * entries and `maxBytes` bytes in all. An evicted URI reads as "not found"
+ * with a hint (the notebook keeps notebook outputs).
+ */
+export class OutputStore {
+  private readonly entries = new Map<string, Entry>();
+  private bytes = 0;
+
+  constructor(
+    /** True: outputs stay inline (--inline-outputs); nothing is stored. */
+    readonly inline = false,
+    readonly maxEntries = 256,
+    readonly maxBytes = 256 * 1024 * 1024,
+  ) {}
+
+  /** Stores a text and returns its link. */
+  putText(text: string, name: string, description?: string): ResourceLink {
+    const size = new TextEncoder().encode(text).length;
+    return this.put({ name, mimeType: "text/plain", text, size, description });
+  }
+
+  /** Stores binary data (base64) and returns its link. */
+  putBlob(base64: string, mimeType: string, name: string, description?: string): ResourceLink {
+    const size = Math.floor((base64.length * 3) / 4) - (base64.match(/=*$/)?.[0].length ?? 0);
+    return this.put({ name, mimeType, blob: base64, size, description });
+  }
+
+  private put(e: Omit<Entry, "uri">): ResourceLink {
+    const uri = `${URI_PREFIX}${crypto.randomUUID().replaceAll("-", "").slice(0, 16)}`;
+    this.entries.set(uri, { ...e, uri });
+    this.bytes += e.size;
+    while (
+      (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) && this.entries.size > 1
+    ) {
+      const [oldest, entry] = this.entries.entries().next().value!;
+      this.entries.delete(oldest);
+      this.bytes -= entry.size;
+    }
+    return {
+      type: "resource_link",
+      uri,
+      name: e.name,
+      mimeType: e.mimeType,
+      ...(e.description ? { description: e.description } : {}),
+      size: e.size,
+    };
+  }
+
+  /** The entries held, newest last. */
+  list(): Entry[] {
+    return [...this.entries.values()];
+  }
+
+  /** The entry of `uri`, or undefined (never stored, or dropped to stay in bounds). */
+  get(uri: string): Entry | undefined {
+    return this.entries.get(uri);
+  }
+}
+
+/**
+ * Serves `store` on a server: resources/list (what it holds),
+ * resources/templates/list ({@link OUTPUT_TEMPLATE}) and resources/read.
+ * Call before the server connects. An unknown URI is JSON-RPC error -32002
+ * (the spec's "resource not found"), with the URI in `data`.
+ */
+export function serveOutputs(server: Server, store: OutputStore): void {
+  server.registerCapabilities({ resources: {} });
+  server.setRequestHandler(ListResourcesRequestSchema, () => ({
+    resources: store.list().map((e) => ({
+      uri: e.uri,
+      name: e.name,
+      mimeType: e.mimeType,
+      ...(e.description ? { description: e.description } : {}),
+      size: e.size,
+    })),
+  }));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({
+    resourceTemplates: [{
+      uriTemplate: OUTPUT_TEMPLATE,
+      name: "output",
+      title: "A tool's output in full",
+      description: "An image or long text a tool result linked to (resource_link) instead of " +
+        `carrying it inline. Bounded: the oldest of ${store.maxEntries} are dropped first.`,
+    }],
+  }));
+  server.setRequestHandler(
+    ReadResourceRequestSchema,
+    (req: { params: { uri: string } }) => {
+      const e = store.get(req.params.uri);
+      if (!e) {
+        throw new McpError(
+          -32002,
+          `resource not found: ${req.params.uri}` +
+            (req.params.uri.startsWith(URI_PREFIX)
+              ? " (outputs are kept in memory, the oldest dropped first; a notebook's cells keep theirs: read_notebook)"
+              : ""),
+          { uri: req.params.uri },
+        );
+      }
+      return {
+        contents: [
+          e.text !== undefined
+            ? { uri: e.uri, mimeType: e.mimeType, text: e.text }
+            : { uri: e.uri, mimeType: e.mimeType, blob: e.blob! },
+        ],
+      };
+    },
+  );
+}
