@@ -17,7 +17,9 @@ import { registerEditCell } from "./tools/edit_cell.ts";
 import { registerEditCellSource } from "./tools/edit_cell_source.ts";
 import { registerExecuteCode } from "./tools/execute_code.ts";
 import { registerInsertCell } from "./tools/insert_cell.ts";
+import { registerInspectVariable } from "./tools/inspect_variable.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerListVariables } from "./tools/list_variables.ts";
 import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
 import { registerRestartSession } from "./tools/restart_session.ts";
@@ -40,6 +42,8 @@ const TOOLS = [
   registerDeleteCell,
   registerClearOutputs,
   registerReadNotebook,
+  registerListVariables,
+  registerInspectVariable,
   registerInterrupt,
   registerRestartSession,
   registerStartNewSession,
