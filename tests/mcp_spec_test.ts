@@ -228,14 +228,22 @@ async function stdio(command: string, args: string[], env: Record<string, string
   const client = new Client({ name: "spec-test", version: "0" });
   client.onerror = () => {};
   await client.connect(transport);
-  const stdin = (transport as unknown as { _process: { stdin: Writable } })._process.stdin;
+  const child = (transport as unknown as {
+    _process: { stdin: Writable; stdout: { on(e: "data", f: (c: Uint8Array) => void): void } };
+  })._process;
+  const stdin = child.stdin;
+  // Answers with id null never reach the SDK client (its schema wants an id): read stdout.
   const errorsSeen: { id: unknown; error: { code: number; message: string } }[] = [];
-  const prev = transport.onmessage;
-  transport.onmessage = (m: JSONRPCMessage) => {
-    if ("error" in m && (m.id === null || String(m.id).startsWith("raw-"))) {
-      errorsSeen.push(m as (typeof errorsSeen)[number]);
-    } else prev?.(m);
-  };
+  let pending = "";
+  child.stdout.on("data", (c: Uint8Array) => {
+    pending += new TextDecoder().decode(c);
+    const lines = pending.split("\n");
+    pending = lines.pop()!;
+    for (const line of lines) {
+      const m = JSON.parse(line);
+      if (m.error && (m.id === null || String(m.id).startsWith("raw-"))) errorsSeen.push(m);
+    }
+  });
   const raw = async (line: string) => {
     const before = errorsSeen.length;
     await new Promise<void>((resolve, reject) =>
@@ -256,7 +264,7 @@ async function malformedLines(s: Awaited<ReturnType<typeof stdio>>) {
   const prose = await s.raw("this is not JSON at all\n");
   assert.deepEqual([prose?.id, prose?.error.code], [null, -32700], JSON.stringify(prose));
   const trailing = await s.raw('{"jsonrpc":"2.0","id":"raw-2","method":"ping"}}\n');
-  assert.deepEqual([trailing?.id, trailing?.error.code], [null, -32700]);
+  assert.deepEqual([trailing?.id, trailing?.error.code], ["raw-2", -32700]);
   const notRpc = await s.raw('{"id":"raw-3","hello":1}\n');
   assert.deepEqual([notRpc?.id, notRpc?.error.code], ["raw-3", -32600]);
   assert.ok((await s.client.listTools()).tools.length > 0, "still serving");
@@ -351,14 +359,18 @@ async function templatesListed(client: Client) {
 
 // ---------------------------------------------------------------- notebook-mcp
 
-const FIGURE = `import matplotlib
-matplotlib.use("agg")
+/** A 1000x800 figure as the inline backend shows it (no tight bbox, so the PNG is 1000x800). */
+const FIGURE = `%config InlineBackend.print_figure_kwargs = {"bbox_inches": None}
 import matplotlib.pyplot as plt
-from IPython.display import display
+import numpy as np
 fig, ax = plt.subplots(figsize=(10, 8), dpi=100)
-ax.imshow(__import__("numpy").random.default_rng(0).random((200, 200)))
-display(fig)
-plt.close(fig)`;
+x = np.linspace(0, 10, 500)
+for k in range(1, 6):
+    ax.plot(x, np.sin(k * x) / k, label=f"layer {k}")
+ax.set_title("logit lens: probability of the answer by layer")
+ax.legend()
+ax.grid(True)
+plt.show()`;
 
 const PRINT_1MB = `print("\\n".join(f"row {i:07d} " + "y" * 87 for i in range(10_000)))`;
 
@@ -398,7 +410,7 @@ Deno.test({
       await t.step("a 1000x800 figure: a thumbnail and a link to the PNG", async () => {
         const r = await tools.call("execute_code", { session_id: sid, code: FIGURE });
         assert.equal(r.isError, false, r.text);
-        assert.equal(r.images.length, 1);
+        assert.equal(r.images.length, 1, r.text);
         const thumb = pngSize(Buffer.from(r.images[0].data!, "base64"))!;
         assert.deepEqual(thumb, { width: 256, height: 205 });
         assert.equal(r.links.length, 1);
@@ -467,7 +479,7 @@ Deno.test({
         const words = await tools.call("inspect_variable", {
           session_id: sid,
           name: "words",
-          max_chars: 100,
+          max_chars: 1000,
         });
         assert.equal(words.structured!.length, 500);
         assert.equal(words.structured!.repr_truncated, false, "reprlib keeps it short");
