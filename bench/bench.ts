@@ -31,6 +31,9 @@
  * - warm pools: a claim from a pool (process start to handle) against a cold
  *   warm-up of the same config and against `--version` plus one session
  *   creation (section `pool`, run with --sections pool);
+ * - output bytes: what one execute_code result carries for a 1000x800
+ *   figure and a 1 MB print, outputs as resources against --inline-outputs
+ *   (bench/sections/output_bytes.ts);
  * - with --gpu and CUDA: loading a few-GB model against safetensors straight
  *   to the GPU.
  *
@@ -52,6 +55,7 @@ import { loadExperiment } from "../lib/experiment.ts";
 import { skillSpec } from "../lib/skills.ts";
 import { buildSpec, SETUP_CELL_SOURCE, stashCode } from "../lib/warmup.ts";
 import { type NoDelayOptions, NoDelayWebSocket } from "../lib/ws_transport.ts";
+import { outputBytesSection } from "./sections/output_bytes.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DENO = Deno.execPath();
@@ -101,7 +105,7 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes,gpu
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
@@ -113,7 +117,8 @@ if (flags.help) {
 
 const reps = Math.max(1, Number(flags.reps));
 const sections = new Set(
-  (flags.sections ?? "startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp").split(",")
+  (flags.sections ??
+    "startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes").split(",")
     .map((s) => s.trim()),
 );
 if (flags.gpu) sections.add("gpu");
@@ -1675,6 +1680,7 @@ async function main(): Promise<void> {
       "gpu",
       "pool",
       "notebook-mcp",
+      "output-bytes",
     ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
@@ -1728,6 +1734,18 @@ async function main(): Promise<void> {
       } finally {
         await plain.stop();
       }
+    });
+
+    await run("output-bytes", async () => {
+      rows.push(
+        ...await outputBytesSection({
+          command: DENO,
+          args: ["run", "-A", "--no-config", bundle, "notebook-mcp", "-q"],
+          env: cliEnv,
+          server: embedded!,
+          log,
+        }),
+      );
     });
 
     const report = {
