@@ -19,7 +19,7 @@ import { Ajv2020 } from "ajv/dist/2020.js";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { type JSONRPCMessage, McpError } from "@modelcontextprotocol/sdk/types.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import {
   type FilesystemHandle,
   FilesystemHandleSchema,
@@ -475,7 +475,10 @@ Deno.test({
           mean: 5.5,
           std: 3.605551242828369,
         });
-        assert.match(acts.structured!.repr as string, /^tensor\(\[\[ 0\.,  1\.,  2\.,  3\.\],/);
+        assert.match(
+          acts.structured!.repr as string,
+          /^tensor\(\[\[ 0\., {2}1\., {2}2\., {2}3\.\],/,
+        );
         const words = await tools.call("inspect_variable", {
           session_id: sid,
           name: "words",

@@ -220,7 +220,8 @@ export function previewText(text: string, lines = 10, lineChars = 300): string {
   if (all.length <= lines * 2) return all.map(clip).join("\n");
   const head = all.slice(0, lines).map(clip);
   const tail = all.slice(-lines).map(clip);
-  return [...head, `[... ${(all.length - lines * 2).toLocaleString("en-US")} lines ...]`, ...tail].join("\n");
+  return [...head, `[... ${(all.length - lines * 2).toLocaleString("en-US")} lines ...]`, ...tail]
+    .join("\n");
 }
 
 /**

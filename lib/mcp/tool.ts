@@ -6,7 +6,6 @@
  */
 
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { Buffer } from "node:buffer";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
