@@ -403,6 +403,7 @@ Deno.test({
     try {
       const tools = await checkSchemas(s.client);
       await t.step("every tool has 2020-12 schemas; variables tools listed", () => {
+        assert.match(s.client.getInstructions() ?? "", /resources\/read gives the original/);
         const names = tools.tools.map((x) => x.name);
         assert.ok(names.includes("list_variables") && names.includes("inspect_variable"));
       });
@@ -521,6 +522,7 @@ Deno.test({
       const inline = await stdio(DENO, [...args, "--inline-outputs"], { INTERP_EXEC_HOME: home });
       try {
         const tools = await checkSchemas(inline.client);
+        assert.doesNotMatch(inline.client.getInstructions() ?? "", /resources\/read/);
         const r = await tools.call("execute_code", { session_id: sid, code: FIGURE });
         assert.equal(r.links.length, 0);
         assert.deepEqual(pngSize(Buffer.from(r.images[0].data!, "base64")), {

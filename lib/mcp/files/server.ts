@@ -28,11 +28,18 @@ const INSTRUCTIONS =
   "experiment's models with `import interp_exec`, loaded once and kept warm between runs. " +
   "Paths are relative to the workspace.";
 
+/** Said when outputs are linked (not with --inline-outputs). */
+const LINKED = " Long outputs come back as a small preview and a resource_link " +
+  "(interp-exec://outputs/...): resources/read gives the original when you need it.";
+
 /** A filesystem-mode server over the shared context (one per MCP client). */
 export function createServer(ctx: FilesContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-filesystem", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {} },
+      instructions: ctx.outputs?.inline === false ? INSTRUCTIONS + LINKED : INSTRUCTIONS,
+    },
   );
   for (const register of TOOLS) register(server, ctx);
   finishServer(server, ctx.outputs);

@@ -30,11 +30,18 @@ const INSTRUCTIONS =
   "warm kernel; model and tokenizer arguments are filled in for you. model_info describes " +
   "the models. There is no code execution: arguments are only values.";
 
+/** Said when outputs are linked (not with --inline-outputs). */
+const LINKED = " Figures come back as a small preview and a resource_link " +
+  "(interp-exec://outputs/...): resources/read gives the original when you need it.";
+
 /** An mcp-mode server over the shared context (one per MCP client). */
 export function createServer(ctx: FunctionsContext): Server {
   const server = new Server(
     { name: "interp-exec-functions", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {} },
+      instructions: ctx.outputs?.inline === false ? INSTRUCTIONS + LINKED : INSTRUCTIONS,
+    },
   );
   const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
   server.setRequestHandler(ListToolsRequestSchema, () => ({

@@ -55,11 +55,20 @@ const INSTRUCTIONS =
   "functions. Start with attach_to_session(session_id) using the session_id you were given; " +
   "then execute_code runs Python in it. Every cell lands in a notebook people can read.";
 
+/** Said when outputs are linked (not with --inline-outputs). */
+const LINKED = " Figures and long outputs come back as a small preview and a resource_link " +
+  "(interp-exec://outputs/...): resources/read gives the original when you need it.";
+
 /** A notebook MCP server with every tool registered. */
 export function createServer(ctx: NotebookMcpContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-notebook", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {} },
+      instructions: ctx.settings.limits.outputs?.inline === false
+        ? INSTRUCTIONS + LINKED
+        : INSTRUCTIONS,
+    },
   );
   for (const register of TOOLS) register(server, ctx);
   finishServer(server, ctx.settings.limits.outputs);
