@@ -303,17 +303,22 @@ plt.show()`,
         assert.ok(sizes[0].width > 100 && sizes[0].width <= 256, JSON.stringify(sizes));
         assert.ok(Math.max(sizes[1].width, sizes[1].height) <= 256, JSON.stringify(sizes));
         assert.match(r.text, /\[image: image\/png \d+x\d+, \d+ KB, shown as a \d+x\d+ thumbnail; /);
-        const big = r.text.match(
-          /\[image: image\/png 2400x1500, [\d.]+ [KM]B, shown as a \d+x\d+ thumbnail; the original: resources\/read (interp-exec:\/\/outputs\/\w+)\]/,
-        );
-        assert.ok(big, r.text);
-        assert.deepEqual(r.links, [r.links[0], big[1]]);
-        const read = await client.readResource({ uri: big[1] });
+        const shown = [
+          ...r.text.matchAll(
+            /\[image: image\/png (\d+)x(\d+), [\d.]+ [KM]B, shown as a \d+x\d+ thumbnail; the original: resources\/read (interp-exec:\/\/outputs\/\w+)\]/g,
+          ),
+        ];
+        assert.equal(shown.length, 2, r.text);
+        const big = shown[1];
+        assert.ok(Number(big[1]) > 1024, r.text);
+        assert.deepEqual(r.links, [r.links[0], big[3]]);
+        const read = await client.readResource({ uri: big[3] });
         const blob = read.contents[0] as { blob: string; mimeType: string };
         assert.equal(blob.mimeType, "image/png");
+        // The original, not scaled to --max-image-px.
         assert.deepEqual(pngSize(new Uint8Array(Buffer.from(blob.blob, "base64"))), {
-          width: 2400,
-          height: 1500,
+          width: Number(big[1]),
+          height: Number(big[2]),
         });
         assert.doesNotMatch(r.text, /<Figure size/);
       });
@@ -528,7 +533,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
               requestInit: { headers: { Authorization: "Bearer test-bearer" } },
             }),
           );
-          assert.equal((await http.listTools()).tools.length, 16);
+          assert.equal((await http.listTools()).tools.length, 18);
           const r = await exec(http, 'print("over http", value)');
           assert.match(r.text, /over http 2/);
           await http.close();
