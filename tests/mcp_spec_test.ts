@@ -443,6 +443,17 @@ Deno.test({
         },
       );
 
+      await t.step("a linked output is redacted as the result is", async () => {
+        const r = await tools.call("execute_code", {
+          session_id: sid,
+          code: `print(${JSON.stringify(`token ${server.token}\n`)} * 2000)`,
+        });
+        assert.equal(r.links.length, 1, r.text);
+        const full = await readResource(s.client, r.links[0].uri!);
+        assert.ok(!full.text!.includes(server.token), "the token reached a resource");
+        assert.match(full.text!, /^token \[redacted\]\n/);
+      });
+
       await t.step("list_variables and inspect_variable", async () => {
         const ran = await tools.call("execute_code", {
           session_id: sid,
@@ -498,7 +509,7 @@ Deno.test({
         assert.match(code.text, /is not a variable name/);
         // Nothing ran as a cell: the notebook holds only the agent's cells.
         const nb = await tools.call("read_notebook", { session_id: sid });
-        assert.equal(nb.structured!.cell_count, 3);
+        assert.equal(nb.structured!.cell_count, 4);
       });
 
       await t.step(

@@ -68,10 +68,16 @@ export class OutputStore {
     readonly inline = false,
     readonly maxEntries = 256,
     readonly maxBytes = 256 * 1024 * 1024,
+    /**
+     * Applied to every text stored (the server's redaction: the Jupyter
+     * token, hidden model names), as tool results' text is.
+     */
+    private readonly redact: (text: string) => string = (t) => t,
   ) {}
 
-  /** Stores a text and returns its link. */
-  putText(text: string, name: string, description?: string): ResourceLink {
+  /** Stores a text (redacted) and returns its link. */
+  putText(raw: string, name: string, description?: string): ResourceLink {
+    const text = this.redact(raw);
     const size = new TextEncoder().encode(text).length;
     return this.put({ name, mimeType: "text/plain", text, size, description });
   }

@@ -91,7 +91,12 @@ export class FilesContext {
     readonly settings: FilesSettings,
   ) {
     this.redactText = redactor(client.target.token);
-    this.outputs = new OutputStore(settings.inlineOutputs ?? false);
+    this.outputs = new OutputStore(
+      settings.inlineOutputs ?? false,
+      undefined,
+      undefined,
+      (t) => this.redact(t),
+    );
   }
 
   /**

@@ -43,7 +43,12 @@ export class FunctionsContext {
     secrets: string[],
   ) {
     this.channel = channel;
-    this.outputs = new OutputStore(settings.inlineOutputs ?? false);
+    this.outputs = new OutputStore(
+      settings.inlineOutputs ?? false,
+      undefined,
+      undefined,
+      (t) => this.redact(t),
+    );
     const token = redactor(client.target.token);
     // A hidden model's identity never reaches a result, even through a traceback.
     const hidden = secrets.filter((s) => s.length >= 3);

@@ -51,7 +51,13 @@ export class NotebookMcpContext {
       ...settings,
       limits: {
         ...settings.limits,
-        outputs: settings.limits.outputs ?? new OutputStore(settings.inlineOutputs ?? false),
+        outputs: settings.limits.outputs ??
+          new OutputStore(
+            settings.inlineOutputs ?? false,
+            undefined,
+            undefined,
+            (t) => this.redact(t),
+          ),
       },
     };
   }
