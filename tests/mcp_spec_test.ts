@@ -344,10 +344,11 @@ async function readResource(client: Client, uri: string) {
   return r.contents[0] as { uri: string; mimeType: string; text?: string; blob?: string };
 }
 
-async function templatesListed(client: Client) {
+async function templatesListed(client: Client, more: string[] = []) {
   const { resourceTemplates } = await client.listResourceTemplates();
   assert.deepEqual(resourceTemplates.map((t: { uriTemplate: string }) => t.uriTemplate), [
     "interp-exec://outputs/{id}",
+    ...more,
   ]);
   const gone = await client.readResource({ uri: "interp-exec://outputs/0000" }).then(
     () => null,
@@ -423,9 +424,27 @@ Deno.test({
         assert.equal(full.mimeType, "image/png");
         assert.deepEqual(pngSize(Buffer.from(full.blob!, "base64")), { width: 1000, height: 800 });
         assert.ok(r.bytes < 40_000, `the result carries ${r.bytes} bytes`);
-        await templatesListed(s.client);
+        await templatesListed(s.client, [
+          "interp-exec://notebook/{session_id}/cells/{cell_id}/outputs/{index}",
+        ]);
         const { resources } = await s.client.listResources();
         assert.ok(resources.some((x: { uri: string }) => x.uri === r.links[0].uri));
+        // read_notebook links to the notebook's own output, which the notebook keeps.
+        const cell = await tools.call("read_notebook", {
+          session_id: sid,
+          cell_id: r.structured!.cell_id,
+        });
+        assert.equal(cell.links.length, 1, cell.text);
+        const uri = `interp-exec://notebook/${sid}/cells/${r.structured!.cell_id}/outputs/0`;
+        assert.equal(cell.links[0].uri, uri);
+        const kept = await readResource(s.client, uri);
+        assert.deepEqual(pngSize(Buffer.from(kept.blob!, "base64")), { width: 1000, height: 800 });
+        const none = await s.client.readResource({ uri: uri.replace(/0$/, "5") }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        assert.equal((none as McpError).code, -32002);
+        assert.match((none as McpError).message, /the cell has no output 5/);
       });
 
       await t.step(

@@ -119,18 +119,26 @@ export function cleanTraceback(traceback: string[]): string {
 export function renderOutputs(
   outputs: Output[],
   limits: RenderLimits,
-  opts: { executionCount?: number | null } = {},
+  opts: {
+    executionCount?: number | null;
+    /**
+     * The URI that serves output `index` where it is kept (a notebook
+     * cell's): links point there instead of into the store.
+     */
+    at?: (index: number) => string;
+  } = {},
 ): Rendered {
   const parts: string[] = [];
   const images: Content[] = [];
   let skipped = 0;
   /** Thumbnails shown (with --inline-outputs off). */
   let shown = 0;
-  for (const o of outputs) {
+  for (const [index, o] of outputs.entries()) {
+    const at = opts.at?.(index);
     switch (o.output_type) {
       case "stream": {
         // Cells written by others (the warm-up) keep a progress bar's every state.
-        const text = linkText(applyCarriageReturns(o.text), limits.outputs, o.name, images);
+        const text = linkText(applyCarriageReturns(o.text), limits.outputs, o.name, images, at);
         parts.push(o.name === "stderr" ? `[stderr]\n${text}` : text);
         break;
       }
@@ -151,7 +159,7 @@ export function renderOutputs(
         let note = "";
         const store = limits.outputs?.inline === false ? limits.outputs : undefined;
         if (image && store) {
-          const r = linkImage(store, image.mime, image.base64, shown < limits.maxImages);
+          const r = linkImage(store, image.mime, image.base64, shown < limits.maxImages, at);
           if (r.thumbnail) shown++;
           images.push(...r.content);
           note = r.note;
@@ -173,6 +181,8 @@ export function renderOutputs(
           limits.outputs,
           o.output_type === "execute_result" ? "result" : "display",
           images,
+          // The URI of an output with an image serves the image.
+          image ? undefined : at,
         );
         const prefix = o.output_type === "execute_result"
           ? `Out[${o.execution_count ?? opts.executionCount ?? " "}]: `
@@ -198,6 +208,7 @@ export function linkText(
   store: OutputStore | undefined,
   what: string,
   links: Content[],
+  at?: string,
 ): string {
   if (!store || store.inline || text.length <= LINK_TEXT_CHARS) return text;
   const lines = text.split("\n").length;
@@ -205,6 +216,7 @@ export function linkText(
     text,
     `${what} output (${lines.toLocaleString("en-US")} lines)`,
     `the whole ${what} output, ${text.length.toLocaleString("en-US")} characters`,
+    at,
   );
   links.push(link);
   return `${previewText(text)}\n[${what} output of ${lines.toLocaleString("en-US")} lines, ${
@@ -233,6 +245,7 @@ export function linkImage(
   mime: string,
   base64: string,
   thumbnail = true,
+  at?: string,
 ): { content: Content[]; note: string; thumbnail: boolean } {
   if (base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) {
     return {
@@ -260,6 +273,7 @@ export function linkImage(
     mime,
     `${mime.slice(6)} image${shape}`,
     `${mime}${shape}, ${kb(bytes.length)}`,
+    at,
   );
   let thumb: Content | undefined;
   let thumbNote = "";
@@ -279,7 +293,9 @@ export function linkImage(
   };
 }
 
-function imageOf(data: Record<string, unknown>): { mime: string; base64: string } | undefined {
+export function imageOf(
+  data: Record<string, unknown>,
+): { mime: string; base64: string } | undefined {
   for (const mime of ["image/png", "image/jpeg", "image/gif", "image/webp"]) {
     const v = data[mime];
     if (typeof v === "string" || Array.isArray(v)) {

@@ -75,17 +75,28 @@ export class OutputStore {
     private readonly redact: (text: string) => string = (t) => t,
   ) {}
 
-  /** Stores a text (redacted) and returns its link. */
-  putText(raw: string, name: string, description?: string): ResourceLink {
+  /**
+   * Stores a text (redacted) and returns its link; with `at`, a URI that
+   * serves it already (a notebook's output), only the link.
+   */
+  putText(raw: string, name: string, description?: string, at?: string): ResourceLink {
     const text = this.redact(raw);
     const size = new TextEncoder().encode(text).length;
-    return this.put({ name, mimeType: "text/plain", text, size, description });
+    const e = { name, mimeType: "text/plain", text, size, description };
+    return at ? linkTo(at, e) : this.put(e);
   }
 
-  /** Stores binary data (base64) and returns its link. */
-  putBlob(base64: string, mimeType: string, name: string, description?: string): ResourceLink {
+  /** Stores binary data (base64) and returns its link; with `at`, only the link. */
+  putBlob(
+    base64: string,
+    mimeType: string,
+    name: string,
+    description?: string,
+    at?: string,
+  ): ResourceLink {
     const size = Math.floor((base64.length * 3) / 4) - (base64.match(/=*$/)?.[0].length ?? 0);
-    return this.put({ name, mimeType, blob: base64, size, description });
+    const e = { name, mimeType, blob: base64, size, description };
+    return at ? linkTo(at, e) : this.put(e);
   }
 
   private put(e: Omit<Entry, "uri">): ResourceLink {
@@ -99,14 +110,7 @@ export class OutputStore {
       this.entries.delete(oldest);
       this.bytes -= entry.size;
     }
-    return {
-      type: "resource_link",
-      uri,
-      name: e.name,
-      mimeType: e.mimeType,
-      ...(e.description ? { description: e.description } : {}),
-      size: e.size,
-    };
+    return linkTo(uri, e);
   }
 
   /** The entries held, newest last. */
@@ -120,13 +124,38 @@ export class OutputStore {
   }
 }
 
+function linkTo(uri: string, e: Omit<Entry, "uri">): ResourceLink {
+  return {
+    type: "resource_link",
+    uri,
+    name: e.name,
+    mimeType: e.mimeType,
+    ...(e.description ? { description: e.description } : {}),
+    size: e.size,
+  };
+}
+
+/** What resources/read returns for one URI. */
+export type ResourceContents = { uri: string; mimeType: string; text: string } | {
+  uri: string;
+  mimeType: string;
+  blob: string;
+};
+
+/** More resources a server serves beside the store (notebook-mcp: its notebooks' outputs). */
+export interface MoreResources {
+  template: { uriTemplate: string; name: string; title: string; description: string };
+  /** The contents of `uri`, or undefined when it is not one of these. */
+  read(uri: string): Promise<ResourceContents | undefined>;
+}
+
 /**
  * Serves `store` on a server: resources/list (what it holds),
  * resources/templates/list ({@link OUTPUT_TEMPLATE}) and resources/read.
  * Call before the server connects. An unknown URI is JSON-RPC error -32002
  * (the spec's "resource not found"), with the URI in `data`.
  */
-export function serveOutputs(server: Server, store: OutputStore): void {
+export function serveOutputs(server: Server, store: OutputStore, more?: MoreResources): void {
   server.registerCapabilities({ resources: {} });
   server.setRequestHandler(ListResourcesRequestSchema, () => ({
     resources: store.list().map((e) => ({
@@ -144,12 +173,14 @@ export function serveOutputs(server: Server, store: OutputStore): void {
       title: "A tool's output in full",
       description: "An image or long text a tool result linked to (resource_link) instead of " +
         `carrying it inline. Bounded: the oldest of ${store.maxEntries} are dropped first.`,
-    }],
+    }, ...(more ? [more.template] : [])],
   }));
   server.setRequestHandler(
     ReadResourceRequestSchema,
-    (req: { params: { uri: string } }) => {
+    async (req: { params: { uri: string } }) => {
       const e = store.get(req.params.uri);
+      const other = e ? undefined : await more?.read(req.params.uri);
+      if (other) return { contents: [other] };
       if (!e) {
         throw new McpError(
           -32002,

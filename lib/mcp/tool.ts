@@ -13,7 +13,13 @@ import { CliError } from "../errors.ts";
 import { warn } from "../log.ts";
 import type { Extra } from "./progress.ts";
 import { linkImage, linkText } from "./render.ts";
-import { type OutputStore, type ResourceLink, serveOutputs, THUMB_BYTES } from "./resources.ts";
+import {
+  type MoreResources,
+  type OutputStore,
+  type ResourceLink,
+  serveOutputs,
+  THUMB_BYTES,
+} from "./resources.ts";
 import { pngSize } from "./png.ts";
 
 /** One block of a tool result. */
@@ -163,9 +169,13 @@ function isThumbnail(c: { data: string; mimeType: string }): boolean {
  * outputSchema in tools/list built for JSON Schema 2020-12, with `$schema`
  * saying so (the SDK builds draft-07 and says so). Call before connecting.
  */
-export function finishServer(server: McpServer, outputs?: OutputStore): void {
+export function finishServer(
+  server: McpServer,
+  outputs?: OutputStore,
+  more?: MoreResources,
+): void {
   const low = server.server;
-  if (outputs) serveOutputs(low, outputs);
+  if (outputs) serveOutputs(low, outputs, more);
   const handlers = (low as unknown as { _requestHandlers: Map<string, Handler> })._requestHandlers;
   const tools = (server as unknown as { _registeredTools: Record<string, Registered> })
     ._registeredTools;

@@ -9,6 +9,7 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { NotebookMcpContext } from "./context.ts";
 import { finishServer } from "../tool.ts";
+import { notebookResources } from "./outputs.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
 import { registerClearOutputs } from "./tools/clear_outputs.ts";
@@ -71,6 +72,6 @@ export function createServer(ctx: NotebookMcpContext): McpServer {
     },
   );
   for (const register of TOOLS) register(server, ctx);
-  finishServer(server, ctx.settings.limits.outputs);
+  finishServer(server, ctx.settings.limits.outputs, notebookResources(ctx));
   return server;
 }
