@@ -19,6 +19,7 @@ import {
   type ResourceLink,
   serveOutputs,
   THUMB_BYTES,
+  THUMB_PX,
 } from "./resources.ts";
 import { pngSize } from "./png.ts";
 
@@ -158,7 +159,7 @@ export function linkLarge(store: OutputStore, result: ToolResult): ToolResult {
 function isThumbnail(c: { data: string; mimeType: string }): boolean {
   if (c.mimeType !== "image/png" || (c.data.length * 3) / 4 > THUMB_BYTES) return false;
   const size = pngSize(new Uint8Array(Buffer.from(c.data.slice(0, 64), "base64")));
-  return size !== undefined && Math.max(size.width, size.height) <= 256;
+  return size !== undefined && Math.max(size.width, size.height) <= THUMB_PX;
 }
 
 /**
