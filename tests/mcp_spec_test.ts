@@ -626,6 +626,12 @@ execution:
           assert.equal(e.isError, false, e.text);
           const l = await tools.call("list_files", {});
           assert.equal(l.isError, false, l.text);
+          // An error result's structuredContent ({error}) would not match the outputSchema,
+          // and the SDK client refuses a result whose structuredContent does not: none is sent.
+          const bad = await tools.call("edit_file", { path: "big.py", old: "absent", new: "x" });
+          assert.equal(bad.isError, true);
+          assert.equal(bad.structured, undefined);
+          assert.match(bad.text, /the old text does not occur in the file/);
           const rf = await tools.call("read_file", { path: "big.py" });
           assert.equal(rf.isError, false, rf.text);
           assert.equal(rf.links.length, 0, "read_file stays inline");

@@ -109,6 +109,7 @@ export function addTool<S extends z.ZodRawShape>(
   },
   fn: (args: z.output<z.ZodObject<S>>, extra: Extra) => Promise<ToolResult>,
 ): void {
+  const output = config.outputSchema ? z.object(config.outputSchema) : undefined;
   const wrapped = async (args: z.output<z.ZodObject<S>>, extra: Extra): Promise<ToolResult> => {
     let result: ToolResult;
     try {
@@ -117,6 +118,16 @@ export function addTool<S extends z.ZodRawShape>(
       result = errorResult(ctx, err);
     }
     if (ctx.outputs && !config.inline) result = linkLarge(ctx.outputs, result);
+    // Clients check an error's structuredContent against the outputSchema too
+    // (the SDK's Client refuses the whole result otherwise): one of another
+    // shape ({error: ...}) is left out; the text says what went wrong.
+    if (
+      output && result.isError && result.structuredContent &&
+      !output.safeParse(result.structuredContent).success
+    ) {
+      const { structuredContent: _dropped, ...rest } = result;
+      result = rest;
+    }
     return {
       ...result,
       content: result.content.map((c) =>
