@@ -128,6 +128,9 @@ Deno.test("resources: the store drops the oldest past its bounds; linkLarge link
   ]);
   const small = linked.content[3] as { data: string };
   assert.ok(Math.max(...Object.values(pngSize(Buffer.from(small.data, "base64"))!)) <= THUMB_PX);
+  // --inline-outputs: unchanged.
+  const result = { content: [{ type: "text" as const, text: "y".repeat(9000) }] };
+  assert.deepEqual(linkLarge(new OutputStore(true), result), result);
   // A thumbnail passes through unchanged (no link to a link).
   assert.deepEqual(linkLarge(new OutputStore(), { content: [linked.content[3]] }).content, [
     linked.content[3],
@@ -337,6 +340,14 @@ async function httpGuards(url: string) {
   assert.equal(anon.status, 401);
   assert.match(anon.headers.get("www-authenticate") ?? "", /^Bearer\b/);
   await anon.body?.cancel();
+  // Malformed JSON over HTTP: 400 with -32700.
+  const bad = await fetch(url, {
+    method: "POST",
+    body: '{"jsonrpc":"2.0","id":1,"method":',
+    headers: { ...headers, authorization: "Bearer spec-bearer" },
+  });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error?.code, -32700);
 }
 
 async function readResource(client: Client, uri: string) {
