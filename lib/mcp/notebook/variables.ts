@@ -67,7 +67,7 @@ def _main(ip, req):
             d["length"] = len(obj)
         if full:
             cut = req["max_chars"]
-            if k == "tensor" and obj.is_floating_point() and 0 < obj.nelement() <= 50_000_000 and obj.device.type != "meta":
+            if k == "tensor" and obj.is_floating_point() and 0 < obj.nelement() <= 10_000_000 and obj.device.type != "meta":
                 try:
                     x = obj.detach().float()
                     st = {"min": float(x.min()), "max": float(x.max()), "mean": float(x.mean()), "std": float(x.std()) if x.nelement() > 1 else 0.0}

@@ -13,7 +13,7 @@ export function registerInspectVariable(server: McpServer, ctx: NotebookMcpConte
     description:
       "Describe one variable in the session's kernel without running code in the notebook: its " +
       "type; for tensors and arrays the shape, dtype and device (and min/max/mean/std of float " +
-      "tensors); its size in bytes; and its repr, cut at max_chars. A name may go on through " +
+      "tensors up to 10M elements); its size in bytes; and its repr, cut at max_chars. A name may go on through " +
       "attributes (model.lm_head.weight).",
     inputSchema: {
       session_id: sessionId,
