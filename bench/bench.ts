@@ -31,6 +31,9 @@
  * - warm pools: a claim from a pool (process start to handle) against a cold
  *   warm-up of the same config and against `--version` plus one session
  *   creation (section `pool`, run with --sections pool);
+ * - output bytes: what one execute_code result carries for a 1000x800
+ *   figure and a 1 MB print, outputs as resources against --inline-outputs
+ *   (bench/sections/output_bytes.ts);
  * - with --gpu and CUDA: loading a few-GB model against safetensors straight
  *   to the GPU.
  *
@@ -44,6 +47,7 @@ import { initContext } from "./context.ts";
 import { ensureEmbeddedServer, stopEmbeddedServer } from "../lib/server/embedded.ts";
 import {
   cleanups,
+  cliEnv,
   DENO,
   errors,
   flags,
@@ -62,6 +66,7 @@ import { filesSection } from "./sections/files.ts";
 import { gpuSection } from "./sections/gpu.ts";
 import { nagleSection } from "./sections/nagle.ts";
 import { notebookMcpSection } from "./sections/notebook_mcp.ts";
+import { outputBytesSection } from "./sections/output_bytes.ts";
 import { parallelSection } from "./sections/parallel.ts";
 import { poolSection } from "./sections/pool.ts";
 import { readySection } from "./sections/ready.ts";
@@ -101,6 +106,7 @@ async function main(): Promise<void> {
       "gpu",
       "pool",
       "notebook-mcp",
+      "output-bytes",
     ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
@@ -154,6 +160,18 @@ async function main(): Promise<void> {
       } finally {
         await plain.stop();
       }
+    });
+
+    await run("output-bytes", async () => {
+      rows.push(
+        ...await outputBytesSection({
+          command: DENO,
+          args: ["run", "-A", "--no-config", bundle, "notebook-mcp", "-q"],
+          env: cliEnv,
+          server: embedded!,
+          log,
+        }),
+      );
     });
 
     const report = {

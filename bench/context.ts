@@ -52,12 +52,13 @@ const OPTIONS = {
 } as const;
 
 /** The sections a run without --sections measures. */
-export const DEFAULT_SECTIONS = "startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp";
+export const DEFAULT_SECTIONS =
+  "startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes";
 
 export const HELP = `deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes,gpu
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)

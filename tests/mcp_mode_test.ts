@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type McpHandle, McpHandleSchema } from "../lib/config/handle.ts";
 import {
@@ -241,14 +242,22 @@ Deno.test({
         assert.ok(r.text.length < 6000);
       });
 
-      await t.step("a figure comes back as a PNG, scaled down", async () => {
+      await t.step("a figure comes back as a thumbnail and a link to the PNG", async () => {
         const r = await call(client, "plot_norms", { prompt: "a b" });
         assert.equal(r.isError, false, r.text);
         assert.equal(r.images.length, 1);
         assert.equal(r.images[0].mimeType, "image/png");
         const png = Buffer.from(r.images[0].data, "base64");
         assert.equal(png.subarray(1, 4).toString(), "PNG");
-        assert.ok(png.readUInt32BE(16) <= 1024, `width ${png.readUInt32BE(16)}`);
+        assert.ok(png.readUInt32BE(16) <= 256, `width ${png.readUInt32BE(16)}`);
+        const uri = r.text.match(/the original: resources\/read (interp-exec:\/\/outputs\/\w+)/)
+          ?.[1];
+        assert.ok(uri, r.text);
+        const read = await client.readResource({ uri });
+        const full = Buffer.from((read.contents[0] as { blob: string }).blob, "base64");
+        // The kernel scales a figure to 1024 px (max_image_px); the resource holds that.
+        const width = full.readUInt32BE(16);
+        assert.ok(width > 1000 && width <= 1024, `width ${width}`);
       });
 
       await t.step("an exception is an isError result with the skill's frame", async () => {
@@ -272,9 +281,11 @@ Deno.test({
           assert.equal(r.isError, true, JSON.stringify(args));
           assert.match(r.text, new RegExp(`'?${param}'?`), r.text);
         }
-        const unknown = await call(client, "no_such_tool", {});
-        assert.equal(unknown.isError, true);
-        assert.match(unknown.text, /no tool 'no_such_tool'/);
+        // An unknown tool is a protocol error, -32602 (the MCP spec's own example).
+        const unknown = await call(client, "no_such_tool", {}).then(() => null, (e) => e);
+        assert.ok(unknown instanceof McpError, String(unknown));
+        assert.equal(unknown.code, -32602);
+        assert.match(unknown.message, /Unknown tool: "no_such_tool"; tools: .*model_info/);
       });
 
       await t.step("strings that look like code are only values", async () => {

@@ -89,6 +89,8 @@ const SID = handle.session_id;
 interface Result {
   text: string;
   images: { data: string; mimeType: string }[];
+  /** resource_link URIs. */
+  links: string[];
   isError: boolean;
 }
 
@@ -132,6 +134,8 @@ async function call(
       data: c.data!,
       mimeType: c.mimeType!,
     })),
+    links: (content as { type: string; uri?: string }[]).filter((c) => c.type === "resource_link")
+      .map((c) => c.uri!),
     isError: r.isError === true,
   };
 }
@@ -198,7 +202,9 @@ Deno.test({
           "edit_cell_source",
           "execute_code",
           "insert_cell",
+          "inspect_variable",
           "interrupt",
+          "list_variables",
           "move_cell",
           "read_notebook",
           "restart_session",
@@ -277,7 +283,7 @@ display(Markdown("**bold** finding"))`,
         assert.match(r.text, /\*\*bold\*\* finding/);
       });
 
-      await t.step("matplotlib figures as images, large ones scaled down", async () => {
+      await t.step("matplotlib figures as thumbnails and links to the originals", async () => {
         const r = await exec(
           client,
           `import matplotlib.pyplot as plt
@@ -293,10 +299,27 @@ plt.show()`,
           assert.equal(i.mimeType, "image/png");
           return pngSize(new Uint8Array(Buffer.from(i.data, "base64")))!;
         });
-        assert.ok(sizes[0].width > 100 && sizes[0].width <= 1024, JSON.stringify(sizes));
-        assert.ok(Math.max(sizes[1].width, sizes[1].height) <= 1024, JSON.stringify(sizes));
-        assert.match(r.text, /\[image 1: image\/png \d+x\d+\]/);
-        assert.match(r.text, /\[image 2: image\/png \d+x\d+, scaled down from (\d+)x\d+/);
+        // Thumbnails inline (issue 25); the originals are resources.
+        assert.ok(sizes[0].width > 100 && sizes[0].width <= 256, JSON.stringify(sizes));
+        assert.ok(Math.max(sizes[1].width, sizes[1].height) <= 256, JSON.stringify(sizes));
+        assert.match(r.text, /\[image: image\/png \d+x\d+, \d+ KB, shown as a \d+x\d+ thumbnail; /);
+        const shown = [
+          ...r.text.matchAll(
+            /\[image: image\/png (\d+)x(\d+), [\d.]+ [KM]B, shown as a \d+x\d+ thumbnail; the original: resources\/read (interp-exec:\/\/outputs\/\w+)\]/g,
+          ),
+        ];
+        assert.equal(shown.length, 2, r.text);
+        const big = shown[1];
+        assert.ok(Number(big[1]) > 1024, r.text);
+        assert.deepEqual(r.links, [r.links[0], big[3]]);
+        const read = await client.readResource({ uri: big[3] });
+        const blob = read.contents[0] as { blob: string; mimeType: string };
+        assert.equal(blob.mimeType, "image/png");
+        // The original, not scaled to --max-image-px.
+        assert.deepEqual(pngSize(new Uint8Array(Buffer.from(blob.blob, "base64"))), {
+          width: Number(big[1]),
+          height: Number(big[2]),
+        });
         assert.doesNotMatch(r.text, /<Figure size/);
       });
 
@@ -407,16 +430,22 @@ print("changed:", not torch.allclose(base, steered), "restored:", torch.allclose
         assert.match(done.text, /\| error \|/);
       });
 
-      await t.step("long output is cut with a note", async () => {
+      await t.step("long output: its first and last lines, and a link to all of it", async () => {
         const r = await exec(client, 'print("start")\nprint("x" * 100_000)\nprint("end")');
         assert.equal(r.isError, false);
         assert.match(
           r.text,
-          /\[\.\.\. [\d,]+ of [\d,]+ characters cut; the notebook keeps all of it \.\.\.\]/,
+          /\[stdout output of 4 lines, 100,011 characters: only its first and last lines are shown; all of it: resources\/read interp-exec:\/\/outputs\/\w+\]/,
         );
-        assert.ok(r.text.length < 20_500, `${r.text.length}`);
+        assert.ok(r.text.length < 2_000, `${r.text.length}`);
         assert.match(r.text, /start/);
-        assert.match(r.text, /end$/);
+        assert.match(r.text, /end\n/);
+        assert.equal(r.links.length, 1);
+        const read = await client.readResource({ uri: r.links[0] });
+        assert.equal(
+          (read.contents[0] as { text: string }).text,
+          `start\n${"x".repeat(100_000)}\nend\n`,
+        );
       });
 
       await t.step("the Jupyter token never reaches the agent", async () => {
@@ -504,7 +533,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
               requestInit: { headers: { Authorization: "Bearer test-bearer" } },
             }),
           );
-          assert.equal((await http.listTools()).tools.length, 16);
+          assert.equal((await http.listTools()).tools.length, 18);
           const r = await exec(http, 'print("over http", value)');
           assert.match(r.text, /over http 2/);
           await http.close();

@@ -10,11 +10,17 @@ import { Buffer } from "node:buffer";
 import type { Output } from "../kernel/nbformat.ts";
 import { applyCarriageReturns } from "../kernel/run.ts";
 import { stripAnsi } from "../kernel/nbformat.ts";
-import { shrinkPng } from "./png.ts";
+import { pngSize, shrinkPng } from "./png.ts";
+import {
+  type Content,
+  LINK_TEXT_CHARS,
+  type OutputStore,
+  THUMB_BYTES,
+  THUMB_PX,
+} from "./resources.ts";
 
 /** SVG shown as text up to this many characters; longer ones are described. */
 const SVG_TEXT_CHARS = 6000;
-import type { Content } from "./tool.ts";
 
 /** Limits on one tool result. */
 export interface RenderLimits {
@@ -26,9 +32,15 @@ export interface RenderLimits {
   maxImageBytes: number;
   /** Images in one result. */
   maxImages: number;
+  /**
+   * Where images and long texts go as resources (a thumbnail or the first
+   * and last lines stay inline, with a resource_link); absent, or `inline`,
+   * they stay inline, bounded by the limits above.
+   */
+  outputs?: OutputStore;
 }
 
-/** Text and images from a list of outputs. */
+/** Text and the other content blocks (images, resource links) from a list of outputs. */
 export interface Rendered {
   text: string;
   images: Content[];
@@ -112,16 +124,26 @@ export function cleanTraceback(traceback: string[]): string {
 export function renderOutputs(
   outputs: Output[],
   limits: RenderLimits,
-  opts: { executionCount?: number | null } = {},
+  opts: {
+    executionCount?: number | null;
+    /**
+     * The URI that serves output `index` where it is kept (a notebook
+     * cell's): links point there instead of into the store.
+     */
+    at?: (index: number) => string;
+  } = {},
 ): Rendered {
   const parts: string[] = [];
   const images: Content[] = [];
   let skipped = 0;
-  for (const o of outputs) {
+  /** Thumbnails shown (with --inline-outputs off). */
+  let shown = 0;
+  for (const [index, o] of outputs.entries()) {
+    const at = opts.at?.(index);
     switch (o.output_type) {
       case "stream": {
         // Cells written by others (the warm-up) keep a progress bar's every state.
-        const text = applyCarriageReturns(o.text);
+        const text = linkText(applyCarriageReturns(o.text), limits.outputs, o.name, images, at);
         parts.push(o.name === "stderr" ? `[stderr]\n${text}` : text);
         break;
       }
@@ -140,7 +162,13 @@ export function renderOutputs(
         }
         const image = imageOf(o.data);
         let note = "";
-        if (image) {
+        const store = limits.outputs?.inline === false ? limits.outputs : undefined;
+        if (image && store) {
+          const r = linkImage(store, image.mime, image.base64, shown < limits.maxImages, at);
+          if (r.thumbnail) shown++;
+          images.push(...r.content);
+          note = r.note;
+        } else if (image) {
           if (images.length < limits.maxImages) {
             const r = renderImage(image.mime, image.base64, limits);
             if (r.content) images.push(r.content);
@@ -152,7 +180,15 @@ export function renderOutputs(
             note = "[image not shown: too many in one result]";
           }
         }
-        const text = image && isFigureRepr(o.data) ? undefined : bestText(o.data);
+        const best = image && isFigureRepr(o.data) ? undefined : bestText(o.data);
+        const text = best === undefined ? undefined : linkText(
+          best,
+          limits.outputs,
+          o.output_type === "execute_result" ? "result" : "display",
+          images,
+          // The URI of an output with an image serves the image.
+          image ? undefined : at,
+        );
         const prefix = o.output_type === "execute_result"
           ? `Out[${o.execution_count ?? opts.executionCount ?? " "}]: `
           : "";
@@ -167,7 +203,104 @@ export function renderOutputs(
   return { text: parts.map((p) => p.replace(/\n+$/, "")).join("\n"), images };
 }
 
-function imageOf(data: Record<string, unknown>): { mime: string; base64: string } | undefined {
+/**
+ * A text over {@link LINK_TEXT_CHARS} put in `store` (the link appended to
+ * `links`) and replaced by its first and last lines with a note; otherwise,
+ * or with no store (or --inline-outputs), the text itself.
+ */
+export function linkText(
+  text: string,
+  store: OutputStore | undefined,
+  what: string,
+  links: Content[],
+  at?: string,
+): string {
+  if (!store || store.inline || text.length <= LINK_TEXT_CHARS) return text;
+  const lines = text.split("\n").length;
+  const link = store.putText(
+    text,
+    `${what} output (${lines.toLocaleString("en-US")} lines)`,
+    `the whole ${what} output, ${text.length.toLocaleString("en-US")} characters`,
+    at,
+  );
+  links.push(link);
+  return `${previewText(text)}\n[${what} output of ${lines.toLocaleString("en-US")} lines, ${
+    text.length.toLocaleString("en-US")
+  } characters: only its first and last lines are shown; all of it: resources/read ${link.uri}]`;
+}
+
+/** The first and last lines of a long text (each line cut when long), with a note of what is left out. */
+export function previewText(text: string, lines = 10, lineChars = 300): string {
+  const all = text.split("\n");
+  const clip = (l: string) =>
+    l.length <= lineChars ? l : `${l.slice(0, lineChars)} [... ${l.length - lineChars} more]`;
+  if (all.length <= lines * 2) return all.map(clip).join("\n");
+  const head = all.slice(0, lines).map(clip);
+  const tail = all.slice(-lines).map(clip);
+  return [...head, `[... ${(all.length - lines * 2).toLocaleString("en-US")} lines ...]`, ...tail]
+    .join("\n");
+}
+
+/**
+ * An image put in `store`: a resource_link to the original and, for PNGs
+ * (when `thumbnail`), a small thumbnail inline; the note says both.
+ */
+export function linkImage(
+  store: OutputStore,
+  mime: string,
+  base64: string,
+  thumbnail = true,
+  at?: string,
+): { content: Content[]; note: string; thumbnail: boolean } {
+  if (base64.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(base64)) {
+    return {
+      content: [],
+      note: `[${mime} output left out: its data is not base64]`,
+      thumbnail: false,
+    };
+  }
+  const bytes = new Uint8Array(Buffer.from(base64, "base64"));
+  if (!looksLike(mime, bytes)) {
+    return {
+      content: [],
+      note: `[${mime} output left out: its data is not a ${mime.slice(6).toUpperCase()}]`,
+      thumbnail: false,
+    };
+  }
+  const dims = mime === "image/png"
+    ? pngSize(bytes)
+    : mime === "image/jpeg"
+    ? jpegSize(bytes)
+    : undefined;
+  const shape = dims ? ` ${dims.width}x${dims.height}` : "";
+  const link = store.putBlob(
+    base64,
+    mime,
+    `${mime.slice(6)} image${shape}`,
+    `${mime}${shape}, ${kb(bytes.length)}`,
+    at,
+  );
+  let thumb: Content | undefined;
+  let thumbNote = "";
+  if (thumbnail && mime === "image/png") {
+    try {
+      const s = shrinkPng(bytes, THUMB_PX, THUMB_BYTES);
+      thumb = { type: "image", data: Buffer.from(s.bytes).toString("base64"), mimeType: mime };
+      thumbNote = s.from ? `, shown as a ${s.width}x${s.height} thumbnail` : ", shown whole";
+    } catch { /* a PNG fast-png cannot decode: the link alone */ }
+  }
+  return {
+    content: thumb ? [thumb, link] : [link],
+    note: `[image: ${mime}${shape}, ${
+      kb(bytes.length)
+    }${thumbNote}; the original: resources/read ${link.uri}]`,
+    thumbnail: thumb !== undefined,
+  };
+}
+
+export function imageOf(
+  data: Record<string, unknown>,
+): { mime: string; base64: string } | undefined {
   for (const mime of ["image/png", "image/jpeg", "image/gif", "image/webp"]) {
     const v = data[mime];
     if (typeof v === "string" || Array.isArray(v)) {

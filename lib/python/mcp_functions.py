@@ -41,7 +41,8 @@ import warnings
 
 import torch
 
-# Schemas follow JSON Schema draft 2020-12 (MCP's default dialect); no "$schema" key is written.
+# Schemas follow JSON Schema draft 2020-12 (MCP's default dialect); mcp-serve adds the "$schema"
+# key when it lists them (lib/mcp/tool.ts withDialect).
 
 DEFAULT_LIMITS = {
     "max_chars": 4000,  # the envelope's text
@@ -271,9 +272,9 @@ class _T:
         if k in simple:
             return {"type": simple[k]}
         if k in ("list", "tuplevar", "set"):
-            out = {"type": "array"}
-            if self.args and self.args[0].kind != "any":
-                out["items"] = self.args[0].schema()
+            # A bare `list` still says `items` ({}: any item); some clients
+            # refuse an array schema without it.
+            out = {"type": "array", "items": self.args[0].schema() if self.args else {}}
             if k == "set":
                 out["uniqueItems"] = True
             return out

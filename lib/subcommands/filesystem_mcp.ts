@@ -35,6 +35,9 @@ Options:
   --fresh-process            run scripts in a new process by default (execution.fresh_process)
   --kernel-name NAME         kernel spec for a replacement worker (default python3)
   --kernel-start-timeout S   bound on a kernel's start (default 120)
+  --inline-outputs           long outputs inline (bounded) instead of as
+                             resources: a thumbnail or the first and last lines, and a
+                             resource_link that resources/read serves
   --progress-interval SECS   how often a long call reports progress (default 2)
   -q, --quiet                no progress lines on stderr
   -h, --help                 this help`;
@@ -49,6 +52,7 @@ const options = {
   "kernel-name": { type: "string" },
   "kernel-start-timeout": { type: "string" },
   "progress-interval": { type: "string" },
+  "inline-outputs": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
 } as const;
 
@@ -77,6 +81,7 @@ export async function filesystemMcpCommand(args: string[]): Promise<void> {
       false,
     ),
     progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
+    inlineOutputs: values["inline-outputs"] ?? false,
   };
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "filesystem-mcp");

@@ -36,6 +36,9 @@ Options:
   --max-images N             images in one result (default 8)
   --ready-file FILE          write the HTTP URL into FILE once listening (for 'mcp --http')
   --exit-with-kernel         stop serving once the session's kernel is gone (shut down, culled)
+  --inline-outputs           images and long outputs inline (bounded) instead of as
+                             resources: a thumbnail or the first and last lines, and a
+                             resource_link that resources/read serves
   --progress-interval SECS   how often a long call reports progress (default 2)
   -q, --quiet                no progress lines on stderr
   -h, --help                 this help`;
@@ -50,6 +53,7 @@ const options = {
   "ready-file": { type: "string" },
   "exit-with-kernel": { type: "boolean" },
   "progress-interval": { type: "string" },
+  "inline-outputs": { type: "boolean" },
   quiet: { type: "boolean", short: "q" },
 } as const;
 
@@ -75,6 +79,7 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
     ),
     progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
     maxImages: intFlag("max-images", values["max-images"], 8, 0),
+    inlineOutputs: values["inline-outputs"] ?? false,
   };
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "mcp-serve");

@@ -36,6 +36,9 @@ Options:
                              middle with a note (default 20000)
   --max-image-px N           larger images are scaled down to this longest side (default 1024)
   --max-images N             images in one result (default 8)
+  --inline-outputs           images and long outputs inline (bounded) instead of as
+                             resources: a thumbnail or the first and last lines, and a
+                             resource_link that resources/read serves
   --progress-interval SECS   how often a long call reports progress (default 2)
   -q, --quiet                no progress lines on stderr
   -h, --help                 this help`;
@@ -51,6 +54,7 @@ const options = {
   "max-output-chars": { type: "string" },
   "max-image-px": { type: "string" },
   "max-images": { type: "string" },
+  "inline-outputs": { type: "boolean" },
   "progress-interval": { type: "string" },
   quiet: { type: "boolean", short: "q" },
 } as const;
@@ -70,6 +74,7 @@ export async function notebookMcpCommand(args: string[]): Promise<void> {
       false,
     ),
     progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
+    inlineOutputs: values["inline-outputs"] ?? false,
     limits: {
       maxChars: intFlag("max-output-chars", values["max-output-chars"], 20_000, 200),
       maxImagePx: intFlag("max-image-px", values["max-image-px"], 1024, 16),

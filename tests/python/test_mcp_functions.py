@@ -204,9 +204,10 @@ def bare_containers(x: list, y: dict, z: tuple, w: set[int], v: dict[int, str], 
 def test_bare_containers_mixed_literal_and_int_keys():
     props = _props(_describe_fns(bare_containers)["bare_containers"]["input_schema"])
     assert props == {
-        "x": {"type": "array"},
+        # A bare list or tuple still says `items` (issue 25: some clients require it).
+        "x": {"type": "array", "items": {}},
         "y": {"type": "object"},
-        "z": {"type": "array"},
+        "z": {"type": "array", "items": {}},
         "w": {"type": "array", "items": {"type": "integer"}, "uniqueItems": True},
         "v": {"type": "object", "propertyNames": {"pattern": "^-?[0-9]+$"}, "additionalProperties": {"type": "string"}},
         "lit": {"enum": [1, "a", True], "default": 1},

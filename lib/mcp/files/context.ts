@@ -15,6 +15,7 @@ import { callKernel, type CallOutcome, installModules } from "../../kernel/call.
 import type { RunOptions } from "../../kernel/run.ts";
 import { progress } from "../../cli/log.ts";
 import { redactor } from "../../kernel/redact.ts";
+import { OutputStore } from "../resources.ts";
 import { endSession } from "../../server/sessions.ts";
 import {
   forgetSessions,
@@ -34,6 +35,8 @@ export interface FilesSettings {
   kernelStartTimeoutMs: number;
   progressIntervalMs: number;
   kernelName: string;
+  /** Long outputs inline, as before resources (--inline-outputs). */
+  inlineOutputs?: boolean;
 }
 
 /**
@@ -78,6 +81,8 @@ export class FilesContext {
   private readonly redactText: (text: string) => string;
   /** Why the last worker died, until a new one is started. */
   private deadWorker: string | undefined;
+  /** Where long outputs go as resources (tool.ts linkLarge). */
+  readonly outputs: OutputStore;
 
   private constructor(
     readonly client: JupyterClient,
@@ -86,6 +91,12 @@ export class FilesContext {
     readonly settings: FilesSettings,
   ) {
     this.redactText = redactor(client.target.token);
+    this.outputs = new OutputStore(
+      settings.inlineOutputs ?? false,
+      undefined,
+      undefined,
+      (t) => this.redact(t),
+    );
   }
 
   /**

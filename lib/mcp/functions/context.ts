@@ -11,6 +11,7 @@ import { callKernel, type CallOutcome } from "../../kernel/call.ts";
 import type { RunOptions } from "../../kernel/run.ts";
 import { CALL_CODE, readToolTable, type ToolTable } from "../../kernel/mcp_functions.ts";
 import { redactor } from "../../kernel/redact.ts";
+import { OutputStore } from "../resources.ts";
 
 /** Settings from mcp-serve's command line. */
 export interface FunctionsSettings {
@@ -19,6 +20,8 @@ export interface FunctionsSettings {
   progressIntervalMs: number;
   kernelStartTimeoutMs: number;
   maxImages: number;
+  /** Images and long outputs inline, as before resources (--inline-outputs). */
+  inlineOutputs?: boolean;
 }
 
 /** The shared state of one mcp-serve process. */
@@ -27,6 +30,8 @@ export class FunctionsContext {
   private channel: KernelChannel | undefined;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly redactText: (text: string) => string;
+  /** Where images and long outputs go as resources (tool.ts linkLarge). */
+  readonly outputs: OutputStore;
 
   private constructor(
     readonly client: JupyterClient,
@@ -38,6 +43,12 @@ export class FunctionsContext {
     secrets: string[],
   ) {
     this.channel = channel;
+    this.outputs = new OutputStore(
+      settings.inlineOutputs ?? false,
+      undefined,
+      undefined,
+      (t) => this.redact(t),
+    );
     const token = redactor(client.target.token);
     // A hidden model's identity never reaches a result, even through a traceback.
     const hidden = secrets.filter((s) => s.length >= 3);

@@ -10,7 +10,19 @@ import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprot
 import { VERSION } from "../../cli/version.ts";
 import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../kernel/mcp_functions.ts";
 import { type Extra, startProgress } from "../progress.ts";
-import { type Content, errorResult, redactJson, type ToolResult } from "../tool.ts";
+import {
+  type Content,
+  errorResult,
+  linkLarge,
+  redactJson,
+  SCHEMA_DIALECT,
+  type ToolResult,
+  unknownTool,
+  withDialect,
+} from "../tool.ts";
+import { serveOutputs } from "../resources.ts";
+import { KernelSummarySchema } from "../../config/handle.ts";
+import { z } from "zod";
 import type { FunctionsContext } from "./context.ts";
 
 const INSTRUCTIONS =
@@ -18,11 +30,18 @@ const INSTRUCTIONS =
   "warm kernel; model and tokenizer arguments are filled in for you. model_info describes " +
   "the models. There is no code execution: arguments are only values.";
 
+/** Said when outputs are linked (not with --inline-outputs). */
+const LINKED = " Figures come back as a small preview and a resource_link " +
+  "(interp-exec://outputs/...): resources/read gives the original when you need it.";
+
 /** An mcp-mode server over the shared context (one per MCP client). */
 export function createServer(ctx: FunctionsContext): Server {
   const server = new Server(
     { name: "interp-exec-functions", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {} },
+      instructions: ctx.outputs?.inline === false ? INSTRUCTIONS + LINKED : INSTRUCTIONS,
+    },
   );
   const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
   server.setRequestHandler(ListToolsRequestSchema, () => ({
@@ -31,14 +50,15 @@ export function createServer(ctx: FunctionsContext): Server {
         name: t.name,
         title: t.name,
         description: t.description,
-        inputSchema: t.input_schema,
+        inputSchema: withDialect(t.input_schema as Record<string, unknown>),
         annotations: { openWorldHint: false },
       })),
       {
         name: MODEL_INFO,
         title: "Describe the models",
         description: MODEL_INFO_DESCRIPTION,
-        inputSchema: { type: "object", properties: {}, additionalProperties: false },
+        inputSchema: withDialect({ type: "object", properties: {}, additionalProperties: false }),
+        outputSchema: MODEL_INFO_SCHEMA,
         annotations: { readOnlyHint: true, idempotentHint: true, openWorldHint: false },
       },
     ],
@@ -48,6 +68,10 @@ export function createServer(ctx: FunctionsContext): Server {
     extra: Extra,
   ) => {
     const { name } = req.params;
+    // The spec's own example: a tool that does not exist is a protocol error.
+    if (name !== MODEL_INFO && !byName.has(name)) {
+      throw unknownTool(name, [...byName.keys(), MODEL_INFO]);
+    }
     const args = (req.params.arguments ?? {}) as Record<string, unknown>;
     let result: ToolResult;
     try {
@@ -57,24 +81,38 @@ export function createServer(ctx: FunctionsContext): Server {
           content: [{ type: "text", text: JSON.stringify(info, null, 1) }],
           structuredContent: info,
         };
-      } else if (!byName.has(name)) {
-        result = {
-          content: [{
-            type: "text",
-            text: `error: no tool '${name}'; tools: ${[...byName.keys(), MODEL_INFO].join(", ")}`,
-          }],
-          isError: true,
-        };
       } else {
         result = await callFunction(ctx, name, args, extra);
       }
     } catch (err) {
       result = errorResult(ctx, err);
     }
-    return redactResult(ctx, result) as never;
+    return redactResult(ctx, linkLarge(ctx.outputs, result)) as never;
   });
+  serveOutputs(server, ctx.outputs);
   return server;
 }
+
+/** model_info's structuredContent (lib/mcp_mode.ts modelInfo), as JSON Schema 2020-12. */
+const MODEL_INFO_SCHEMA = {
+  ...z.toJSONSchema(
+    z.object({
+      models: z.array(z.object({
+        name: z.string().nullable().describe("null when the config hides the model's identity"),
+        hidden: z.boolean(),
+        var_name: z.string(),
+        class: z.string(),
+        n_params: z.number().int(),
+        device: z.string(),
+        dtype: z.string(),
+        peft: z.boolean(),
+      })),
+      environment: KernelSummarySchema.shape.environment,
+    }),
+    { target: "draft-2020-12", io: "output" },
+  ),
+  $schema: SCHEMA_DIALECT,
+};
 
 async function callFunction(
   ctx: FunctionsContext,

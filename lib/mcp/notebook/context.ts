@@ -15,6 +15,7 @@ import { redactor } from "../../kernel/redact.ts";
 import { warn } from "../../cli/log.ts";
 import type { EmbeddedServer } from "../../server/embedded.ts";
 import type { RenderLimits } from "../render.ts";
+import { OutputStore } from "../resources.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "../../document/document.ts";
 import { findRecord } from "../../modes/notebook/restart.ts";
@@ -29,6 +30,8 @@ export interface McpSettings {
   kernelStartTimeoutMs: number;
   progressIntervalMs: number;
   limits: RenderLimits;
+  /** Images and long outputs inline, as before resources (--inline-outputs). */
+  inlineOutputs?: boolean;
 }
 
 /** Shared state of one notebook MCP server process. */
@@ -42,7 +45,22 @@ export class NotebookMcpContext {
     readonly client: JupyterClient,
     readonly settings: McpSettings,
     readonly embedded?: EmbeddedServer,
-  ) {}
+  ) {
+    // Images and long outputs become resources (render.ts), served from here.
+    this.settings = {
+      ...settings,
+      limits: {
+        ...settings.limits,
+        outputs: settings.limits.outputs ??
+          new OutputStore(
+            settings.inlineOutputs ?? false,
+            undefined,
+            undefined,
+            (t) => this.redact(t),
+          ),
+      },
+    };
+  }
 
   /**
    * Finds the server: --jupyter-url / --env / INTERP_EXEC_JUPYTER_URL (the

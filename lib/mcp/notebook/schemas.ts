@@ -60,6 +60,56 @@ export const cellRunShape = {
   notebook_error: z.string().nullable(),
 };
 
+/** A session a tool started, restarted or shut down (start_new_session, restart_session, shutdown_session). */
+export const sessionShape = {
+  session_id: z.string(),
+  kernel_id: z.string(),
+  notebook_path: z.string().nullable(),
+  /** The notebook's cells run again (run_cells, rerun); null when none ran. */
+  replay: z.object({
+    total: z.number().int(),
+    /** Cells that ran without error. */
+    ok: z.number().int(),
+    /** The cell that failed, as execute_code reports a run; the rest did not run. */
+    failed: z.object(cellRunShape).nullable(),
+  }).nullable(),
+};
+
+/** A session as structuredContent (sessionShape). */
+export function sessionStructured(
+  session: { id: string; kernel: { id: string }; store: { path: string | null } },
+  replay: { total: number; ok: number; failed: Record<string, unknown> | null } | null = null,
+): Record<string, unknown> {
+  return {
+    session_id: session.id,
+    kernel_id: session.kernel.id,
+    notebook_path: session.store.path,
+    replay,
+  };
+}
+
+/** The namespace attach_to_session and restart_session list (introspect.ts). */
+export const namespaceShape = z.object({
+  python: z.string(),
+  models: z.array(z.object({
+    name: z.string(),
+    class: z.string(),
+    n_params: z.number().int(),
+    device: z.string(),
+    dtype: z.string(),
+  })),
+  tokenizers: z.array(z.object({ name: z.string(), class: z.string() })),
+  skills: z.record(
+    z.string(),
+    z.array(z.object({ name: z.string(), signature: z.string(), doc: z.string() })),
+  ),
+  functions: z.array(z.object({ name: z.string(), signature: z.string(), doc: z.string() })),
+  variables: z.array(
+    z.object({ name: z.string(), type: z.string(), summary: z.string().optional() }),
+  ),
+  modules: z.array(z.string()),
+});
+
 /** One cell as structuredContent. */
 export const cellShape = z.object({
   cell_index: z.number().int(),

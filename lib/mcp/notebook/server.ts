@@ -8,6 +8,8 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../cli/version.ts";
 import type { NotebookMcpContext } from "./context.ts";
+import { finishServer } from "../tool.ts";
+import { notebookResources } from "./outputs.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
 import { registerClearOutputs } from "./tools/clear_outputs.ts";
@@ -16,7 +18,9 @@ import { registerEditCell } from "./tools/edit_cell.ts";
 import { registerEditCellSource } from "./tools/edit_cell_source.ts";
 import { registerExecuteCode } from "./tools/execute_code.ts";
 import { registerInsertCell } from "./tools/insert_cell.ts";
+import { registerInspectVariable } from "./tools/inspect_variable.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerListVariables } from "./tools/list_variables.ts";
 import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
 import { registerRestartSession } from "./tools/restart_session.ts";
@@ -39,6 +43,8 @@ const TOOLS = [
   registerDeleteCell,
   registerClearOutputs,
   registerReadNotebook,
+  registerListVariables,
+  registerInspectVariable,
   registerInterrupt,
   registerRestartSession,
   registerStartNewSession,
@@ -50,12 +56,22 @@ const INSTRUCTIONS =
   "functions. Start with attach_to_session(session_id) using the session_id you were given; " +
   "then execute_code runs Python in it. Every cell lands in a notebook people can read.";
 
+/** Said when outputs are linked (not with --inline-outputs). */
+const LINKED = " Figures and long outputs come back as a small preview and a resource_link " +
+  "(interp-exec://outputs/...): resources/read gives the original when you need it.";
+
 /** A notebook MCP server with every tool registered. */
 export function createServer(ctx: NotebookMcpContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-notebook", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {} },
+      instructions: ctx.settings.limits.outputs?.inline === false
+        ? INSTRUCTIONS + LINKED
+        : INSTRUCTIONS,
+    },
   );
   for (const register of TOOLS) register(server, ctx);
+  finishServer(server, ctx.settings.limits.outputs, notebookResources(ctx));
   return server;
 }

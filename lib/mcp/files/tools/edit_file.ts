@@ -17,6 +17,11 @@ export function registerEditFile(server: McpServer, ctx: FilesContext): void {
       old: z.string().min(1).describe("the exact text to replace (must occur exactly once)"),
       new: z.string().describe("the replacement"),
     },
+    outputSchema: {
+      path: z.string(),
+      /** A unified diff of the change. */
+      diff: z.string(),
+    },
     annotations: { destructiveHint: true },
   }, async (args, extra) => {
     const r = await callWorker(ctx, "edit_file", args, extra);

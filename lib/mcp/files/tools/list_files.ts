@@ -12,6 +12,11 @@ export function registerListFiles(server: McpServer, ctx: FilesContext): void {
     inputSchema: {
       pattern: z.string().min(1).optional().describe("a glob relative to the workspace, e.g. *.py"),
     },
+    outputSchema: {
+      files: z.array(z.object({ path: z.string(), size: z.number().int() })),
+      /** More files matched than are listed. */
+      truncated: z.boolean(),
+    },
     annotations: { readOnlyHint: true },
   }, async (args, extra) => {
     const r = await callWorker(ctx, "list_files", args, extra);

@@ -17,7 +17,26 @@ export function registerReadFile(server: McpServer, ctx: FilesContext): void {
       start_line: z.number().int().positive().optional().describe("first line (default 1)"),
       end_line: z.number().int().positive().optional().describe("last line (default: the end)"),
     },
+    outputSchema: {
+      path: z.string(),
+      /** A text file: the lines read. */
+      text: z.string().optional(),
+      total_lines: z.number().int().optional(),
+      start_line: z.number().int().optional(),
+      end_line: z.number().int().optional(),
+      /** Cut at the worker's bound: ask for a later start_line. */
+      truncated: z.boolean().optional(),
+      /** An image (its data is the image content). */
+      image: z.object({
+        mime_type: z.string(),
+        width: z.number().int().optional(),
+        height: z.number().int().optional(),
+        scaled: z.boolean().optional(),
+      }).optional(),
+    },
     annotations: { readOnlyHint: true },
+    // The agent asked for this content: it stays inline (bounded by the worker).
+    inline: true,
   }, async (args, extra) => {
     const r = await callWorker(ctx, "read_file", args, extra);
     if ("result" in r) return r.result;

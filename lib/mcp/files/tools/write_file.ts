@@ -12,6 +12,12 @@ export function registerWriteFile(server: McpServer, ctx: FilesContext): void {
     description:
       "Write a text file in the workspace (replacing it if it exists; folders are created).",
     inputSchema: { path: workspacePath, content: z.string().describe("the whole file's text") },
+    outputSchema: {
+      path: z.string(),
+      bytes: z.number().int(),
+      /** The file did not exist before. */
+      created: z.boolean(),
+    },
     annotations: { destructiveHint: true, idempotentHint: true },
   }, async (args, extra) => {
     const r = await callWorker(ctx, "write_file", args, extra);

@@ -8,6 +8,7 @@ import { addTool, textResult } from "../../tool.ts";
 import { isSetupCell } from "../../../document/store.ts";
 import { cellStructured } from "../report.ts";
 import { findCell } from "../cells.ts";
+import { outputUri } from "../outputs.ts";
 import { cellIdField, cellShape, sessionId } from "../schemas.ts";
 
 const SOURCE_CHARS = 1500;
@@ -62,7 +63,10 @@ export function registerReadNotebook(server: McpServer, ctx: NotebookMcpContext)
       if (cell.cell_type !== "code") {
         return { ...textResult(ctx, `${head}\n${cell.source}`), structuredContent: structured };
       }
-      const rendered = renderOutputs(cell.outputs, limits);
+      // Links to the notebook's own outputs: good as long as the cell keeps them.
+      const rendered = renderOutputs(cell.outputs, limits, {
+        at: (i) => outputUri(session.id, cell.id, i),
+      });
       const text = [head, "```python", cell.source, "```", "outputs:", rendered.text || "(none)"]
         .join("\n");
       return {

@@ -8,7 +8,7 @@ import { addTool, textResult } from "../../tool.ts";
 import type { AttachedSession } from "../attached_session.ts";
 import { findRecord, restartSession, type RestartTarget } from "../../../modes/notebook/restart.ts";
 import { ContentsStore, MemoryStore } from "../../../document/store.ts";
-import { sessionId, timeoutSeconds } from "../schemas.ts";
+import { sessionId, sessionShape, sessionStructured, timeoutSeconds } from "../schemas.ts";
 import { replay } from "./start_new_session.ts";
 
 /** restart_session: the same notebook, a new warm kernel (models loaded again). */
@@ -32,6 +32,7 @@ export function registerRestartSession(server: McpServer, ctx: NotebookMcpContex
         "with rerun: interrupt a re-run cell after this many seconds (default: --timeout)",
       ),
     },
+    outputSchema: sessionShape,
     annotations: { destructiveHint: true },
   }, async ({ session_id, config_path, rerun, timeout_seconds }, extra) => {
     const started = performance.now();
@@ -108,7 +109,10 @@ export function registerRestartSession(server: McpServer, ctx: NotebookMcpContex
         "",
         "the kernel's variables from before are gone; rerun=true runs your cells again",
       );
-      return textResult(ctx, lines.join("\n"));
+      return {
+        ...textResult(ctx, lines.join("\n")),
+        structuredContent: sessionStructured(session),
+      };
     }
     return await replay(ctx, session, lines, timeout_seconds, extra, false);
   });

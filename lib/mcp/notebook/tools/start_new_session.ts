@@ -20,7 +20,7 @@ import {
   normalize,
   type NotebookStore,
 } from "../../../document/store.ts";
-import { timeoutSeconds } from "../schemas.ts";
+import { sessionShape, sessionStructured, timeoutSeconds } from "../schemas.ts";
 import type { NotebookDoc } from "../../../document/document.ts";
 
 /**
@@ -56,6 +56,7 @@ export function registerStartNewSession(server: McpServer, ctx: NotebookMcpConte
         "with notebook_path: interrupt a re-run cell after this many seconds (default: --timeout)",
       ),
     },
+    outputSchema: sessionShape,
   }, async (args, extra) => {
     const started = performance.now();
     const report = startProgress(
@@ -81,7 +82,12 @@ export function registerStartNewSession(server: McpServer, ctx: NotebookMcpConte
       "",
       intro,
     ];
-    if (!source || !args.run_cells) return textResult(ctx, lines.join("\n"));
+    if (!source || !args.run_cells) {
+      return {
+        ...textResult(ctx, lines.join("\n")),
+        structuredContent: sessionStructured(session),
+      };
+    }
     return await replay(ctx, session, lines, args.timeout_seconds, extra, !args.config_path);
   });
 }
@@ -278,12 +284,27 @@ export async function replay(
         : "";
       const prefix = `${lines.join("\n")}\nstopped at code cell ${k + 1} of ${todo.length}; ` +
         `the rest did not run. ${hint}`;
-      return reportCell(ctx, session, ran, prefix);
+      const r = reportCell(ctx, session, ran, prefix);
+      return {
+        ...r,
+        structuredContent: sessionStructured(session, {
+          total: todo.length,
+          ok: k,
+          failed: r.structuredContent ?? null,
+        }),
+      };
     }
     lines.push(`${statusLine(ran)} ${cell.source.split("\n")[0].slice(0, 80)}`);
   }
   lines.push(`all ${todo.length} code cell(s) ran without error`);
-  return textResult(ctx, lines.join("\n"));
+  return {
+    ...textResult(ctx, lines.join("\n")),
+    structuredContent: sessionStructured(session, {
+      total: todo.length,
+      ok: todo.length,
+      failed: null,
+    }),
+  };
 }
 
 /**
