@@ -16,7 +16,7 @@ import assert from "node:assert/strict";
 import { parseConfig } from "../lib/config/config.ts";
 import type { NotebookHandle } from "../lib/config/handle.ts";
 import { pidAlive } from "../lib/server/embedded.ts";
-import { canonicalJson, fingerprint } from "../lib/warm/pool.ts";
+import { canonicalJson, fingerprint } from "../lib/warm/pool/fingerprint.ts";
 import type { describe } from "../lib/subcommands/pool.ts";
 import {
   deleteOnServer,

@@ -17,7 +17,7 @@ import { endSession } from "../server/sessions.ts";
 import { forgetSessions } from "../server/state.ts";
 import type { WarmKernel, WarmOptions } from "../warm/provision.ts";
 import { executionFor } from "../config/config.ts";
-import { claimPooled } from "../warm/pool.ts";
+import { claimPooled } from "../warm/pool/claim.ts";
 
 /** parseArgs options every mode takes. */
 export const modeFlagOptions = {
@@ -167,7 +167,7 @@ const BIND_STEPS: Record<ExecutionType, () => Promise<BindStep>> = {
 };
 
 /**
- * Warm pools (lib/warm/pool.ts): before warming, claim a ready pooled kernel
+ * Warm pools (lib/warm/pool/): before warming, claim a ready pooled kernel
  * whose loading config matches and only bind it; with none (claimPooled
  * says why on stderr), warm as always.
  */

@@ -1,6 +1,6 @@
 /**
  * `interp-exec pool start|status|stop`, and the hidden `pool refill`: the
- * detached process of ours that keeps a pool's kernels ready (lib/warm/pool.ts
+ * detached process of ours that keeps a pool's kernels ready (lib/warm/pool/
  * holds the records, the fingerprint, claiming and the memory rule).
  */
 
@@ -20,19 +20,17 @@ import { raiseFor, runCode } from "../kernel/run.ts";
 import { pidAlive, runningEmbeddedServer } from "../server/embedded.ts";
 import { printJson, printText, progress, setQuiet, warn } from "../cli/log.ts";
 import { selfCommand } from "../modes/mcp_config.ts";
+import { shutdownPooled } from "../warm/pool/claim.ts";
+import { fingerprint, preimportFingerprint } from "../warm/pool/fingerprint.ts";
+import { checkMemory, kernelMemoryReport } from "../warm/pool/memory.ts";
 import {
-  checkMemory,
-  fingerprint,
-  kernelMemoryReport,
   type PooledKernel,
   poolLogPath,
   type PoolRecord,
-  preimportFingerprint,
   readPools,
-  shutdownPooled,
   updatePool,
   updatePools,
-} from "../warm/pool.ts";
+} from "../warm/pool/store.ts";
 import { provisionKernel, type StartedKernel } from "../warm/provision.ts";
 import { clientFor } from "../server/sessions.ts";
 import { recordedSessions, stateDir } from "../server/state.ts";

@@ -17,7 +17,7 @@ import {
   type SessionRef,
 } from "../server/sessions.ts";
 import { forgetSessions, recordedSessions } from "../server/state.ts";
-import { pooledKernelIds } from "../warm/pool.ts";
+import { pooledKernelIds } from "../warm/pool/claim.ts";
 
 /** `interp-exec shutdown --help` */
 export const help = `interp-exec shutdown: end sessions (their kernels too)
