@@ -8,6 +8,9 @@ import { printJson, printText, warn } from "../cli/log.ts";
 import type { Skill } from "../config/skills.ts";
 import { assignNames, isTokenizerPath } from "../config/config.ts";
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
+// Runs in a plain Python (no torch needed): kernel_setup.py's own block
+// extraction and rules decide what the warm-up would compile and define.
+import skillCheckSource from "../python/skill_check.py" with { type: "text" };
 
 export const help = `interp-exec validate: check an experiment config without touching a server
 
@@ -124,54 +127,6 @@ async function checkModelPaths(loaded: LoadedConfig, paths: ModelPath[]): Promis
   }
 }
 
-// Runs in a plain Python (no torch needed): kernel_setup.py's own block
-// extraction and rules decide what the warm-up would compile and define.
-const CHECK_SCRIPT = `
-import ast, json, sys, types
-req = json.load(sys.stdin)
-class Stub(types.ModuleType):
-    def __getattr__(self, attr):
-        return Stub(attr)
-for stub in ("torch", "transformers"):
-    sys.modules.setdefault(stub, Stub(stub))
-ks = types.ModuleType("interp_exec_setup")
-sys.modules[ks.__name__] = ks
-exec(compile(req["source"], "kernel_setup.py", "exec"), ks.__dict__)
-protected = set(req["protected"])
-defined = {}
-def check():
-    for skill in req["skills"]:
-        if not skill["preload"]:
-            continue
-        name, origin = skill["name"], skill["origin"]
-        for line, code in ks.extract_blocks(skill["text"]):
-            try:
-                tree = ast.parse(code)
-            except SyntaxError as exc:
-                return {"origin": origin, "line": line + (exc.lineno or 1) - 1,
-                        "message": f"skill {name!r}: SyntaxError: {exc.msg}"}
-            if not ks._block_runs(tree.body):
-                continue
-            ast.increment_lineno(tree, line - 1)
-            for stmt in tree.body:
-                if not ks._kept(stmt):
-                    continue
-                at = ks._first_line(stmt)
-                clash = sorted(ks._bound_names(stmt) & protected)
-                if clash:
-                    return {"origin": origin, "line": at,
-                            "message": f"skill {name!r} would replace the kernel variable {clash[0]!r}"}
-                if isinstance(stmt, ks._DEFS):
-                    prev = defined.get(stmt.name)
-                    if prev and prev[0] != name:
-                        return {"origin": origin, "line": at,
-                                "message": f"skill {name!r} defines {stmt.name!r}, which skill {prev[0]!r} "
-                                           f"({prev[1]}:{prev[2]}) also defines; the later one would replace it"}
-                    defined[stmt.name] = (name, origin, at)
-    return None
-print(json.dumps({"ok": True, "problem": check()}))
-`;
-
 /**
  * Compiles the skills' Python as the warm-up would. Returns false (with a
  * warning) when no Python is available; throws a ConfigError on a problem.
@@ -218,7 +173,7 @@ async function runCheck(python: string, input: string): Promise<CheckResult | st
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(python, {
-      args: ["-I", "-S", "-c", CHECK_SCRIPT],
+      args: ["-I", "-S", "-c", skillCheckSource],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
