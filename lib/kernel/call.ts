@@ -11,6 +11,7 @@ import type { KernelChannel } from "./jupyter.ts";
 import { raiseFor, runCode, type RunOptions, type RunResult } from "./run.ts";
 import type { Output } from "./nbformat.ts";
 import rpcSource from "../python/kernel_rpc.py" with { type: "text" };
+import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 /** MIME type of a call's answer. */
 export const CALL_MIME = "application/vnd.interp-exec.call+json";
@@ -22,6 +23,13 @@ export interface KernelModule {
   /** Shown in tracebacks, e.g. "<interp-exec mcp_functions.py>". */
   filename: string;
 }
+
+/** kernel_setup.py as a module (the warm-up stashes it; a replacement filesystem worker needs it). */
+export const SETUP_MODULE: KernelModule = {
+  name: "interp_exec_setup",
+  source: kernelSetupSource,
+  filename: "<interp-exec kernel_setup.py>",
+};
 
 /** kernel_rpc.py, the kernel's side of every call. */
 export const RPC_MODULE: KernelModule = {

@@ -1,29 +1,23 @@
 /**
  * The TypeScript side of lib/python/fs_worker.py, filesystem mode's kernel
- * module: the module (and kernel_setup.py as a module, which a replacement
- * worker needs), the fixed code of every call (the call travels as data),
+ * module: the module (a replacement worker also needs SETUP_MODULE, from
+ * call.ts), the fixed code of every call (the call travels as data),
  * and `callWorker`. The filesystem bind step and filesystem-mcp both use it.
  */
 
 import { JupyterError } from "../cli/errors.ts";
 import type { KernelChannel } from "./jupyter.ts";
-import { callKernel, type KernelModule } from "./call.ts";
+import { callKernel, type KernelModule, SETUP_MODULE } from "./call.ts";
+
+export { SETUP_MODULE };
 import { raiseFor } from "./run.ts";
 import fsWorkerSource from "../python/fs_worker.py" with { type: "text" };
-import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 /** fs_worker.py, the kernel's side of filesystem mode. */
 export const FS_MODULE: KernelModule = {
   name: "interp_exec_fs",
   source: fsWorkerSource,
   filename: "<interp-exec fs_worker.py>",
-};
-
-/** kernel_setup.py as a module (the warm-up defines it too; a replacement worker needs it). */
-export const SETUP_MODULE: KernelModule = {
-  name: "interp_exec_setup",
-  source: kernelSetupSource,
-  filename: "<interp-exec kernel_setup.py>",
 };
 
 /** The fixed code of every filesystem tool call; the call travels as data. */

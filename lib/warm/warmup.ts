@@ -17,7 +17,7 @@ import { type KernelSummary, KernelSummarySchema } from "../config/handle.ts";
 import type { KernelChannel } from "../kernel/jupyter.ts";
 import { executeChecked, type ExecuteResult } from "../kernel/run.ts";
 import type { Output } from "../kernel/nbformat.ts";
-import { pyString } from "../kernel/call.ts";
+import { installCode, pyString, SETUP_MODULE } from "../kernel/call.ts";
 import { mergeStreams, stripAnsi } from "../kernel/nbformat.ts";
 import { isQuiet, trace, writeStderr } from "../cli/log.ts";
 import type { SkillSpec } from "../config/skills.ts";
@@ -71,14 +71,10 @@ __import__("interp_exec_setup").run_pending(globals());`;
 /** The silent request that defines kernel_setup.py as a module and stashes the spec. */
 export function stashCode(spec: SetupSpec): string {
   return [
-    "import sys as _ie_sys, types as _ie_types, json as _ie_json",
-    '_ie_m = _ie_types.ModuleType("interp_exec_setup")',
-    `exec(compile(${
-      pyString(kernelSetupSource)
-    }, "<interp-exec kernel_setup.py>", "exec"), _ie_m.__dict__)`,
-    '_ie_sys.modules["interp_exec_setup"] = _ie_m',
-    `_ie_m._pending = _ie_json.loads(${pyString(JSON.stringify(spec))})`,
-    "del _ie_sys, _ie_types, _ie_json, _ie_m",
+    installCode([SETUP_MODULE]),
+    `__import__("interp_exec_setup")._pending = __import__("json").loads(${
+      pyString(JSON.stringify(spec))
+    })`,
   ].join("\n");
 }
 
