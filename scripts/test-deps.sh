@@ -5,7 +5,7 @@
 #      with requirements.txt, in its own environment linked here as .venv-eg;
 #   2. configurable-http-proxy for the JupyterHub test, from
 #      scripts/test-deps/package.json and its lockfile (npm ci).
-# Prints, on stdout, the environment variables tests/cluster_helpers.ts reads
+# Prints, on stdout, the environment variables tests/clusters/fixtures.ts reads
 # (eval its output); progress goes to stderr.
 set -euo pipefail
 exec 3>&1 1>&2

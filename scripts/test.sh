@@ -49,7 +49,7 @@ for _ in $(seq 600); do
 done
 
 # Debian's Chromium for the tests of what a person sees in JupyterLab
-# (tests/shared_notebook_browser_test.ts); they skip, saying why, without it.
+# (tests/e2e/shared_notebook_browser_test.ts); they skip, saying why, without it.
 if [ ! -x /usr/bin/chromium ] && [ -z "${INTERP_EXEC_CHROMIUM:-}" ] && command -v apt-get >/dev/null; then
   echo "== installing Debian's chromium for the browser tests"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO="sudo -n"

@@ -10,7 +10,14 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath as fromFileUrl } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { type NotebookHandle, NotebookHandleSchema } from "../lib/config/handle.ts";
+import {
+  type FilesystemHandle,
+  FilesystemHandleSchema,
+  type McpHandle,
+  McpHandleSchema,
+  type NotebookHandle,
+  NotebookHandleSchema,
+} from "../lib/config/handle.ts";
 import type { Notebook } from "../lib/kernel/nbformat.ts";
 import { executeChecked } from "../lib/kernel/run.ts";
 
@@ -430,29 +437,55 @@ export async function callTool(
   };
 }
 
+/** Each mode's handle type. */
+type HandleOf = { notebook: NotebookHandle; mcp: McpHandle; filesystem: FilesystemHandle };
+const HANDLE_SCHEMAS = {
+  notebook: NotebookHandleSchema,
+  mcp: McpHandleSchema,
+  filesystem: FilesystemHandleSchema,
+};
+
 /**
- * A notebook session warmed on `server` with the tiny Llama model (the
- * `notebook` command, as a user runs it), under the state folder `home`.
+ * The shared warm-up fixture: `interp-exec <mode> --config <config>` as a
+ * user runs it, on `server` (the shared stock server unless given; none with
+ * `server: null`, for the embedded default) with `home` as the state folder,
+ * and its handle parsed by the mode's schema. Throws with the command's
+ * stderr when it fails: tests of the warm-up itself call runCli instead.
  */
-export async function warmNotebookHandle(
-  server: TestServer,
-  home: string,
-  name = "warm",
-): Promise<NotebookHandle> {
+export async function warmHandle<M extends keyof HandleOf>(
+  mode: M,
+  config: string,
+  opts: { home: string; server?: TestServer | null; env?: Record<string, string>; args?: string[] },
+): Promise<HandleOf[M]> {
+  const server = opts.server === undefined ? await sharedServer() : opts.server;
+  const flags = server ? await serverFlags(server) : [];
+  const warm = await runCli([mode, "--config", config, ...flags, ...(opts.args ?? [])], {
+    env: { INTERP_EXEC_HOME: opts.home, ...opts.env },
+  });
+  if (warm.code !== 0) throw new Error(`${mode} exited ${warm.code}: ${warm.stderr}`);
+  return HANDLE_SCHEMAS[mode].parse(JSON.parse(warm.stdout)) as HandleOf[M];
+}
+
+/** A config for the tiny Llama model on the CPU, named `name`, with `extra` YAML appended. */
+export async function tinyConfig(name: string, extra = ""): Promise<string> {
   const models = await tinyModels();
-  const config = await writeConfig(`
+  return await writeConfig(`
 name: ${name}
 environment:
   models:
     - name: tiny-llama
       path: ${models["tiny-llama"]}
       device: cpu
-`);
-  const warm = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-    env: { INTERP_EXEC_HOME: home },
-  });
-  if (warm.code !== 0) throw new Error(`notebook exited ${warm.code}: ${warm.stderr}`);
-  return NotebookHandleSchema.parse(JSON.parse(warm.stdout));
+${extra}`);
+}
+
+/** A notebook session warmed on `server` with the tiny Llama model, under the state folder `home`. */
+export async function warmNotebookHandle(
+  server: TestServer,
+  home: string,
+  name = "warm",
+): Promise<NotebookHandle> {
+  return await warmHandle("notebook", await tinyConfig(name), { server, home });
 }
 
 /** A notebook file as the server's disk holds it, each source joined (nbformat may split lines). */

@@ -3,7 +3,7 @@
 Run it after adding a case: python3 tests/bad_inputs/generate.py. Each case names
 the CLI args ({dir}: this folder, {url}: the test's tripwire listener, {tmp}: a
 fresh folder), the file the error must name, and substrings the error line must
-contain. tests/bad_inputs_test.ts runs them all.
+contain. tests/e2e/bad_inputs_test.ts runs them all.
 """
 
 import copy

@@ -1,0 +1,280 @@
+/**
+ * The third hostile probe (issue 23) against filesystem-mcp: a worker warmed
+ * by `interp-exec filesystem` on a stock Jupyter Server, driven by the
+ * official SDK client. FIFOs, devices, huge and hard-linked files are
+ * refused at once (items 7, 19); a script that ignores SIGALRM stops at its
+ * timeout with 124 (item 9); one that swallows every BaseException gets its
+ * worker replaced (item 8); a worker restarted through the Jupyter API is
+ * set up again (item 10).
+ */
+
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { type FilesystemHandle, FilesystemHandleSchema } from "../../lib/config/handle.ts";
+import {
+  api,
+  hasKernel,
+  mcpStdioClient,
+  runCli,
+  serverFlags,
+  serverKernels,
+  sharedServer,
+  tempHome,
+  tinyModels,
+  writeConfig,
+} from "../helpers.ts";
+
+const models = await tinyModels();
+const server = await sharedServer();
+const home = await tempHome();
+const flags = await serverFlags(server);
+const workspace = join(server.rootDir, `hostile-ws-${crypto.randomUUID().slice(0, 6)}`);
+const config = await writeConfig(`
+name: fs-hostile
+task: Probe.
+environment:
+  models:
+    - name: tiny-llama
+      path: ${models["tiny-llama"]}
+      device: cpu
+execution:
+  type: filesystem
+`);
+
+async function call(client: Client, name: string, args: Record<string, unknown>) {
+  const r = await client.callTool({ name, arguments: args }, undefined, {
+    timeout: 600_000,
+    resetTimeoutOnProgress: true,
+  });
+  const content = r.content as { type: string; text?: string }[];
+  return {
+    text: content.filter((c) => c.type === "text").map((c) => c.text).join("\n"),
+    structured: (r.structuredContent ?? {}) as Record<string, unknown>,
+    isError: r.isError === true,
+  };
+}
+
+async function sh(cmd: string[]): Promise<boolean> {
+  const r = await new Deno.Command(cmd[0], { args: cmd.slice(1), stderr: "null" }).output();
+  return r.success;
+}
+
+Deno.test({
+  name: "hostile fs 4, 7, 8, 9, 10, 17, 19, 29: special files, runaway scripts, a restarted worker",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const warmed = await runCli(
+      ["filesystem", "--config", config, "--workspace", workspace, ...flags],
+      { env: { INTERP_EXEC_HOME: home } },
+    );
+    assert.equal(warmed.code, 0, warmed.stderr);
+    const handle: FilesystemHandle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
+    const ws = handle.workspace;
+    const { client, stderr } = await mcpStdioClient(
+      Object.values(handle.mcp_config.mcpServers)[0],
+      { env: { INTERP_EXEC_HOME: home } },
+    );
+    try {
+      await t.step("7: a FIFO, a device and a huge sparse file are refused at once", async () => {
+        assert.ok(await sh(["mkfifo", join(ws, "pipe")]));
+        const r = await call(client, "read_file", { path: "pipe" });
+        assert.equal(r.isError, true, r.text);
+        assert.match(r.text, /pipe is a FIFO, not a regular file/);
+        const w = await call(client, "write_file", { path: "pipe", content: "x" });
+        assert.equal(w.isError, true, w.text);
+        assert.match(w.text, /FIFO/);
+        const e = await call(client, "edit_file", { path: "pipe", old: "a", new: "b" });
+        assert.equal(e.isError, true, e.text);
+        assert.match(e.text, /FIFO/);
+        if (await sh(["mknod", join(ws, "zero"), "c", "1", "5"])) {
+          const z = await call(client, "read_file", { path: "zero" });
+          assert.equal(z.isError, true, z.text);
+          assert.match(z.text, /character device/);
+        }
+        const f = await Deno.open(join(ws, "sparse.txt"), { write: true, create: true });
+        await f.truncate(1200 * 1024 * 1024);
+        f.close();
+        const s = await call(client, "read_file", { path: "sparse.txt" });
+        assert.equal(s.isError, true, s.text);
+        assert.match(s.text, /1258291200 bytes, over the 32 MiB/);
+        await Deno.remove(join(ws, "sparse.txt"));
+      });
+
+      await t.step(
+        "19: a hard link to a file outside the workspace is neither read nor written",
+        async () => {
+          const outside = await Deno.makeTempFile({ prefix: "hostile-outside-" });
+          await Deno.writeTextFile(outside, "SECRET outside\n");
+          await Deno.link(outside, join(ws, "linked.txt"));
+          const r = await call(client, "read_file", { path: "linked.txt" });
+          assert.equal(r.isError, true, r.text);
+          assert.match(r.text, /2 hard links/);
+          assert.doesNotMatch(r.text, /SECRET/);
+          const w = await call(client, "write_file", { path: "linked.txt", content: "pwned" });
+          assert.equal(w.isError, true, w.text);
+          const e = await call(client, "edit_file", {
+            path: "linked.txt",
+            old: "SECRET",
+            new: "x",
+          });
+          assert.equal(e.isError, true, e.text);
+          assert.equal(await Deno.readTextFile(outside), "SECRET outside\n");
+          // Ordinary files still work, new folders included.
+          const ok = await call(client, "write_file", { path: "a/b/c.txt", content: "hi\n" });
+          assert.equal(ok.isError, false, ok.text);
+          assert.equal(ok.structured.created, true);
+          const back = await call(client, "read_file", { path: "a/b/c.txt" });
+          assert.equal(back.text.includes("hi"), true, back.text);
+        },
+      );
+
+      await t.step("4: one client's cancel does not interrupt another client's run", async () => {
+        const other = await mcpStdioClient(
+          Object.values(handle.mcp_config.mcpServers)[0],
+          { env: { INTERP_EXEC_HOME: home } },
+        );
+        try {
+          // B attached to the worker before A's run starts.
+          assert.equal((await call(other.client, "list_files", {})).isError, false);
+          await call(client, "write_file", {
+            path: "long.py",
+            content: "import os, time\nopen('started', 'w').close()\n" +
+              "for _ in range(2400):\n    if os.path.exists('release'):\n        break\n" +
+              "    time.sleep(0.05)\nprint('done')\n",
+          });
+          await call(client, "write_file", { path: "quick.py", content: "print('quick')\n" });
+          const a = call(client, "run_python", { path: "long.py", timeout_seconds: 600 });
+          while (!(await Deno.stat(join(ws, "started")).then(() => true, () => false))) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          // B's run is sent while A's runs; B cancels it once it reports progress.
+          const abort = new AbortController();
+          const b = await other.client.callTool(
+            { name: "run_python", arguments: { path: "quick.py" } },
+            undefined,
+            { signal: abort.signal, timeout: 600_000, onprogress: () => abort.abort("enough") },
+          ).then(() => "answered", (e: unknown) => String(e));
+          assert.match(b, /enough|abort/i);
+          await Deno.writeTextFile(join(ws, "release"), "");
+          const ra = await a;
+          assert.equal(ra.structured.exit_code, 0, ra.text);
+          assert.match(String(ra.structured.stdout), /done/);
+          // The worker serves both afterwards.
+          const again = await call(other.client, "list_files", {});
+          assert.equal(again.isError, false, again.text);
+        } finally {
+          await other.client.close();
+        }
+      });
+
+      await t.step("9: a script that ignores SIGALRM stops at its timeout with 124", async () => {
+        await call(client, "write_file", {
+          path: "noalarm.py",
+          content: "import signal, time\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" +
+            "while True:\n    time.sleep(0.05)\n",
+        });
+        const r = await call(client, "run_python", { path: "noalarm.py", timeout_seconds: 3 });
+        assert.equal(r.structured.exit_code, 124, r.text);
+        assert.equal(r.structured.timed_out, true, r.text);
+      });
+
+      await t.step(
+        "8: a script that swallows every BaseException gets its worker replaced",
+        async () => {
+          const before = handle.session_id;
+          await call(client, "write_file", {
+            path: "stubborn.py",
+            content: "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n" +
+              "    except BaseException:\n        pass\n",
+          });
+          const r = await call(client, "run_python", { path: "stubborn.py", timeout_seconds: 2 });
+          assert.equal(r.isError, true, r.text);
+          assert.match(r.text, /did not stop after the worker was interrupted/);
+          await call(client, "write_file", { path: "hello.py", content: "print('hello')\n" });
+          const next = await call(client, "run_python", { path: "hello.py" });
+          assert.equal(next.structured.exit_code, 0, next.text + stderr());
+          assert.match(String(next.structured.stdout), /hello/);
+          assert.equal(await hasKernel(server, before), false, "the wedged worker was shut down");
+        },
+      );
+
+      await t.step("10: a worker restarted through the Jupyter API is set up again", async () => {
+        // The worker now: the one step 8 started, else the handle's.
+        const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
+        const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
+        await api(server, `api/kernels/${id}/restart`, { method: "POST" });
+        const r = await call(client, "read_file", { path: "hello.py" });
+        assert.equal(r.isError, false, r.text);
+        assert.match(r.text, /print/);
+        const run = await call(client, "run_python", { path: "hello.py" });
+        assert.equal(run.structured.exit_code, 0, run.text);
+      });
+
+      await t.step(
+        "29: a SIGTERM of filesystem-mcp interrupts the script it is running",
+        async () => {
+          const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
+          const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
+          const other = await mcpStdioClient(
+            Object.values(handle.mcp_config.mcpServers)[0],
+            { env: { INTERP_EXEC_HOME: home } },
+          );
+          await call(other.client, "write_file", {
+            path: "forever.py",
+            content: "import time\ntime.sleep(900)\n",
+          });
+          let progressed!: () => void;
+          const running = new Promise<void>((r) => progressed = r);
+          const run = other.client.callTool(
+            { name: "run_python", arguments: { path: "forever.py", timeout_seconds: 1000 } },
+            undefined,
+            { timeout: 1_000_000, onprogress: () => progressed() },
+          ).catch(() => null);
+          await running;
+          const state = async () =>
+            (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
+          assert.equal(await state(), "busy");
+          Deno.kill((other.client.transport as unknown as { pid: number }).pid, "SIGTERM");
+          await run;
+          let s = await state();
+          for (let i = 0; i < 600 && s !== "idle"; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            s = await state();
+          }
+          assert.equal(s, "idle");
+          await other.client.close().catch(() => {});
+        },
+      );
+
+      await t.step("17: after the worker dies, two clients share one replacement", async () => {
+        const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
+        const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
+        await api(server, `api/kernels/${id}`, { method: "DELETE" });
+        const before = await serverKernels(server);
+        const launch = Object.values(handle.mcp_config.mcpServers)[0];
+        const [a, b] = await Promise.all([
+          mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } }),
+          mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } }),
+        ]);
+        try {
+          const [ra, rb] = await Promise.all([
+            call(a.client, "list_files", {}),
+            call(b.client, "list_files", {}),
+          ]);
+          assert.equal(ra.isError, false, ra.text + a.stderr());
+          assert.equal(rb.isError, false, rb.text + b.stderr());
+          const fresh = (await serverKernels(server)).filter((k) => !before.includes(k));
+          assert.equal(fresh.length, 1, `new kernels: ${fresh.join(", ")}`);
+        } finally {
+          await a.client.close();
+          await b.client.close();
+        }
+      });
+    } finally {
+      await client.close();
+      await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});

@@ -1,0 +1,189 @@
+/**
+ * The third hostile probe (issue 23) against mcp-serve: a session warmed by
+ * `interp-exec mcp` on a stock Jupyter Server, the official SDK client
+ * driving mcp-serve spawned as the handle says. An argument nested
+ * thousands of levels deep is refused at once and does not block the next
+ * call; a SIGTERM during a call leaves the kernel idle (item 11).
+ */
+
+import assert from "node:assert/strict";
+import type { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { type McpHandle, McpHandleSchema } from "../../lib/config/handle.ts";
+import {
+  api,
+  mcpStdioClient,
+  runCli,
+  serverFlags,
+  sharedServer,
+  type StdioLaunch,
+  tempHome,
+  tinyModels,
+  writeConfig,
+} from "../helpers.ts";
+
+const SKILL = `---
+name: lab
+description: Probes for the hostile tests.
+---
+
+# Lab
+
+\`\`\`python
+import time
+
+
+def slow(seconds: float) -> float:
+    """Sleep, then return how long."""
+    time.sleep(seconds)
+    return seconds
+
+
+def echo(text: object) -> str:
+    """Return the text."""
+    return str(text)[:40]
+
+
+def big_range() -> object:
+    """A billion numbers, lazily."""
+    return range(10**9)
+
+
+def twice(n: float) -> float:
+    """Double it."""
+    return n * 2
+\`\`\`
+`;
+
+const models = await tinyModels();
+const server = await sharedServer();
+const home = await tempHome();
+const flags = await serverFlags(server);
+const config = await writeConfig(
+  `
+name: mcp-hostile
+task: Probe.
+environment:
+  models:
+    - name: tiny-llama
+      path: ${models["tiny-llama"]}
+      device: cpu
+execution:
+  type: mcp
+  skills: [lab]
+  skills_dirs: [skills]
+`,
+  { "skills/lab.md": SKILL },
+);
+
+Deno.test({
+  name: "hostile mcp-serve 11: deep arguments are refused at once; a SIGTERM interrupts the call",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn(t) {
+    const warmed = await runCli(["mcp", "--config", config, ...flags], {
+      env: { INTERP_EXEC_HOME: home },
+    });
+    assert.equal(warmed.code, 0, warmed.stderr);
+    const handle: McpHandle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
+    const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
+    // A bare kernel's id, or the session's kernel.
+    const kernelId = async () => {
+      const kernels = await api<{ id: string }[]>(server, "api/kernels");
+      if (kernels.some((k) => k.id === handle.session_id)) return handle.session_id;
+      return (await api<{ kernel: { id: string } }>(server, `api/sessions/${handle.session_id}`))
+        .kernel.id;
+    };
+    try {
+      await t.step("an argument nested 5000 deep is refused; the next call is served", async () => {
+        // --timeout 60: without the check the call would wait for it.
+        const { client } = await mcpStdioClient(launch, {
+          args: ["--timeout", "60"],
+          env: { INTERP_EXEC_HOME: home },
+        });
+        try {
+          let deep: unknown = "x";
+          for (let i = 0; i < 5000; i++) deep = [deep];
+          const r = await client.callTool({ name: "echo", arguments: { text: deep } }, undefined, {
+            timeout: 300_000,
+          });
+          assert.equal(r.isError, true);
+          const text = (r.content as { text: string }[])[0].text;
+          assert.match(text, /nested more than 100 levels deep/);
+          const ok = await client.callTool({ name: "echo", arguments: { text: "hi" } });
+          assert.notEqual(ok.isError, true);
+          assert.match((ok.content as { text: string }[])[0].text, /hi/);
+        } finally {
+          await client.close();
+        }
+      });
+
+      await t.step(
+        "29: a returned range(10**9) is summarised, not listed; an infinite float is named",
+        async () => {
+          const { client } = await mcpStdioClient(launch, {
+            args: ["--timeout", "120"],
+            env: { INTERP_EXEC_HOME: home },
+          });
+          try {
+            const r = await client.callTool({ name: "big_range", arguments: {} }, undefined, {
+              timeout: 300_000,
+            });
+            assert.notEqual(r.isError, true, JSON.stringify(r.content));
+            assert.match(JSON.stringify(r.structuredContent), /1000000000 in all/);
+            const t2 = await client.callTool({ name: "twice", arguments: { n: 1e308 } });
+            // An infinite float has no JSON form: it is named, not null.
+            assert.deepEqual(t2.structuredContent, { result: "inf" });
+          } finally {
+            await client.close();
+          }
+        },
+      );
+
+      await t.step("a SIGTERM of mcp-serve during a call leaves the kernel idle", async () => {
+        const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
+        const transport = client.transport as StdioClientTransport;
+        const pid = transport.pid!;
+        let progressed!: () => void;
+        const running = new Promise<void>((r) => progressed = r);
+        const call = client.callTool({ name: "slow", arguments: { seconds: 900 } }, undefined, {
+          timeout: 1_000_000,
+          onprogress: () => progressed(),
+        }).catch(() => null);
+        await running; // the call has been running in the kernel for a while
+        const id = await kernelId();
+        const state = async () =>
+          (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
+        assert.equal(await state(), "busy");
+        Deno.kill(pid, "SIGTERM");
+        await call;
+        // Generous: a loaded machine; without the interrupt it stays busy 900 s.
+        let s = await state();
+        for (let i = 0; i < 600 && s !== "idle"; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          s = await state();
+        }
+        assert.equal(s, "idle");
+        await client.close().catch(() => {});
+      });
+
+      await t.step("29: after the kernel restarts empty, a call says what to start", async () => {
+        const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
+        try {
+          await api(server, `api/kernels/${await kernelId()}/restart`, { method: "POST" });
+          const r = await client.callTool({ name: "echo", arguments: { text: "hi" } }, undefined, {
+            timeout: 300_000,
+          });
+          assert.equal(r.isError, true);
+          const text = (r.content as { text: string }[])[0].text;
+          assert.match(text, /the kernel was restarted and is empty/);
+          assert.match(text, /interp-exec mcp --config FILE/);
+          assert.doesNotMatch(text, /No module named/);
+        } finally {
+          await client.close();
+        }
+      });
+    } finally {
+      await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
