@@ -129,8 +129,11 @@ export async function writeFileAtomic(path: string, text: string): Promise<void>
   }
 }
 
-/** Why `state.json` could not be used: it is not the JSON interp-exec writes. */
-function damaged(text: string): string | undefined {
+/**
+ * A state file's text as a JSON object, or why it is not one: the first
+ * check of every file in the state folder (state.json, pools.json).
+ */
+export function jsonObject(text: string): Record<string, unknown> | string {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -138,7 +141,13 @@ function damaged(text: string): string | undefined {
     return `not JSON (${(err as Error).message})`;
   }
   if (!data || typeof data !== "object" || Array.isArray(data)) return "not a JSON object";
-  const d = data as Record<string, unknown>;
+  return data as Record<string, unknown>;
+}
+
+/** Why `state.json` could not be used: it is not the JSON interp-exec writes. */
+function damaged(text: string): string | undefined {
+  const d = jsonObject(text);
+  if (typeof d === "string") return d;
   if (
     d.servers !== undefined &&
     (!d.servers || typeof d.servers !== "object" || Array.isArray(d.servers))

@@ -12,6 +12,7 @@
 import { EnvironmentError } from "../../cli/errors.ts";
 import {
   ensureStateDir,
+  jsonObject,
   moveAside,
   stateDir,
   stateFolderError,
@@ -95,14 +96,9 @@ export function poolsPath(): string {
 
 /** Why `pools.json` cannot be used: it is not the JSON interp-exec writes. */
 export function damagedPools(text: string): string | undefined {
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    return `not JSON (${(err as Error).message})`;
-  }
-  if (!data || typeof data !== "object" || Array.isArray(data)) return "not a JSON object";
-  const pools = (data as Record<string, unknown>).pools;
+  const data = jsonObject(text);
+  if (typeof data === "string") return data;
+  const pools = data.pools;
   if (pools !== undefined && !Array.isArray(pools)) return "'pools' is not an array";
   if (
     Array.isArray(pools) &&
