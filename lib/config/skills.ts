@@ -30,12 +30,21 @@ export interface Skill extends z.infer<typeof SkillFrontMatterSchema> {
   body: string;
 }
 
-/** What kernel_setup.py receives for one skill. */
+/**
+ * What the kernel receives for one skill: kernel_setup.py compiles `text`
+ * (line numbers refer to it); the filesystem worker writes the skill's
+ * module and .claude/skills file from the front matter parsed here (the one
+ * parse) and `body`.
+ */
 export interface SkillSpec {
   name: string;
   origin: string;
   preload: boolean;
+  description: string;
+  requires: string[];
   text: string;
+  /** The markdown after the front matter. */
+  body: string;
 }
 
 /** Parses a skill's markdown; errors name the origin and the line. */
@@ -287,5 +296,13 @@ export function resolveSkills(
 
 /** The part of a skill kernel_setup.py needs. */
 export function skillSpec(s: Skill): SkillSpec {
-  return { name: s.name, origin: s.origin, preload: s.preload, text: s.text };
+  return {
+    name: s.name,
+    origin: s.origin,
+    preload: s.preload,
+    description: s.description,
+    requires: s.requires,
+    text: s.text,
+    body: s.body,
+  };
 }

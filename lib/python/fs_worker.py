@@ -314,36 +314,6 @@ def _write_text(real: str, text: str) -> tuple[int, bool]:
 # ---------------------------------------------------------------- prepare
 
 
-def _front_matter(text: str) -> tuple[dict, str]:
-    """(front matter, body) of a skill's markdown; yaml when installed, else a small parser."""
-    m = re.match(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", text, re.DOTALL)
-    if not m:
-        return {}, text
-    raw, body = m.group(1), text[m.end():]
-    try:
-        import yaml
-
-        data = yaml.safe_load(raw)
-        return (data if isinstance(data, dict) else {}), body
-    except ImportError:
-        pass
-    except Exception:
-        return {}, body
-    data: dict = {}
-    for line in raw.splitlines():
-        k, sep, v = line.partition(":")
-        if not sep or line[:1].isspace():
-            continue
-        v = v.strip()
-        if v.startswith("[") and v.endswith("]"):
-            data[k.strip()] = [x.strip().strip("'\"") for x in v[1:-1].split(",") if x.strip()]
-        elif v.lower() in ("true", "false"):
-            data[k.strip()] = v.lower() == "true"
-        else:
-            data[k.strip()] = v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
-    return data, body
-
-
 def _setup_module(setup_source: str | None = None):
     """kernel_setup.py as the module interp_exec_setup (the one interp-exec installed, else built here)."""
     mod = sys.modules.get(SETUP_MODULE)
@@ -397,7 +367,8 @@ def skill_code(setup, text: str) -> str:
 def _skill_modules(setup, skills: list[dict]) -> dict[str, str]:
     """relative path -> text of skills/__init__.py and one standalone module per skill."""
     by_name = {s.get("name"): s for s in skills if isinstance(s, dict) and s.get("name")}
-    meta = {name: _front_matter(s.get("text") or "")[0] for name, s in by_name.items()}
+    meta = {name: {"requires": s.get("requires") or [], "description": s.get("description") or ""}
+            for name, s in by_name.items()}
 
     def order(name: str, stack: tuple = ()) -> list[str]:
         out: list[str] = []
@@ -455,8 +426,9 @@ def _claude_skills(skills: list[dict]) -> dict[str, str]:
         if not isinstance(skill, dict) or not skill.get("name"):
             continue
         name = skill["name"]
-        meta, body = _front_matter(skill.get("text") or "")
-        description = " ".join(str(meta.get("description") or f"The {name} skill.").split())
+        # The front matter was parsed once, by interp-exec (lib/config/skills.ts skillSpec).
+        body = skill.get("body") or ""
+        description = " ".join(str(skill.get("description") or f"The {name} skill.").split())
         mod = module_name(name)
         note = (
             f"> In workspace scripts: `from skills.{mod} import ...` (the module holds this skill's code"

@@ -74,7 +74,10 @@ def builtin_skills() -> list[dict]:
             "name": n,
             "origin": f"builtin:{n}",
             "preload": front_matter(texts[n])[0].get("preload", True),
+            "description": front_matter(texts[n])[0]["description"],
+            "requires": front_matter(texts[n])[0].get("requires") or [],
             "text": texts[n],
+            "body": front_matter(texts[n])[1],
         }
         for n in order
     ]
