@@ -213,7 +213,7 @@ Deno.test({
       });
 
       await t.step(
-        "29: a SIGTERM of filesystem-mcp interrupts the script it is running",
+        "29: a SIGTERM of filesystem-mcp interrupts the script it is running, then exits 143",
         async () => {
           const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
           const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
@@ -244,6 +244,7 @@ Deno.test({
             s = await state();
           }
           assert.equal(s, "idle");
+          assert.equal(await other.exited, 143, other.stderr());
           await other.client.close().catch(() => {});
         },
       );

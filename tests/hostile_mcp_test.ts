@@ -139,8 +139,10 @@ Deno.test({
         },
       );
 
-      await t.step("a SIGTERM of mcp-serve during a call leaves the kernel idle", async () => {
-        const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
+      await t.step("a SIGTERM of mcp-serve during a call leaves the kernel idle; it exits 143", async () => {
+        const { client, exited, stderr } = await mcpStdioClient(launch, {
+          env: { INTERP_EXEC_HOME: home },
+        });
         const transport = client.transport as StdioClientTransport;
         const pid = transport.pid!;
         let progressed!: () => void;
@@ -163,6 +165,7 @@ Deno.test({
           s = await state();
         }
         assert.equal(s, "idle");
+        assert.equal(await exited, 143, stderr());
         await client.close().catch(() => {});
       });
 

@@ -47,12 +47,16 @@ async function notebookMcpStdio(home: string) {
   const errors: Error[] = [];
   client.onerror = (e: Error) => errors.push(e);
   await client.connect(transport);
-  const stdin = (transport as unknown as { _process: { stdin: Writable } })._process.stdin;
+  const child = (transport as unknown as {
+    _process: { stdin: Writable; once(event: "exit", f: (code: number | null) => void): void };
+  })._process;
+  const stdin = child.stdin;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   const raw = (text: string) =>
     new Promise<void>((resolve, reject) =>
       stdin.write(text, (e?: Error | null) => e ? reject(e) : resolve())
     );
-  return { client, transport, raw, errors, stderr: () => stderr };
+  return { client, transport, raw, errors, exited, stderr: () => stderr };
 }
 
 Deno.test({
@@ -456,12 +460,12 @@ Deno.test({
 
 Deno.test({
   // A guard: notebook-mcp already interrupted its cells on the way out (ctx.shutdown).
-  name: "hostile 29: a SIGTERM of notebook-mcp interrupts the cell it is running",
+  name: "hostile 29: a SIGTERM of notebook-mcp interrupts the cell it is running, then exits 143",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const home = await tempHome();
-    const { client, transport } = await notebookMcpStdio(home);
+    const { client, transport, exited, stderr } = await notebookMcpStdio(home);
     let kernelId = "";
     try {
       const started = await client.callTool(
@@ -497,12 +501,29 @@ Deno.test({
         s = await state();
       }
       assert.equal(s, "idle");
+      assert.equal(await exited, 143, stderr());
     } finally {
       await client.close().catch(() => {});
       if (kernelId) {
         await api(server, `api/kernels/${kernelId}`, { method: "DELETE" }).catch(() => {});
       }
       await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
+
+Deno.test({
+  name: "hostile 29: a SIGINT of an idle notebook-mcp exits 130",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client, transport, exited, stderr } = await notebookMcpStdio(home);
+    try {
+      Deno.kill(transport.pid!, "SIGINT");
+      assert.equal(await exited, 130, stderr());
+    } finally {
+      await client.close().catch(() => {});
     }
   },
 });

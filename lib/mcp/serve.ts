@@ -11,7 +11,7 @@ import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
-import { UsageError } from "../errors.ts";
+import { InterruptedError, UsageError } from "../errors.ts";
 import { LineStdioServerTransport } from "./stdio_transport.ts";
 import { interruptRunsInFlight } from "../kernel_run.ts";
 
@@ -144,21 +144,31 @@ function jsonRpcError(
 
 /**
  * Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after);
- * calls still running in a kernel are interrupted on the way out.
+ * calls still running in a kernel are interrupted on the way out. A signal
+ * ends it with an {@link InterruptedError} (exit 130 for SIGINT, 143 for
+ * SIGTERM), after that interrupt, so the caller's `finally` still cleans up.
  */
-export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
+async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  let which: "SIGINT" | "SIGTERM" | undefined;
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const h = () => {
+      which ??= sig;
+      stop.abort();
+    };
+    Deno.addSignalListener(sig, h);
+    return [sig, h] as const;
+  });
   try {
     await serve(stop.signal);
   } finally {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
     // No client waits for a call still running: stop it, so the kernel
     // (shared with other clients) is not left busy.
     const n = await interruptRunsInFlight();
     if (n > 0) progress(`interrupted ${n} call(s) still running in the kernel`);
   }
+  if (which) throw new InterruptedError(which);
 }
 
 /** How a serving subcommand serves: over HTTP when a port is given, else stdio. */
@@ -178,7 +188,10 @@ export interface ServeChoice {
 
 /**
  * Serves `factory` until SIGINT/SIGTERM (or `signal`): Streamable HTTP with
- * INTERP_EXEC_MCP_TOKEN as the bearer token, or stdio.
+ * INTERP_EXEC_MCP_TOKEN as the bearer token, or stdio. The one way the three
+ * MCP servers (notebook-mcp, filesystem-mcp, mcp-serve) serve: on a signal it
+ * interrupts their calls in flight and throws {@link InterruptedError}
+ * (exit 130/143).
  */
 export async function serveUntilStopped(
   factory: ServerFactory,
