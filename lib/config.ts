@@ -312,6 +312,9 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
   }
   sources.set(config.execution.skills, { file, text });
   sources.set(config.environment.models, { file, text });
+  if (config.execution.type === "mcp" && config.execution.functions) {
+    sources.set(config.execution.functions, { file, text });
+  }
   return { config, path: file, dir, taskText };
 }
 

@@ -74,7 +74,9 @@ export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpe
   });
 }
 
-const RESERVED = new Set(["workspace", "experiment_name"]);
+/** The kernel variables interp-exec defines itself. */
+export const RESERVED_NAMES = ["workspace", "experiment_name"] as const;
+const RESERVED = new Set<string>(RESERVED_NAMES);
 
 /** Builds the spec for a config; relative weight paths resolve against the config's folder. */
 export function buildSpec(
