@@ -574,6 +574,17 @@ export class JupyterClient {
       if (!model || model.execution_state === "dead") {
         throw new JupyterError("kernel_died", `the kernel ${kernel.id} died while starting`);
       }
+      if (performance.now() > deadline && model.execution_state === "busy") {
+        // Not a WebSocket problem: the kernel runs code and answers after it.
+        throw new JupyterError(
+          "timeout",
+          `the kernel ${kernel.id} is busy: code still running in it (another client's call, ` +
+            `a cell, or a call of a server that was killed) kept it from answering within ${
+              fmtSeconds(opts.startTimeoutMs ?? 120_000)
+            }`,
+          `interrupt it (JupyterLab's Interrupt, or POST ${this.url}api/kernels/${kernel.id}/interrupt), or wait for it and try again`,
+        );
+      }
       if (performance.now() > deadline) {
         throw new JupyterError(
           "timeout",

@@ -139,34 +139,122 @@ Deno.test({
         },
       );
 
-      await t.step("a SIGTERM of mcp-serve during a call leaves the kernel idle; it exits 143", async () => {
-        const { client, exited, stderr } = await mcpStdioClient(launch, {
-          env: { INTERP_EXEC_HOME: home },
-        });
-        const transport = client.transport as StdioClientTransport;
-        const pid = transport.pid!;
-        let progressed!: () => void;
-        const running = new Promise<void>((r) => progressed = r);
-        const call = client.callTool({ name: "slow", arguments: { seconds: 900 } }, undefined, {
-          timeout: 1_000_000,
-          onprogress: () => progressed(),
-        }).catch(() => null);
-        await running; // the call has been running in the kernel for a while
-        const id = await kernelId();
-        const state = async () =>
-          (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
-        assert.equal(await state(), "busy");
-        Deno.kill(pid, "SIGTERM");
-        await call;
-        // Generous: a loaded machine; without the interrupt it stays busy 900 s.
-        let s = await state();
-        for (let i = 0; i < 600 && s !== "idle"; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          s = await state();
+      await t.step(
+        "a SIGTERM of mcp-serve during a call leaves the kernel idle; it exits 143",
+        async () => {
+          const { client, exited, stderr } = await mcpStdioClient(launch, {
+            env: { INTERP_EXEC_HOME: home },
+          });
+          const transport = client.transport as StdioClientTransport;
+          const pid = transport.pid!;
+          let progressed!: () => void;
+          const running = new Promise<void>((r) => progressed = r);
+          const call = client.callTool({ name: "slow", arguments: { seconds: 900 } }, undefined, {
+            timeout: 1_000_000,
+            onprogress: () => progressed(),
+          }).catch(() => null);
+          await running; // the call has been running in the kernel for a while
+          const id = await kernelId();
+          const state = async () =>
+            (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
+          assert.equal(await state(), "busy");
+          Deno.kill(pid, "SIGTERM");
+          await call;
+          // Generous: a loaded machine; without the interrupt it stays busy 900 s.
+          let s = await state();
+          for (let i = 0; i < 600 && s !== "idle"; i++) {
+            await new Promise((r) => setTimeout(r, 100));
+            s = await state();
+          }
+          assert.equal(s, "idle");
+          assert.equal(await exited, 143, stderr());
+          await client.close().catch(() => {});
+        },
+      );
+
+      await t.step(
+        "11: after a SIGKILL of mcp-serve mid-call, the next mcp-serve interrupts that call",
+        async () => {
+          const env = { INTERP_EXEC_HOME: home };
+          const first = await mcpStdioClient(launch, { env });
+          const pid = (first.client.transport as StdioClientTransport).pid!;
+          let progressed!: () => void;
+          const running = new Promise<void>((r) => progressed = r);
+          first.client.callTool({ name: "slow", arguments: { seconds: 900 } }, undefined, {
+            timeout: 1_000_000,
+            onprogress: () => progressed(),
+          }).catch(() => null);
+          await running;
+          Deno.kill(pid, "SIGKILL");
+          await first.exited;
+          await first.client.close().catch(() => {});
+          const id = await kernelId();
+          const state = async () =>
+            (await api<{ execution_state: string }>(server, `api/kernels/${id}`)).execution_state;
+          assert.equal(await state(), "busy", "nothing could interrupt on a SIGKILL");
+          // Without the fix the connection check waits behind the call until
+          // --kernel-start-timeout, then blames the WebSocket.
+          const t0 = performance.now();
+          const next = await mcpStdioClient(launch, {
+            args: ["--kernel-start-timeout", "30"],
+            env,
+          });
+          try {
+            const r = await next.client.callTool({ name: "echo", arguments: { text: "hi" } });
+            assert.notEqual(r.isError, true, JSON.stringify(r.content));
+            assert.ok(performance.now() - t0 < 25_000, `${performance.now() - t0} ms`);
+            assert.match(
+              next.stderr(),
+              new RegExp(`kernel ${id} is busy with a call of mcp-serve pid ${pid}, which is gone`),
+            );
+          } finally {
+            await next.client.close();
+          }
+        },
+      );
+
+      await t.step("11: a newcomer does not interrupt a living mcp-serve's call", async () => {
+        const env = { INTERP_EXEC_HOME: home };
+        const a = await mcpStdioClient(launch, { env });
+        try {
+          let progressed!: () => void;
+          const running = new Promise<void>((r) => progressed = r);
+          const call = a.client.callTool({ name: "slow", arguments: { seconds: 8 } }, undefined, {
+            timeout: 120_000,
+            onprogress: () => progressed(),
+          });
+          await running;
+          // One that cannot wait that long says the kernel is busy, not that a
+          // WebSocket or proxy failed.
+          const hasty = await new Deno.Command(launch.command, {
+            args: [...launch.args, "--kernel-start-timeout", "2"],
+            env: { ...launch.env, ...env },
+            stdin: "null",
+            stdout: "null",
+            stderr: "piped",
+          }).output();
+          const said = new TextDecoder().decode(hasty.stderr);
+          assert.equal(hasty.code, 6, said);
+          assert.match(said, /^error: the kernel \S+ is busy: code still running in it/m);
+          assert.match(said, /^hint: interrupt it .*api\/kernels\/\S+\/interrupt/m);
+          assert.doesNotMatch(said, /WebSocket|proxy/);
+          const b = await mcpStdioClient(launch, { env });
+          try {
+            const r = await call;
+            assert.notEqual(r.isError, true, JSON.stringify(r.content));
+            assert.deepEqual(r.structuredContent, { result: 8 });
+            const pid = (a.client.transport as StdioClientTransport).pid!;
+            assert.match(
+              b.stderr(),
+              new RegExp(`busy with a call of another mcp-serve \\(pid ${pid}\\)`),
+            );
+            assert.doesNotMatch(b.stderr(), /interrupting/);
+          } finally {
+            await b.client.close();
+          }
+        } finally {
+          await a.client.close();
         }
-        assert.equal(s, "idle");
-        assert.equal(await exited, 143, stderr());
-        await client.close().catch(() => {});
       });
 
       await t.step("29: after the kernel restarts empty, a call says what to start", async () => {
