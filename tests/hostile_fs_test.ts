@@ -5,7 +5,8 @@
  * refused at once (items 7, 19); a script that ignores SIGALRM stops at its
  * timeout with 124 (item 9); one that swallows every BaseException gets its
  * worker replaced (item 8); a worker restarted through the Jupyter API is
- * set up again (item 10).
+ * set up again (item 10); a folder swapped with a symlink out of the workspace
+ * during 400 reads and writes lets none of them out (item 19).
  */
 
 import assert from "node:assert/strict";
@@ -127,6 +128,72 @@ Deno.test({
           assert.equal(ok.structured.created, true);
           const back = await call(client, "read_file", { path: "a/b/c.txt" });
           assert.equal(back.text.includes("hi"), true, back.text);
+        },
+      );
+
+      await t.step(
+        "19: a folder swapped with a symlink out during 400 reads and writes: none leaves the workspace",
+        async () => {
+          const outside = await Deno.makeTempDir({ prefix: "hostile-swap-out-" });
+          await Deno.writeTextFile(join(outside, "f.txt"), "SECRET outside\n");
+          await Deno.mkdir(join(ws, "swap"));
+          await Deno.writeTextFile(join(ws, "swap", "f.txt"), "inside\n");
+          await Deno.symlink(outside, join(ws, "swap.link"));
+          // Another process swaps the folder and a symlink to the outside
+          // folder as fast as it can, while the file tools work on the path.
+          const swapper = new Deno.Command(Deno.env.get("INTERP_EXEC_PYTHON") ?? "python3", {
+            args: [
+              "-c",
+              `import os, shutil, sys, time
+os.chdir(sys.argv[1])
+end = time.time() + 600
+while time.time() < end and not os.path.exists("swap.stop"):
+    try:
+        os.rename("swap", "swap.real")
+        os.rename("swap.link", "swap")
+        os.rename("swap", "swap.link")
+        os.rename("swap.real", "swap")
+    except OSError:
+        # write_file made a new folder 'swap' while the name was free: drop it.
+        while os.path.exists("swap.real"):
+            try:
+                if os.path.isdir("swap") and not os.path.islink("swap"):
+                    shutil.rmtree("swap")
+                os.rename("swap.real", "swap")
+            except OSError:
+                pass
+`,
+              ws,
+            ],
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          const counts = { read: 0, readRefused: 0, written: 0, writeRefused: 0 };
+          try {
+            for (let i = 0; i < 400; i++) {
+              const r = await call(client, "read_file", { path: "swap/f.txt" });
+              assert.doesNotMatch(r.text, /SECRET/, `read ${i} returned the outside file`);
+              if (r.isError) counts.readRefused++;
+              else counts.read++;
+              const w = await call(client, "write_file", { path: "swap/w.txt", content: `w${i}` });
+              if (w.isError) counts.writeRefused++;
+              else counts.written++;
+            }
+          } finally {
+            await Deno.writeTextFile(join(ws, "swap.stop"), "");
+            const out = await swapper.output();
+            assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+          }
+          assert.deepEqual(
+            [...Deno.readDirSync(outside)].map((e) => e.name),
+            ["f.txt"],
+            "no write landed outside",
+          );
+          assert.equal(await Deno.readTextFile(join(outside, "f.txt")), "SECRET outside\n");
+          // Both kinds of outcome happened: the race was real, and calls still work.
+          assert.ok(counts.read > 0 && counts.written > 0, JSON.stringify(counts));
+          console.log(`swap race: ${JSON.stringify(counts)}`);
+          await Deno.remove(join(ws, "swap.stop"));
         },
       );
 
