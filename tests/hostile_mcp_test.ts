@@ -118,7 +118,7 @@ Deno.test({
       });
 
       await t.step(
-        "29: a returned range(10**9) is summarised, not listed; an infinite float is named",
+        "29: a returned range(10**9) is summarised, not listed; an infinite float is named; __proto__ is refused",
         async () => {
           const { client } = await mcpStdioClient(launch, {
             args: ["--timeout", "120"],
@@ -133,6 +133,23 @@ Deno.test({
             const t2 = await client.callTool({ name: "twice", arguments: { n: 1e308 } });
             // An infinite float has no JSON form: it is named, not null.
             assert.deepEqual(t2.structuredContent, { result: "inf" });
+            // JSON.parse makes "__proto__" an own key, so it goes on the wire as
+            // written: an unknown argument, refused like any other.
+            const proto = await client.callTool({
+              name: "echo",
+              arguments: JSON.parse('{"text": "hi", "__proto__": 1}'),
+            });
+            assert.equal(proto.isError, true, JSON.stringify(proto));
+            assert.match(
+              (proto.content as { text: string }[])[0].text,
+              /^arguments: the key "__proto__" is not accepted/,
+            );
+            const nested = await client.callTool({
+              name: "echo",
+              arguments: JSON.parse('{"text": [{"a": 1}, {"__proto__": {"x": 1}}]}'),
+            });
+            assert.equal(nested.isError, true, JSON.stringify(nested));
+            assert.match((nested.content as { text: string }[])[0].text, /^arguments\.text\[1\]: /);
           } finally {
             await client.close();
           }

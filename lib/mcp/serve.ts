@@ -9,6 +9,8 @@
 import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage, MessageExtraInfo } from "@modelcontextprotocol/sdk/types.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../log.ts";
 import { InterruptedError, UsageError } from "../errors.ts";
@@ -31,7 +33,9 @@ export async function serveStdio(
     process.stdin.once("close", () => resolve());
     opts.signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  await server.connect(new LineStdioServerTransport());
+  const transport = new LineStdioServerTransport();
+  await server.connect(transport);
+  guardArguments(transport);
   progress(opts.ready);
   await closed;
   await server.close().catch(() => {});
@@ -126,9 +130,62 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
         allowedHosts,
       });
       await factory().connect(transport);
+      guardArguments(transport);
       return await transport.handleRequest(req);
     });
   }
+}
+
+/**
+ * Where an object in a tool call's arguments has its own key `__proto__`
+ * (JSON.parse makes one of `{"__proto__": 1}`), as a path ("arguments.a[0]"),
+ * or undefined. The SDK's schema check copies arguments by assignment, which
+ * sets the prototype instead, so without this the key would vanish silently
+ * and the call run without it.
+ */
+export function protoKeyPath(value: unknown, path = "arguments", depth = 0): string | undefined {
+  if (depth > 200 || value === null || typeof value !== "object") return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = protoKeyPath(value[i], `${path}[${i}]`, depth + 1);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, "__proto__")) return path;
+  for (const [k, v] of Object.entries(value)) {
+    const p = protoKeyPath(v, `${path}.${k}`, depth + 1);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Answers a tools/call whose arguments hold a `__proto__` key with a tool
+ * error naming it, before the SDK parses (and loses) it; every other message
+ * goes on as it came.
+ */
+function guardArguments(transport: Transport): void {
+  const inner = transport.onmessage;
+  if (!inner) return;
+  transport.onmessage = ((message: JSONRPCMessage, extra?: MessageExtraInfo) => {
+    const m = message as {
+      method?: string;
+      id?: string | number;
+      params?: { arguments?: unknown };
+    };
+    const where = m.method === "tools/call" && m.id !== undefined
+      ? protoKeyPath(m.params?.arguments)
+      : undefined;
+    if (where === undefined) return inner(message, extra);
+    const text = `${where}: the key "__proto__" is not accepted in arguments ` +
+      "(it names no parameter, and JavaScript cannot pass it on); rename it";
+    transport.send({
+      jsonrpc: "2.0",
+      id: m.id!,
+      result: { content: [{ type: "text", text }], isError: true },
+    }, { relatedRequestId: m.id }).catch(() => {});
+  }) as Transport["onmessage"];
 }
 
 function jsonRpcError(
