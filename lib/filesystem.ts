@@ -17,7 +17,8 @@ import {
   type KernelSummary,
   type ToolSummary,
 } from "./handle.ts";
-import type { KernelChannel } from "./jupyter.ts";
+import type { JupyterClient, KernelChannel } from "./jupyter.ts";
+import { progress } from "./log.ts";
 import { callKernel, installModules, type KernelModule } from "./kernel_call.ts";
 import { agentPrompt } from "./agent_prompt.ts";
 import { mcpEnv, selfCommand } from "./mcp_config.ts";
@@ -231,6 +232,7 @@ export async function bindFilesystem(
   const exec = executionFor(loaded.config, "filesystem");
   const { warm, started } = wk;
   let ok = false;
+  let specWritten = false;
   try {
     const { ok: _ok, ...namespace } = warm.summary;
     const spec = buildSpec(loaded, opts.skills.map(skillSpec), wk.workspace);
@@ -242,6 +244,7 @@ export async function bindFilesystem(
       }),
     };
     if (loaded.taskText?.trim()) files["TASK.md"] = loaded.taskText.trim() + "\n";
+    specWritten = true; // prepare may fail after writing it
     const prepared = await prepareWorkspace(wk.channel, spec, files);
     const adopted = await callKernel(wk.channel, ADOPT_CODE, {
       name: "adopt",
@@ -309,8 +312,42 @@ export async function bindFilesystem(
     ok = true;
     return handle;
   } finally {
+    // A failed bind leaves no spec file behind (kept with the kernel by --keep-on-error).
+    if (!ok && specWritten && !opts.keepOnError) {
+      await callWorker(wk.channel, "forget", {}, 10_000).catch(() => {});
+    }
     wk.channel.close();
     if (!ok) await release(client, started, opts.keepOnError);
+  }
+}
+
+/**
+ * Ends a filesystem session's setup spec: its worker removes the spec file
+ * (on the kernel's machine) and the workspace's pointer to it. Best effort
+ * and bounded: a worker that is busy, gone or not set up keeps it, and says
+ * so; `interp-exec filesystem` prunes specs no workspace names later.
+ */
+export async function forgetSpec(
+  client: JupyterClient,
+  kernelId: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const kernel = await client.getKernel(kernelId, { timeoutMs }).catch(() => null);
+  if (!kernel || kernel.execution_state === "dead") return;
+  if (kernel.execution_state === "busy") {
+    progress(`worker kernel ${kernelId} is busy: its setup spec file is left in place`);
+    return;
+  }
+  try {
+    const channel = await client.connectKernel(kernel, { startTimeoutMs: timeoutMs });
+    try {
+      const env = await callWorker(channel, "forget", {}, timeoutMs);
+      if (!env.ok) throw new Error(env.error?.message ?? "failed");
+    } finally {
+      channel.close();
+    }
+  } catch (err) {
+    progress(`could not remove the setup spec of worker ${kernelId}: ${(err as Error).message}`);
   }
 }
 

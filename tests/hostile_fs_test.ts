@@ -56,6 +56,10 @@ async function call(client: Client, name: string, args: Record<string, unknown>)
   };
 }
 
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
+
 async function sh(cmd: string[]): Promise<boolean> {
   const r = await new Deno.Command(cmd[0], { args: cmd.slice(1), stderr: "null" }).output();
   return r.success;
@@ -339,6 +343,15 @@ while time.time() < end and not os.path.exists("swap.stop"):
           await a.client.close();
           await b.client.close();
         }
+      });
+
+      await t.step("29: shutdown removes the session's setup spec file", async () => {
+        const spec = handle.environment.INTERP_EXEC_SPEC;
+        assert.ok(await exists(spec), "the spec is there while the session lives");
+        const r = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(await exists(spec), false, `${spec} is left after shutdown`);
+        assert.equal(await exists(join(ws, ".interp_exec", "spec_path")), false);
       });
     } finally {
       await client.close();

@@ -31,6 +31,7 @@ Calls (name -> args -> envelope; every path is relative to the workspace):
 
     prepare      {workspace, spec, setup_source, files?} -> {workspace, python, files, spec_path}
     configure    {workspace?, limits?} -> {workspace, limits}
+    forget       {} -> {removed}        (the session ends: its spec file and the workspace's pointer to it go)
     load_models  {} -> {summary, seconds, loaded_now}          (optional: warm the models up front)
     status       {} -> {workspace, python, models_loaded, summary, limits}
     read_file    {path, start_line?, end_line?} -> {path, text, total_lines, start_line, end_line, truncated}
@@ -672,6 +673,7 @@ def prepare(workspace: str, spec: dict, setup_source: str, files: dict | None = 
     if old and old != spec_path and os.path.dirname(old) == _specs_dir():
         with contextlib.suppress(OSError):
             os.remove(old)
+    _prune_specs(keep=spec_path)
 
     if _STATE["spec_digest"] != digest or _STATE["workspace"] != root:
         _STATE["warm"] = None
@@ -679,6 +681,66 @@ def prepare(workspace: str, spec: dict, setup_source: str, files: dict | None = 
     configure()
     del spec, digest
     return {"ok": True, "workspace": root, "python": sys.executable, "files": written, "spec_path": spec_path}
+
+
+# A spec younger than this is never pruned: its workspace may be being prepared.
+SPEC_PRUNE_AGE_S = 3600
+
+
+def _prune_specs(keep: str | None = None) -> list[str]:
+    """Removes orphaned spec files: older than an hour and not named by their own workspace.
+
+    A spec names its workspace; a workspace names its current spec in
+    .interp_exec/spec_path. A spec whose workspace is gone, or names another
+    spec (or none: the session was shut down), serves nobody. Returns what
+    was removed; never raises.
+    """
+    removed = []
+    folder = _specs_dir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(folder, name)
+        if not name.endswith(".json") or path == keep:
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < SPEC_PRUNE_AGE_S:
+                continue
+            with open(path, encoding="utf-8") as f:
+                workspace = json.load(f).get("workspace")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(workspace, str) and _read_spec_path(workspace) == path:
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def forget() -> dict:
+    """Removes this worker's spec file and the workspace's pointer to it (the session ends).
+
+    Returns {"removed": [paths]}. The workspace's files stay; a later
+    filesystem-mcp on it says it must be prepared again.
+    """
+    removed = []
+    path = _spec_path()
+    root = _STATE["workspace"]
+    if path and os.path.dirname(path) == _specs_dir():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    if root and path and _read_spec_path(root) == path:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(root, STATE_DIR, "spec_path"))
+            removed.append(os.path.join(root, STATE_DIR, "spec_path"))
+    _STATE.update(warm=None, spec_path=None, spec_digest=None)
+    return {"removed": removed}
 
 
 def _read_spec_path(root: str) -> str | None:
@@ -1677,6 +1739,10 @@ def _tool_prepare(args: dict) -> dict:
     return prepare(args.get("workspace"), args.get("spec"), args.get("setup_source"), args.get("files"))
 
 
+def _tool_forget(args: dict) -> dict:
+    return {"ok": True, **forget()}
+
+
 def _tool_configure(args: dict) -> dict:
     return {"ok": True, **configure(args.get("workspace"), args.get("limits"))}
 
@@ -1711,6 +1777,7 @@ TOOLS = {
     "run_python": run_python,
     "prepare": _tool_prepare,
     "configure": _tool_configure,
+    "forget": _tool_forget,
     "load_models": _tool_load_models,
     "status": _tool_status,
 }
