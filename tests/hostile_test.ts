@@ -583,6 +583,46 @@ Deno.test({
 
 Deno.test({
   name:
+    "hostile 13: a SIGKILL of 'notebook' while the server starts its kernel leaves a record that shutdown ends it by",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const config = join(home, "killed-at-start.yaml");
+    await Deno.writeTextFile(config, "name: killed-at-start\n");
+    const before = new Set(await serverKernels(server));
+    // Killed as the request that starts the kernel goes out: the server
+    // finishes starting it for no one.
+    const r = await runCli(["notebook", "--config", config, ...flags], {
+      env: { INTERP_EXEC_HOME: home, INTERP_EXEC_TRACE: "1" },
+      signalAfterMs: { signal: "SIGKILL", ms: 0, when: /provision: requesting kernel/ },
+    });
+    assert.equal(r.code, 137, r.stderr);
+    const listed = await runCli(["sessions", "--json"], { env: { INTERP_EXEC_HOME: home } });
+    const records = JSON.parse(listed.stdout) as { kernel_id: string; mode: string }[];
+    assert.equal(
+      records.length,
+      1,
+      `the kernel is recorded before it is asked for: ${listed.stdout}`,
+    );
+    assert.equal(records[0].mode, "starting");
+    // The server may still be starting it: wait until it has it (or never will).
+    for (let i = 0; i < 50; i++) {
+      if ((await serverKernels(server)).some((k) => !before.has(k))) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const started = (await serverKernels(server)).filter((k) => !before.has(k));
+    // Usually the server did start it: under the recorded id.
+    for (const k of started) assert.equal(k, records[0].kernel_id);
+    const down = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(down.code, 0, down.stderr);
+    const left = (await serverKernels(server)).filter((k) => !before.has(k));
+    assert.deepEqual(left, [], "no kernel of the killed run is left");
+  },
+});
+
+Deno.test({
+  name:
     "hostile 13: a SIGKILL of 'notebook' during the warm-up leaves a recorded kernel that shutdown ends",
   sanitizeResources: false,
   sanitizeOps: false,
