@@ -214,7 +214,13 @@ async function notebookSession(
     if (!opts.kernel && opts.newKernelId && !opts.env) {
       // Started in the notebook's folder, as the session would start it.
       trace(`provision: requesting kernel ${opts.newKernelId}`);
-      own = await client.startKernel({ kernelName, kernelId: opts.newKernelId, path: dir });
+      own = await client.startKernel({ kernelName, kernelId: opts.newKernelId, path: dir })
+        .catch((err) => {
+          // A server that takes a kernel id for an existing kernel (one that
+          // hands kernels to a gateway) refuses it: the session starts one.
+          if (err instanceof JupyterError && err.code === "http") return undefined;
+          throw err;
+        });
     }
     const session = await client.startSession({
       path,
