@@ -201,6 +201,35 @@ while time.time() < end and not os.path.exists("swap.stop"):
         },
       );
 
+      await t.step("29: output a thread of run 1 prints during run 2 stays out of it", async () => {
+        await call(client, "write_file", {
+          path: "chatty.py",
+          content:
+            "import threading, time\n\n\n# Its own reference to time: the run's globals are cleared after it.\ndef talk(time=time):\n    end = time.time() + 3\n" +
+            "    while time.time() < end:\n        print('LATE', flush=True)\n        time.sleep(0.02)\n\n\n" +
+            "threading.Thread(target=talk, daemon=True).start()\n",
+        });
+        await call(client, "write_file", {
+          path: "quiet.py",
+          content:
+            "import threading, time\ntime.sleep(1)\nt = threading.Thread(target=lambda: print('MINE'))\n" +
+            "t.start()\nt.join()\nprint('two')\n",
+        });
+        const one = await call(client, "run_python", { path: "chatty.py" });
+        assert.equal(one.structured.exit_code, 0, one.text);
+        const two = await call(client, "run_python", { path: "quiet.py" });
+        assert.equal(two.structured.exit_code, 0, two.text);
+        const stdout = String(two.structured.stdout);
+        assert.doesNotMatch(stdout, /LATE/);
+        assert.match(stdout, /two/);
+        assert.match(stdout, /MINE/, "a thread the run starts is the run's own");
+        assert.match(
+          stdout,
+          /printed meanwhile by threads an earlier run left running were left out/,
+        );
+        await new Promise((r) => setTimeout(r, 2500)); // the chatty thread ends
+      });
+
       await t.step("4: one client's cancel does not interrupt another client's run", async () => {
         const other = await mcpStdioClient(
           Object.values(handle.mcp_config.mcpServers)[0],

@@ -51,6 +51,30 @@ def big_range() -> object:
 def twice(n: float) -> float:
     """Double it."""
     return n * 2
+
+
+def chatty(seconds: float) -> str:
+    """Start a thread that prints for a while; return at once."""
+    import threading
+
+    def talk():
+        end = time.time() + seconds
+        while time.time() < end:
+            print("LATE")
+            time.sleep(0.02)
+
+    threading.Thread(target=talk, daemon=True).start()
+    return "started"
+
+
+def threaded() -> str:
+    """Print from a thread of this call."""
+    import threading
+
+    t = threading.Thread(target=lambda: print("MINE"))
+    t.start()
+    t.join()
+    return "done"
 \`\`\`
 `;
 
@@ -150,6 +174,30 @@ Deno.test({
             });
             assert.equal(nested.isError, true, JSON.stringify(nested));
             assert.match((nested.content as { text: string }[])[0].text, /^arguments\.text\[1\]: /);
+          } finally {
+            await client.close();
+          }
+        },
+      );
+
+      await t.step(
+        "29: output a thread of call 1 prints during call 2 stays out of it",
+        async () => {
+          const { client } = await mcpStdioClient(launch, { env: { INTERP_EXEC_HOME: home } });
+          try {
+            const first = await client.callTool({ name: "chatty", arguments: { seconds: 3 } });
+            assert.notEqual(first.isError, true, JSON.stringify(first));
+            const second = await client.callTool({ name: "slow", arguments: { seconds: 1 } });
+            const text = JSON.stringify(second);
+            assert.doesNotMatch(text, /LATE/);
+            assert.match(
+              text,
+              /printed meanwhile by threads an earlier call left running were left out/,
+            );
+            // A thread the call starts itself is the call's own.
+            const own = await client.callTool({ name: "threaded", arguments: {} });
+            assert.match(JSON.stringify(own), /MINE/);
+            await new Promise((r) => setTimeout(r, 2500)); // the chatty thread ends
           } finally {
             await client.close();
           }

@@ -1034,10 +1034,21 @@ class RunTimeout(BaseException):
 
 
 class _Capture(io.TextIOBase):
-    """A text stream that keeps the first and last max_chars/2 characters of what is written."""
+    """A text stream that keeps the first and last max_chars/2 characters of what is written.
 
-    def __init__(self, limit: int):
+    Only this run's output is kept: the thread that runs it and the threads it
+    starts. A thread already running when the run began (left by an earlier
+    run) writes past it, to `outside` (the stream it would have written to
+    without the run), and is counted in `strays`: its late output never lands
+    in this run's result, which may be another client's.
+    """
+
+    def __init__(self, limit: int, outside=None):
         super().__init__()
+        me = threading.current_thread()
+        self._others = {t for t in threading.enumerate() if t is not me}
+        self._outside = outside
+        self.strays = 0
         self._half = max(1, limit // 2)
         self._limit = limit
         self._head: list[str] = []
@@ -1051,6 +1062,12 @@ class _Capture(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._others and threading.current_thread() in self._others:
+            self.strays += len(text)
+            if self._outside is not None:
+                with contextlib.suppress(Exception):
+                    self._outside.write(text)
+            return len(text)
         n = len(text)
         self.total += n
         room = self._half - self._head_n
@@ -1074,11 +1091,17 @@ class _Capture(io.TextIOBase):
 
     def getvalue(self) -> str:
         head = "".join(self._head)
+        note = (
+            f"\n[interp-exec] {self.strays} characters printed meanwhile by threads an earlier run "
+            "left running were left out\n"
+            if self.strays
+            else ""
+        )
         if self.total <= self._limit:
             tail_len = self.total - len(head)
-            return head + (self._tail[-tail_len:] if tail_len > 0 else "")
+            return head + (self._tail[-tail_len:] if tail_len > 0 else "") + note
         omitted = self.total - len(head) - len(self._tail)
-        return f"{head}\n[... {omitted} characters omitted ...]\n{self._tail}"
+        return f"{head}\n[... {omitted} characters omitted ...]\n{self._tail}{note}"
 
 
 def _files_state(root: str) -> dict:
@@ -1497,7 +1520,7 @@ class _Watchdog:
 def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
     root = _workspace()
     limit = _limit("max_chars")
-    out, err = _Capture(limit), _Capture(limit)
+    out, err = _Capture(limit, sys.stdout), _Capture(limit, sys.stderr)
     before = _files_state(root)
     state = _ProcessState(root)
     run = {"load_s": 0.0, "snapshot": state.snapshot_models}
