@@ -7,6 +7,7 @@
  */
 
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import type { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { type McpHandle, McpHandleSchema } from "../lib/handle.ts";
 import {
@@ -259,6 +260,22 @@ Deno.test({
           assert.equal(await state(), "busy", "nothing could interrupt on a SIGKILL");
           // Without the fix the connection check waits behind the call until
           // --kernel-start-timeout, then blames the WebSocket.
+          // Records other killed servers left: a day-old one is pruned, a young
+          // one kept (it tells its kernel's next server of an orphaned call).
+          const dead = (name: string) =>
+            JSON.stringify({
+              pid: 999_999_999,
+              started: "1",
+              host: Deno.hostname(),
+              kernel_id: name,
+              server_url: "http://127.0.0.1:1/",
+            });
+          const old = join(home, "serving", "old-kernel.999999999.json");
+          const young = join(home, "serving", "young-kernel.999999999.json");
+          await Deno.writeTextFile(old, dead("old-kernel"));
+          await Deno.writeTextFile(young, dead("young-kernel"));
+          const dayAgo = new Date(Date.now() - 25 * 3600_000);
+          await Deno.utime(old, dayAgo, dayAgo);
           const t0 = performance.now();
           const next = await mcpStdioClient(launch, {
             args: ["--kernel-start-timeout", "30"],
@@ -272,6 +289,10 @@ Deno.test({
               next.stderr(),
               new RegExp(`kernel ${id} is busy with a call of mcp-serve pid ${pid}, which is gone`),
             );
+            const exists = (p: string) => Deno.lstat(p).then(() => true, () => false);
+            assert.equal(await exists(old), false, "a day-old record of a dead server is pruned");
+            assert.equal(await exists(young), true, "a young one is kept");
+            await Deno.remove(young);
           } finally {
             await next.client.close();
           }

@@ -74,11 +74,36 @@ export async function recordServing(client: JupyterClient, kernelId: string): Pr
     server_url: client.url,
   };
   await Deno.writeTextFile(path, JSON.stringify(record) + "\n", { mode: 0o600 });
+  await pruneGone();
   return () => {
     try {
       Deno.removeSync(path);
     } catch { /* already gone */ }
   };
+}
+
+/**
+ * Removes the records, a day old or more, of processes that are certainly
+ * gone, of any kernel (killed servers leave them). A younger one stays: it
+ * is what tells the next mcp-serve of its kernel that a busy call is orphaned.
+ */
+async function pruneGone(): Promise<void> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(folder())];
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (!e.isFile || !e.name.endsWith(".json")) continue;
+    const path = join(folder(), e.name);
+    try {
+      const age = Date.now() - (Deno.statSync(path).mtime?.getTime() ?? Date.now());
+      if (age < 24 * 3600_000) continue;
+      const r = JSON.parse(await Deno.readTextFile(path)) as ServingRecord;
+      if (r.pid !== Deno.pid && certainlyGone(r)) await Deno.remove(path);
+    } catch { /* being written, or already removed */ }
+  }
 }
 
 async function recordsOf(kernelId: string, serverUrl: string): Promise<ServingRecord[]> {
