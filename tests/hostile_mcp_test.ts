@@ -3,7 +3,11 @@
  * `interp-exec mcp` on a stock Jupyter Server, the official SDK client
  * driving mcp-serve spawned as the handle says. An argument nested
  * thousands of levels deep is refused at once and does not block the next
- * call; a SIGTERM during a call leaves the kernel idle (item 11).
+ * call; a SIGTERM during a call leaves the kernel idle and exits 143; after a
+ * SIGKILL mid-call the next mcp-serve interrupts the orphaned call, never a
+ * living server's (item 11). Item 29: a __proto__ argument is refused, an
+ * infinite float named, and output a thread of one call prints during the
+ * next stays out of it.
  */
 
 import assert from "node:assert/strict";
