@@ -392,7 +392,13 @@ export interface StdioLaunch {
 export async function mcpStdioClient(
   launch: StdioLaunch,
   opts: { args?: string[]; env?: Record<string, string> } = {},
-): Promise<{ client: Client; stderr: () => string; transport: StdioClientTransport }> {
+): Promise<{
+  client: Client;
+  stderr: () => string;
+  transport: StdioClientTransport;
+  /** The server's exit code (null: ended by a signal it did not handle). */
+  exited: Promise<number | null>;
+}> {
   const dir = Deno.env.get("DENO_DIR");
   const transport = new StdioClientTransport({
     command: launch.command,
@@ -404,7 +410,13 @@ export async function mcpStdioClient(
   transport.stderr?.on("data", (c: Uint8Array) => stderr += new TextDecoder().decode(c));
   const client = new Client({ name: "interp-exec-test", version: "0" });
   await client.connect(transport);
-  return { client, stderr: () => stderr, transport };
+  // The SDK transport keeps its child process to itself; its exit code is
+  // what a test of the way out checks.
+  const child = (transport as unknown as {
+    _process: { once(event: "exit", f: (code: number | null) => void): void };
+  })._process;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { client, stderr: () => stderr, transport, exited };
 }
 
 /** A tool result, flattened for assertions. */

@@ -311,6 +311,9 @@ export async function parseConfig(text: string, file: string): Promise<LoadedCon
   }
   sources.set(config.execution.skills, { file, text });
   sources.set(config.environment.models, { file, text });
+  if (config.execution.type === "mcp" && config.execution.functions) {
+    sources.set(config.execution.functions, { file, text });
+  }
   return { config, path: file, dir, taskText };
 }
 
@@ -630,7 +633,9 @@ export function assignNames(models: ModelConfig[], obfuscate: boolean): ModelSpe
   });
 }
 
-const RESERVED = new Set(["workspace", "experiment_name"]);
+/** The kernel variables interp-exec defines itself. */
+export const RESERVED_NAMES = ["workspace", "experiment_name"] as const;
+const RESERVED = new Set<string>(RESERVED_NAMES);
 
 /** Whether a model's `tokenizer` names a folder (absolute, ./ or ../) rather than a hub id. */
 export function isTokenizerPath(tokenizer: string | undefined): tokenizer is string {

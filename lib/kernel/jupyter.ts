@@ -261,6 +261,22 @@ export class JupyterClient {
         res.status,
       );
     }
+    if (res.status === 403 && /^Permission denied\b/i.test(reason)) {
+      // Jupyter Server's answer when the file system refused it (a read-only
+      // or immutable file or folder): the token was accepted.
+      const verb = ({ PUT: "write", PATCH: "rename", DELETE: "delete", POST: "create" } as const)[
+        (init.method ?? "GET").toUpperCase() as "PUT"
+      ] ?? "read";
+      throw new JupyterError(
+        "http",
+        `the Jupyter server at ${describeUrl(this.url)} may not ${verb} ${
+          contentsPath(path) ?? path
+        }: ${oneLine(reason).slice(0, 200)} (HTTP 403; the token was accepted)`,
+        "the file or its folder is read-only or immutable on the server's machine: " +
+          "make it writable (chmod u+w, chattr -i) or work on another file",
+        403,
+      );
+    }
     if (res.status === 401 || res.status === 403) {
       throw new JupyterError(
         "auth",
@@ -532,6 +548,17 @@ export class JupyterClient {
       if (!model || model.execution_state === "dead") {
         throw new JupyterError("kernel_died", `the kernel ${kernel.id} died while starting`);
       }
+      if (performance.now() > deadline && model.execution_state === "busy") {
+        // Not a WebSocket problem: the kernel runs code and answers after it.
+        throw new JupyterError(
+          "timeout",
+          `the kernel ${kernel.id} is busy: code still running in it (another client's call, ` +
+            `a cell, or a call of a server that was killed) kept it from answering within ${
+              formatSeconds(opts.startTimeoutMs ?? 120_000)
+            }`,
+          `interrupt it (JupyterLab's Interrupt, or POST ${this.url}api/kernels/${kernel.id}/interrupt), or wait for it and try again`,
+        );
+      }
       if (performance.now() > deadline) {
         throw new JupyterError(
           "timeout",
@@ -596,6 +623,21 @@ export class KernelChannel {
   close(): void {
     if (!this.conn.isDisposed) this.conn.dispose();
   }
+}
+
+/** The file a contents API path names ("api/contents/a%20b.ipynb?x" -> "a b.ipynb"). */
+function contentsPath(path: string): string | undefined {
+  const m = /^\/?api\/contents\/([^?]*)/.exec(path);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    return m[1];
+  }
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, " ").trim();
 }
 
 function encodePath(path: string): string {

@@ -9,9 +9,11 @@
 import process from "node:process";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
+import type { JSONRPCMessage, MessageExtraInfo } from "@modelcontextprotocol/sdk/types.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 import { progress, warn } from "../cli/log.ts";
-import { UsageError } from "../cli/errors.ts";
+import { InterruptedError, UsageError } from "../cli/errors.ts";
 import { LineStdioServerTransport } from "./stdio_transport.ts";
 import { interruptRunsInFlight } from "../kernel/run.ts";
 
@@ -31,7 +33,9 @@ export async function serveStdio(
     process.stdin.once("close", () => resolve());
     opts.signal.addEventListener("abort", () => resolve(), { once: true });
   });
-  await server.connect(new LineStdioServerTransport());
+  const transport = new LineStdioServerTransport();
+  await server.connect(transport);
+  guardArguments(transport);
   progress(opts.ready);
   await closed;
   await server.close().catch(() => {});
@@ -126,9 +130,62 @@ export async function serveHttp(factory: ServerFactory, opts: HttpOptions): Prom
         allowedHosts,
       });
       await factory().connect(transport);
+      guardArguments(transport);
       return await transport.handleRequest(req);
     });
   }
+}
+
+/**
+ * Where an object in a tool call's arguments has its own key `__proto__`
+ * (JSON.parse makes one of `{"__proto__": 1}`), as a path ("arguments.a[0]"),
+ * or undefined. The SDK's schema check copies arguments by assignment, which
+ * sets the prototype instead, so without this the key would vanish silently
+ * and the call run without it.
+ */
+export function protoKeyPath(value: unknown, path = "arguments", depth = 0): string | undefined {
+  if (depth > 200 || value === null || typeof value !== "object") return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = protoKeyPath(value[i], `${path}[${i}]`, depth + 1);
+      if (p) return p;
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(value, "__proto__")) return path;
+  for (const [k, v] of Object.entries(value)) {
+    const p = protoKeyPath(v, `${path}.${k}`, depth + 1);
+    if (p) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Answers a tools/call whose arguments hold a `__proto__` key with a tool
+ * error naming it, before the SDK parses (and loses) it; every other message
+ * goes on as it came.
+ */
+function guardArguments(transport: Transport): void {
+  const inner = transport.onmessage;
+  if (!inner) return;
+  transport.onmessage = ((message: JSONRPCMessage, extra?: MessageExtraInfo) => {
+    const m = message as {
+      method?: string;
+      id?: string | number;
+      params?: { arguments?: unknown };
+    };
+    const where = m.method === "tools/call" && m.id !== undefined
+      ? protoKeyPath(m.params?.arguments)
+      : undefined;
+    if (where === undefined) return inner(message, extra);
+    const text = `${where}: the key "__proto__" is not accepted in arguments ` +
+      "(it names no parameter, and JavaScript cannot pass it on); rename it";
+    transport.send({
+      jsonrpc: "2.0",
+      id: m.id!,
+      result: { content: [{ type: "text", text }], isError: true },
+    }, { relatedRequestId: m.id }).catch(() => {});
+  }) as Transport["onmessage"];
 }
 
 function jsonRpcError(
@@ -144,21 +201,31 @@ function jsonRpcError(
 
 /**
  * Runs `serve` until SIGINT/SIGTERM (the signal listeners removed after);
- * calls still running in a kernel are interrupted on the way out.
+ * calls still running in a kernel are interrupted on the way out. A signal
+ * ends it with an {@link InterruptedError} (exit 130 for SIGINT, 143 for
+ * SIGTERM), after that interrupt, so the caller's `finally` still cleans up.
  */
-export async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
+async function untilSignal(serve: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(sig, onSignal);
+  let which: "SIGINT" | "SIGTERM" | undefined;
+  const handlers = (["SIGINT", "SIGTERM"] as const).map((sig) => {
+    const h = () => {
+      which ??= sig;
+      stop.abort();
+    };
+    Deno.addSignalListener(sig, h);
+    return [sig, h] as const;
+  });
   try {
     await serve(stop.signal);
   } finally {
-    for (const sig of ["SIGINT", "SIGTERM"] as const) Deno.removeSignalListener(sig, onSignal);
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
     // No client waits for a call still running: stop it, so the kernel
     // (shared with other clients) is not left busy.
     const n = await interruptRunsInFlight();
     if (n > 0) progress(`interrupted ${n} call(s) still running in the kernel`);
   }
+  if (which) throw new InterruptedError(which);
 }
 
 /** How a serving subcommand serves: over HTTP when a port is given, else stdio. */
@@ -178,7 +245,10 @@ export interface ServeChoice {
 
 /**
  * Serves `factory` until SIGINT/SIGTERM (or `signal`): Streamable HTTP with
- * INTERP_EXEC_MCP_TOKEN as the bearer token, or stdio.
+ * INTERP_EXEC_MCP_TOKEN as the bearer token, or stdio. The one way the three
+ * MCP servers (notebook-mcp, filesystem-mcp, mcp-serve) serve: on a signal it
+ * interrupts their calls in flight and throws {@link InterruptedError}
+ * (exit 130/143).
  */
 export async function serveUntilStopped(
   factory: ServerFactory,

@@ -47,6 +47,8 @@ export interface BindStep<M extends string, H> {
   prepare?: () => Promise<StartedKernel | void>;
   /** The mode's handle from the shared fields. */
   handle: (common: CommonHandle<M>) => H;
+  /** Undoes the mode's work when the bind fails, before the kernel goes (not with keepOnError). */
+  undo?: () => Promise<void>;
 }
 
 /** Binds a warm kernel to a mode (see the module's doc). */
@@ -87,6 +89,7 @@ export async function bindKernel<M extends string, H>(
     ok = true;
     return handle;
   } finally {
+    if (!ok && !opts.keepOnError) await step.undo?.().catch(() => {});
     wk.channel.close();
     if (!ok) await release(client, started, opts.keepOnError);
   }

@@ -31,6 +31,7 @@ Calls (name -> args -> envelope; every path is relative to the workspace):
 
     prepare      {workspace, spec, setup_source, files?} -> {workspace, python, files, spec_path}
     configure    {workspace?, limits?} -> {workspace, limits}
+    forget       {} -> {removed}        (the session ends: its spec file and the workspace's pointer to it go)
     load_models  {} -> {summary, seconds, loaded_now}          (optional: warm the models up front)
     status       {} -> {workspace, python, models_loaded, summary, limits}
     read_file    {path, start_line?, end_line?} -> {path, text, total_lines, start_line, end_line, truncated}
@@ -644,6 +645,7 @@ def prepare(workspace: str, spec: dict, setup_source: str, files: dict | None = 
     if old and old != spec_path and os.path.dirname(old) == _specs_dir():
         with contextlib.suppress(OSError):
             os.remove(old)
+    _prune_specs(keep=spec_path)
 
     if _STATE["spec_digest"] != digest or _STATE["workspace"] != root:
         _STATE["warm"] = None
@@ -651,6 +653,66 @@ def prepare(workspace: str, spec: dict, setup_source: str, files: dict | None = 
     configure()
     del spec, digest
     return {"ok": True, "workspace": root, "python": sys.executable, "files": written, "spec_path": spec_path}
+
+
+# A spec younger than this is never pruned: its workspace may be being prepared.
+SPEC_PRUNE_AGE_S = 3600
+
+
+def _prune_specs(keep: str | None = None) -> list[str]:
+    """Removes orphaned spec files: older than an hour and not named by their own workspace.
+
+    A spec names its workspace; a workspace names its current spec in
+    .interp_exec/spec_path. A spec whose workspace is gone, or names another
+    spec (or none: the session was shut down), serves nobody. Returns what
+    was removed; never raises.
+    """
+    removed = []
+    folder = _specs_dir()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        path = os.path.join(folder, name)
+        if not name.endswith(".json") or path == keep:
+            continue
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or now - st.st_mtime < SPEC_PRUNE_AGE_S:
+                continue
+            with open(path, encoding="utf-8") as f:
+                workspace = json.load(f).get("workspace")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(workspace, str) and _read_spec_path(workspace) == path:
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def forget() -> dict:
+    """Removes this worker's spec file and the workspace's pointer to it (the session ends).
+
+    Returns {"removed": [paths]}. The workspace's files stay; a later
+    filesystem-mcp on it says it must be prepared again.
+    """
+    removed = []
+    path = _spec_path()
+    root = _STATE["workspace"]
+    if path and os.path.dirname(path) == _specs_dir():
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+            removed.append(path)
+    if root and path and _read_spec_path(root) == path:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(root, STATE_DIR, "spec_path"))
+            removed.append(os.path.join(root, STATE_DIR, "spec_path"))
+    _STATE.update(warm=None, spec_path=None, spec_digest=None)
+    return {"removed": removed}
 
 
 def _read_spec_path(root: str) -> str | None:
@@ -944,10 +1006,21 @@ class RunTimeout(BaseException):
 
 
 class _Capture(io.TextIOBase):
-    """A text stream that keeps the first and last max_chars/2 characters of what is written."""
+    """A text stream that keeps the first and last max_chars/2 characters of what is written.
 
-    def __init__(self, limit: int):
+    Only this run's output is kept: the thread that runs it and the threads it
+    starts. A thread already running when the run began (left by an earlier
+    run) writes past it, to `outside` (the stream it would have written to
+    without the run), and is counted in `strays`: its late output never lands
+    in this run's result, which may be another client's.
+    """
+
+    def __init__(self, limit: int, outside=None):
         super().__init__()
+        me = threading.current_thread()
+        self._others = {t for t in threading.enumerate() if t is not me}
+        self._outside = outside
+        self.strays = 0
         self._half = max(1, limit // 2)
         self._limit = limit
         self._head: list[str] = []
@@ -961,6 +1034,12 @@ class _Capture(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if self._others and threading.current_thread() in self._others:
+            self.strays += len(text)
+            if self._outside is not None:
+                with contextlib.suppress(Exception):
+                    self._outside.write(text)
+            return len(text)
         n = len(text)
         self.total += n
         room = self._half - self._head_n
@@ -984,11 +1063,17 @@ class _Capture(io.TextIOBase):
 
     def getvalue(self) -> str:
         head = "".join(self._head)
+        note = (
+            f"\n[interp-exec] {self.strays} characters printed meanwhile by threads an earlier run "
+            "left running were left out\n"
+            if self.strays
+            else ""
+        )
         if self.total <= self._limit:
             tail_len = self.total - len(head)
-            return head + (self._tail[-tail_len:] if tail_len > 0 else "")
+            return head + (self._tail[-tail_len:] if tail_len > 0 else "") + note
         omitted = self.total - len(head) - len(self._tail)
-        return f"{head}\n[... {omitted} characters omitted ...]\n{self._tail}"
+        return f"{head}\n[... {omitted} characters omitted ...]\n{self._tail}{note}"
 
 
 def _files_state(root: str) -> dict:
@@ -1407,7 +1492,7 @@ class _Watchdog:
 def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
     root = _workspace()
     limit = _limit("max_chars")
-    out, err = _Capture(limit), _Capture(limit)
+    out, err = _Capture(limit, sys.stdout), _Capture(limit, sys.stderr)
     before = _files_state(root)
     state = _ProcessState(root)
     run = {"load_s": 0.0, "snapshot": state.snapshot_models}
@@ -1649,6 +1734,10 @@ def _tool_prepare(args: dict) -> dict:
     return prepare(args.get("workspace"), args.get("spec"), args.get("setup_source"), args.get("files"))
 
 
+def _tool_forget(args: dict) -> dict:
+    return {"ok": True, **forget()}
+
+
 def _tool_configure(args: dict) -> dict:
     return {"ok": True, **configure(args.get("workspace"), args.get("limits"))}
 
@@ -1699,6 +1788,7 @@ TOOLS = {
     "run_python": run_python,
     "prepare": _tool_prepare,
     "configure": _tool_configure,
+    "forget": _tool_forget,
     "load_models": _tool_load_models,
     "status": _tool_status,
 }

@@ -33,6 +33,7 @@ import logging
 import math
 import re
 import sys
+import threading
 import time
 import traceback
 import types
@@ -1199,7 +1200,14 @@ def _text_of(value, structured, limit: int) -> str:
 
 
 class _Capture(io.TextIOBase):
-    """A bounded text sink: keeps the head and the tail, counts the rest."""
+    """A bounded text sink: keeps the head and the tail, counts the rest.
+
+    Only this call's output is kept: the thread that runs it and the threads
+    it starts. A thread already running when the call began (left by an
+    earlier call) writes past it, to the stream it would have written to
+    without the call, and is counted in `strays`, so its late output never
+    lands in this call's result (possibly another client's).
+    """
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -1207,6 +1215,10 @@ class _Capture(io.TextIOBase):
         self.head_len = 0
         self.tail = ""
         self.total = 0
+        me = threading.current_thread()
+        self.others = {t for t in threading.enumerate() if t is not me}
+        self.outside = sys.stdout
+        self.strays = 0
 
     def writable(self):
         return True
@@ -1214,6 +1226,11 @@ class _Capture(io.TextIOBase):
     def write(self, text):
         if not isinstance(text, str):
             text = str(text)
+        if self.others and threading.current_thread() in self.others:
+            self.strays += len(text)
+            with contextlib.suppress(Exception):
+                self.outside.write(text)
+            return len(text)
         n = len(text)
         self.total += n
         half = self.limit // 2
@@ -1229,9 +1246,14 @@ class _Capture(io.TextIOBase):
     def value(self) -> str:
         head = "".join(self.head)
         kept = len(head) + len(self.tail)
+        note = (
+            f"\n[{self.strays} chars printed meanwhile by threads an earlier call left running were left out]\n"
+            if self.strays
+            else ""
+        )
         if self.total > kept:
-            return head + f"\n...[{self.total - kept} chars of output cut]...\n" + self.tail
-        return head + self.tail
+            return head + f"\n...[{self.total - kept} chars of output cut]...\n" + self.tail + note
+        return head + self.tail + note
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ import { UsageError } from "../cli/errors.ts";
 import { printText, progress, setQuiet } from "../cli/log.ts";
 import { FunctionsContext } from "../mcp/functions/context.ts";
 import { createServer } from "../mcp/functions/server.ts";
+import { freeOrphanedKernel, recordServing } from "../mcp/functions/serving.ts";
 import { serveUntilStopped } from "../mcp/serve.ts";
 
 export const help =
@@ -83,7 +84,15 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   };
   const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "mcp-serve");
-  const ctx = await FunctionsContext.open(client, values.session, settings);
+  let unrecord = () => {};
+  const ctx = await FunctionsContext.open(client, values.session, settings, [], async (kernel) => {
+    // A kernel left busy by an mcp-serve that was killed mid-call is freed.
+    await freeOrphanedKernel(client, kernel);
+    unrecord = await recordServing(client, kernel.id);
+  }).catch((err) => {
+    unrecord();
+    throw err;
+  });
   const gone = new AbortController();
   if (values["exit-with-kernel"]) watchKernel(ctx, gone);
   try {
@@ -102,6 +111,7 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   } finally {
     gone.abort();
     ctx.close();
+    unrecord();
   }
 }
 

@@ -2,7 +2,7 @@ import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../cli/args.ts";
 import { printText, setQuiet } from "../cli/log.ts";
 import { NotebookMcpContext } from "../mcp/notebook/context.ts";
 import { createServer } from "../mcp/notebook/server.ts";
-import { serveHttp, serveStdio, untilSignal } from "../mcp/serve.ts";
+import { serveUntilStopped } from "../mcp/serve.ts";
 
 export const help = `interp-exec notebook-mcp: serve a notebook session's tools to an agent over MCP
 
@@ -64,6 +64,7 @@ export async function notebookMcpCommand(args: string[]): Promise<void> {
   const { values } = parseFlags("notebook-mcp", args, options);
   if (values.help) return printText(help);
   setQuiet(values.quiet ?? false);
+  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const ctx = await NotebookMcpContext.create(values, {
     timeoutMs: secondsFlag("timeout", values.timeout, 600),
     warmupTimeoutMs: secondsFlag("warmup-timeout", values["warmup-timeout"], 1800),
@@ -82,23 +83,12 @@ export async function notebookMcpCommand(args: string[]): Promise<void> {
       maxImages: intFlag("max-images", values["max-images"], 8, 0),
     },
   });
-  const factory = () => createServer(ctx);
   try {
-    await untilSignal(async (signal) => {
-      if (values.http !== undefined) {
-        await serveHttp(factory, {
-          port: httpPortFlag(values.http),
-          bearer: Deno.env.get("INTERP_EXEC_MCP_TOKEN") || undefined,
-          signal,
-          label: "notebook MCP server",
-          risk: "run code in the kernels",
-        });
-      } else {
-        await serveStdio(factory, {
-          signal,
-          ready: `notebook MCP server ready on stdio (Jupyter at ${ctx.client.url})`,
-        });
-      }
+    await serveUntilStopped(() => createServer(ctx), {
+      port,
+      label: "notebook MCP server",
+      risk: "run code in the kernels",
+      ready: `notebook MCP server ready on stdio (Jupyter at ${ctx.client.url})`,
     });
   } finally {
     // The notebook changes still queued behind the last results go to the file first.

@@ -190,6 +190,14 @@ async function end(
       return { result };
     }
     result.kernel_id = located.kernel.id;
+    const record = (await recordedSessions()).find((r) =>
+      r.id === ref.id && r.server_url === (ref.server_url ?? client.url)
+    );
+    if (record?.mode === "filesystem") {
+      // Its setup spec (outside the workspace, on the kernel's machine) goes with it.
+      const { forgetSpec } = await import("../modes/filesystem/bind.ts");
+      await forgetSpec(client, located.kernel.id);
+    }
     await endSession(client, { sessionId: located.sessionId, kernelId: located.kernel.id });
     // Shut down (on its own server, or one that reaches it under another URL).
     await forgetSessions([ref.id], ref.server_url ?? client.url);

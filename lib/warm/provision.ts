@@ -59,7 +59,12 @@ export async function startKernel(
   opts: {
     loaded: LoadedConfig;
     kernelStartTimeoutMs: number;
-    session?: (env: Record<string, string> | undefined) => Promise<StartedKernel>;
+    session?: (
+      env: Record<string, string> | undefined,
+      kernelId?: string,
+    ) => Promise<StartedKernel>;
+    /** The id to ask for (recorded before the request); default: a new one. */
+    kernelId?: string;
   },
 ): Promise<StartedKernel> {
   const { client, info } = conn;
@@ -67,7 +72,7 @@ export async function startKernel(
   const kernelName = config.execution.kernel_name;
   const env = kernelEnv(opts.loaded);
   if (info.sessions_api && info.contents_api && opts.session) {
-    return await opts.session(env);
+    return await opts.session(env, opts.kernelId);
   }
   if (opts.session) {
     progress(
@@ -84,9 +89,10 @@ export async function startKernel(
   }
   // Asking for the id (honoured by Jupyter Server 2 and the gateways built on
   // it) lets a start that times out be cleaned up: the server may finish it.
-  const kernelId = crypto.randomUUID();
+  const kernelId = opts.kernelId ?? crypto.randomUUID();
   const t0 = performance.now();
   try {
+    trace(`provision: requesting kernel ${kernelId}`);
     const kernel = await client.startKernel({
       kernelName,
       env: env ? { ...env, KERNEL_ID: kernelId } : undefined,
@@ -162,7 +168,7 @@ export interface WarmKernel {
 /** How a mode wants its kernel provisioned. */
 export interface ProvisionOptions extends WarmOptions {
   /** Starts the kernel in a Jupyter session (notebook mode); absent: a bare kernel. */
-  session?: (env: Record<string, string> | undefined) => Promise<StartedKernel>;
+  session?: (env: Record<string, string> | undefined, kernelId?: string) => Promise<StartedKernel>;
   /** Run the warm-up silently (no execution count, no history). */
   hiddenSetup: boolean;
   /**
@@ -203,26 +209,47 @@ export async function provisionKernel(
     if (opts.signal.aborted) throw new InterruptedError(opts.abortReason());
   };
   check();
-  const started = running?.started ?? await startKernel(conn, {
-    loaded,
-    kernelStartTimeoutMs: opts.kernelStartTimeoutMs,
-    session: opts.session,
-  });
+  const provisional = !running && opts.record !== false;
+  const starting = (id: string, kernelId: string, notebookPath: string | null) =>
+    recordSession(sessionRecord({
+      id,
+      kernelId,
+      serverUrl: client.url,
+      mode: "starting",
+      notebookPath,
+      loaded,
+    }));
+  // The kernel's id is chosen here and recorded before the request that
+  // starts it, so a run killed while the server starts it leaves a record
+  // that `shutdown` ends it by (Jupyter Server 2 honours the id).
+  const intent = provisional ? crypto.randomUUID() : undefined;
+  if (intent) await starting(intent, intent, null);
+  let started: StartedKernel;
+  try {
+    started = running?.started ?? await startKernel(conn, {
+      loaded,
+      kernelStartTimeoutMs: opts.kernelStartTimeoutMs,
+      session: opts.session,
+      kernelId: intent,
+    });
+  } catch (err) {
+    if (intent) {
+      // A start that failed or timed out may still have begun one under that id.
+      await client.shutdownKernel(intent).catch(() => {});
+      await forgetSessions([intent], client.url).catch(() => {});
+    }
+    throw err;
+  }
   const tSession = running?.times.session ?? performance.now();
   trace("provision: kernel started");
   let channel: KernelChannel | undefined = running?.channel;
   const recordId = started.sessionId ?? started.kernel.id;
-  const provisional = !running && opts.record !== false;
   try {
-    if (provisional) {
-      await recordSession(sessionRecord({
-        id: recordId,
-        kernelId: started.kernel.id,
-        serverUrl: client.url,
-        mode: "starting",
-        notebookPath: started.notebookPath,
-        loaded,
-      }));
+    if (intent && (recordId !== intent || started.kernel.id !== intent)) {
+      // A Jupyter session's id (or a server that chose its own kernel id):
+      // the record moves to the ids the server gave.
+      await starting(recordId, started.kernel.id, started.notebookPath);
+      await forgetSessions([intent], client.url);
     }
     check();
     if (!channel) {

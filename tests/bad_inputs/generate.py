@@ -260,6 +260,10 @@ cfg("var_name_keyword.yaml", M + "      var_name: class\n", ["environment.models
 cfg("model_path_is_file.yaml", M + "      path: ./model_path_is_file.yaml\n", ["environment.models[0].path", "not a folder", "model_path_is_file.yaml"])
 cfg("base_model_path_missing.yaml", M + "      path: ./\n      is_peft: true\n      base_model_path: ./no-such-base-model\n", ["environment.models[0].base_model_path", "folder not found", "no-such-base-model"])
 cfg("idle_timeout_inf.yaml", "name: x\nexecution:\n  idle_timeout: .inf\n", ["execution.idle_timeout", "expected a finite number, got .inf"])
+MCP = "name: bad-input\nexecution:\n  type: mcp\n  skills: [token-probs]\n"
+cfg("functions_unknown.yaml", MCP + "  functions: ['*', next_token_prob]\n", ["execution.functions[1]", "no skill defines a function named 'next_token_prob'", "did you mean 'next_token_probs'"], cmd="mcp", extra=["--jupyter-url", "{url}"])
+cfg("functions_unknown_removed.yaml", MCP + "  functions: ['*', '!next_token_prob']\n", ["execution.functions[1]", "'!next_token_prob'", "did you mean 'next_token_probs'"], cmd="mcp", extra=["--jupyter-url", "{url}"])
+cfg("functions_skill_not_loaded.yaml", MCP + "  functions: [steering.*]\n", ["execution.functions[0]", "no skill named 'steering' is loaded"], cmd="validate")
 flags("exec_session_dot", ["exec", "--session", ".", "--jupyter-url", "{url}", "--code", "1"], ["--session", "\".\" is not a session id"])
 flags("shutdown_session_dotdot", ["shutdown", "--session", "..", "--jupyter-url", "{url}"], ["--session", "\"..\" is not a session id"])
 flags("mcp_serve_session_dot", ["mcp-serve", "--session", ".", "--jupyter-url", "{url}"], ["--session", "\".\" is not a session id"])

@@ -5,7 +5,8 @@
  * refused at once (items 7, 19); a script that ignores SIGALRM stops at its
  * timeout with 124 (item 9); one that swallows every BaseException gets its
  * worker replaced (item 8); a worker restarted through the Jupyter API is
- * set up again (item 10).
+ * set up again (item 10); a folder swapped with a symlink out of the workspace
+ * during 400 reads and writes lets none of them out (item 19).
  */
 
 import assert from "node:assert/strict";
@@ -53,6 +54,10 @@ async function call(client: Client, name: string, args: Record<string, unknown>)
     structured: (r.structuredContent ?? {}) as Record<string, unknown>,
     isError: r.isError === true,
   };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
 }
 
 async function sh(cmd: string[]): Promise<boolean> {
@@ -129,6 +134,101 @@ Deno.test({
           assert.equal(back.text.includes("hi"), true, back.text);
         },
       );
+
+      await t.step(
+        "19: a folder swapped with a symlink out during 400 reads and writes: none leaves the workspace",
+        async () => {
+          const outside = await Deno.makeTempDir({ prefix: "hostile-swap-out-" });
+          await Deno.writeTextFile(join(outside, "f.txt"), "SECRET outside\n");
+          await Deno.mkdir(join(ws, "swap"));
+          await Deno.writeTextFile(join(ws, "swap", "f.txt"), "inside\n");
+          await Deno.symlink(outside, join(ws, "swap.link"));
+          // Another process swaps the folder and a symlink to the outside
+          // folder as fast as it can, while the file tools work on the path.
+          const swapper = new Deno.Command(Deno.env.get("INTERP_EXEC_PYTHON") ?? "python3", {
+            args: [
+              "-c",
+              `import os, shutil, sys, time
+os.chdir(sys.argv[1])
+end = time.time() + 600
+while time.time() < end and not os.path.exists("swap.stop"):
+    try:
+        os.rename("swap", "swap.real")
+        os.rename("swap.link", "swap")
+        os.rename("swap", "swap.link")
+        os.rename("swap.real", "swap")
+    except OSError:
+        # write_file made a new folder 'swap' while the name was free: drop it.
+        while os.path.exists("swap.real"):
+            try:
+                if os.path.isdir("swap") and not os.path.islink("swap"):
+                    shutil.rmtree("swap")
+                os.rename("swap.real", "swap")
+            except OSError:
+                pass
+`,
+              ws,
+            ],
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          const counts = { read: 0, readRefused: 0, written: 0, writeRefused: 0 };
+          try {
+            for (let i = 0; i < 400; i++) {
+              const r = await call(client, "read_file", { path: "swap/f.txt" });
+              assert.doesNotMatch(r.text, /SECRET/, `read ${i} returned the outside file`);
+              if (r.isError) counts.readRefused++;
+              else counts.read++;
+              const w = await call(client, "write_file", { path: "swap/w.txt", content: `w${i}` });
+              if (w.isError) counts.writeRefused++;
+              else counts.written++;
+            }
+          } finally {
+            await Deno.writeTextFile(join(ws, "swap.stop"), "");
+            const out = await swapper.output();
+            assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+          }
+          assert.deepEqual(
+            [...Deno.readDirSync(outside)].map((e) => e.name),
+            ["f.txt"],
+            "no write landed outside",
+          );
+          assert.equal(await Deno.readTextFile(join(outside, "f.txt")), "SECRET outside\n");
+          // Both kinds of outcome happened: the race was real, and calls still work.
+          assert.ok(counts.read > 0 && counts.written > 0, JSON.stringify(counts));
+          console.log(`swap race: ${JSON.stringify(counts)}`);
+          await Deno.remove(join(ws, "swap.stop"));
+        },
+      );
+
+      await t.step("29: output a thread of run 1 prints during run 2 stays out of it", async () => {
+        await call(client, "write_file", {
+          path: "chatty.py",
+          content:
+            "import threading, time\n\n\n# Its own reference to time: the run's globals are cleared after it.\ndef talk(time=time):\n    end = time.time() + 3\n" +
+            "    while time.time() < end:\n        print('LATE', flush=True)\n        time.sleep(0.02)\n\n\n" +
+            "threading.Thread(target=talk, daemon=True).start()\n",
+        });
+        await call(client, "write_file", {
+          path: "quiet.py",
+          content:
+            "import threading, time\ntime.sleep(1)\nt = threading.Thread(target=lambda: print('MINE'))\n" +
+            "t.start()\nt.join()\nprint('two')\n",
+        });
+        const one = await call(client, "run_python", { path: "chatty.py" });
+        assert.equal(one.structured.exit_code, 0, one.text);
+        const two = await call(client, "run_python", { path: "quiet.py" });
+        assert.equal(two.structured.exit_code, 0, two.text);
+        const stdout = String(two.structured.stdout);
+        assert.doesNotMatch(stdout, /LATE/);
+        assert.match(stdout, /two/);
+        assert.match(stdout, /MINE/, "a thread the run starts is the run's own");
+        assert.match(
+          stdout,
+          /printed meanwhile by threads an earlier run left running were left out/,
+        );
+        await new Promise((r) => setTimeout(r, 2500)); // the chatty thread ends
+      });
 
       await t.step("4: one client's cancel does not interrupt another client's run", async () => {
         const other = await mcpStdioClient(
@@ -213,7 +313,7 @@ Deno.test({
       });
 
       await t.step(
-        "29: a SIGTERM of filesystem-mcp interrupts the script it is running",
+        "29: a SIGTERM of filesystem-mcp interrupts the script it is running, then exits 143",
         async () => {
           const m = stderr().match(/new worker kernel ([0-9a-f-]{36})/g);
           const id = m ? m[m.length - 1].split(" ").pop()! : handle.session_id;
@@ -244,6 +344,7 @@ Deno.test({
             s = await state();
           }
           assert.equal(s, "idle");
+          assert.equal(await other.exited, 143, other.stderr());
           await other.client.close().catch(() => {});
         },
       );
@@ -271,6 +372,15 @@ Deno.test({
           await a.client.close();
           await b.client.close();
         }
+      });
+
+      await t.step("29: shutdown removes the session's setup spec file", async () => {
+        const spec = handle.environment.INTERP_EXEC_SPEC;
+        assert.ok(await exists(spec), "the spec is there while the session lives");
+        const r = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(await exists(spec), false, `${spec} is left after shutdown`);
+        assert.equal(await exists(join(ws, ".interp_exec", "spec_path")), false);
       });
     } finally {
       await client.close();

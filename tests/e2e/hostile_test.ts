@@ -47,12 +47,16 @@ async function notebookMcpStdio(home: string) {
   const errors: Error[] = [];
   client.onerror = (e: Error) => errors.push(e);
   await client.connect(transport);
-  const stdin = (transport as unknown as { _process: { stdin: Writable } })._process.stdin;
+  const child = (transport as unknown as {
+    _process: { stdin: Writable; once(event: "exit", f: (code: number | null) => void): void };
+  })._process;
+  const stdin = child.stdin;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
   const raw = (text: string) =>
     new Promise<void>((resolve, reject) =>
       stdin.write(text, (e?: Error | null) => e ? reject(e) : resolve())
     );
-  return { client, transport, raw, errors, stderr: () => stderr };
+  return { client, transport, raw, errors, exited, stderr: () => stderr };
 }
 
 Deno.test({
@@ -456,12 +460,12 @@ Deno.test({
 
 Deno.test({
   // A guard: notebook-mcp already interrupted its cells on the way out (ctx.shutdown).
-  name: "hostile 29: a SIGTERM of notebook-mcp interrupts the cell it is running",
+  name: "hostile 29: a SIGTERM of notebook-mcp interrupts the cell it is running, then exits 143",
   sanitizeResources: false,
   sanitizeOps: false,
   async fn() {
     const home = await tempHome();
-    const { client, transport } = await notebookMcpStdio(home);
+    const { client, transport, exited, stderr } = await notebookMcpStdio(home);
     let kernelId = "";
     try {
       const started = await client.callTool(
@@ -497,12 +501,29 @@ Deno.test({
         s = await state();
       }
       assert.equal(s, "idle");
+      assert.equal(await exited, 143, stderr());
     } finally {
       await client.close().catch(() => {});
       if (kernelId) {
         await api(server, `api/kernels/${kernelId}`, { method: "DELETE" }).catch(() => {});
       }
       await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    }
+  },
+});
+
+Deno.test({
+  name: "hostile 29: a SIGINT of an idle notebook-mcp exits 130",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const { client, transport, exited, stderr } = await notebookMcpStdio(home);
+    try {
+      Deno.kill(transport.pid!, "SIGINT");
+      assert.equal(await exited, 130, stderr());
+    } finally {
+      await client.close().catch(() => {});
     }
   },
 });
@@ -557,6 +578,46 @@ Deno.test({
     }
     const listed = await runCli(["sessions", "--json"], { env: { INTERP_EXEC_HOME: home } });
     assert.deepEqual(JSON.parse(listed.stdout || "[]"), []);
+  },
+});
+
+Deno.test({
+  name:
+    "hostile 13: a SIGKILL of 'notebook' while the server starts its kernel leaves a record that shutdown ends it by",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const home = await tempHome();
+    const config = join(home, "killed-at-start.yaml");
+    await Deno.writeTextFile(config, "name: killed-at-start\n");
+    const before = new Set(await serverKernels(server));
+    // Killed as the request that starts the kernel goes out: the server
+    // finishes starting it for no one.
+    const r = await runCli(["notebook", "--config", config, ...flags], {
+      env: { INTERP_EXEC_HOME: home, INTERP_EXEC_TRACE: "1" },
+      signalAfterMs: { signal: "SIGKILL", ms: 0, when: /provision: requesting kernel/ },
+    });
+    assert.equal(r.code, 137, r.stderr);
+    const listed = await runCli(["sessions", "--json"], { env: { INTERP_EXEC_HOME: home } });
+    const records = JSON.parse(listed.stdout) as { kernel_id: string; mode: string }[];
+    assert.equal(
+      records.length,
+      1,
+      `the kernel is recorded before it is asked for: ${listed.stdout}`,
+    );
+    assert.equal(records[0].mode, "starting");
+    // The server may still be starting it: wait until it has it (or never will).
+    for (let i = 0; i < 50; i++) {
+      if ((await serverKernels(server)).some((k) => !before.has(k))) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    const started = (await serverKernels(server)).filter((k) => !before.has(k));
+    // Usually the server did start it: under the recorded id.
+    for (const k of started) assert.equal(k, records[0].kernel_id);
+    const down = await runCli(["shutdown", "--all"], { env: { INTERP_EXEC_HOME: home } });
+    assert.equal(down.code, 0, down.stderr);
+    const left = (await serverKernels(server)).filter((k) => !before.has(k));
+    assert.deepEqual(left, [], "no kernel of the killed run is left");
   },
 });
 

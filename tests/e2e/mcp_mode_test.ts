@@ -519,7 +519,7 @@ execution:
     assert.equal(r.stdout, "");
     assert.match(
       r.stderr,
-      /^error: .*experiment\.yaml: execution\.functions: .*next_token_prob.*next_token_probs/m,
+      /^error: .*experiment\.yaml:\d+:\d+: execution\.functions\[0\]: .*next_token_prob.*next_token_probs/m,
     );
     const after = (await serverKernels(server)).filter((k) => !before.has(k));
     assert.deepEqual(after, []);

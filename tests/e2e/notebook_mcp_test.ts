@@ -539,7 +539,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
           await http.close();
         } finally {
           child.kill("SIGTERM");
-          assert.equal((await child.status).code, 0);
+          assert.equal((await child.status).code, 143, "SIGTERM: exit 143");
           await draining;
           assert.equal(
             new TextDecoder().decode(await new Response(child.stdout).arrayBuffer()),

@@ -96,6 +96,34 @@ Deno.test({
         }
       });
 
+      await t.step(
+        "29: an immutable .ipynb is named a permission problem, not the token",
+        async () => {
+          // chattr +i where allowed (root); else a read-only file (root ignores that).
+          const immutable = await new Deno.Command("chattr", { args: ["+i", file] }).output()
+            .then((o) => o.success, () => false);
+          if (!immutable) await Deno.chmod(file, 0o444);
+          const { client } = await mcpStdioClient(launch, { env });
+          try {
+            let text = "";
+            for (let i = 0; i < 40 && !/could not be updated/.test(text); i++) {
+              text = (await run(client, handle.session_id, `locked_${i} = ${i}`)).text;
+              if (!/could not be updated/.test(text)) await new Promise((r) => setTimeout(r, 250));
+            }
+            assert.match(
+              text,
+              /could not be updated: .*may not write .*\.ipynb: Permission denied/,
+            );
+            assert.match(text, /the token was accepted/);
+            assert.doesNotMatch(text, /refused the token/);
+          } finally {
+            await client.close();
+            if (immutable) await new Deno.Command("chattr", { args: ["-i", file] }).output();
+            else await Deno.chmod(file, 0o644);
+          }
+        },
+      );
+
       await t.step("SIGKILL right after a result: the next writer records that cell", async () => {
         for (let k = 0; k < 3; k++) {
           const { client, transport } = await mcpStdioClient(launch, { env });

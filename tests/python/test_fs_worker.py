@@ -209,6 +209,37 @@ def test_prepare_writes_the_workspace(fs, ws, home):
     assert not os.path.exists(spec_path) and os.path.exists(again["spec_path"])
 
 
+def test_forget_and_prune_remove_spec_files(fs, ws, home, tiny_models, tmp_path):
+    """Issue 23, item 29: a session's spec goes when it ends (forget); orphans older than an hour are pruned."""
+    specs = home / ".cache" / "interp-exec" / "specs"
+    worker = load_module("interp_exec_fs_forget", FS_WORKER, register=False)
+    other = tmp_path / "other"
+    prepared = worker.prepare(str(other), make_spec(other, [model_entry(tiny_models["tiny-llama"])]), SETUP_SOURCE, {})
+    mine = prepared["spec_path"]
+    # Orphans: a workspace that is gone, one that names another spec; an hour old.
+    gone = specs / ("a" * 32 + ".json")
+    gone.write_text(json.dumps({"workspace": str(tmp_path / "no-such-workspace")}))
+    stale = specs / ("b" * 32 + ".json")
+    stale.write_text(json.dumps({"workspace": str(other)}))
+    young = specs / ("c" * 32 + ".json")
+    young.write_text(json.dumps({"workspace": str(tmp_path / "no-such-workspace")}))
+    old = time.time() - worker.SPEC_PRUNE_AGE_S - 60
+    for p in (gone, stale):
+        os.utime(p, (old, old))
+    os.utime(mine, (old, old))  # named by its workspace: kept however old
+    shared = (ws / ".interp_exec" / "spec_path").read_text().strip()
+    os.utime(shared, (old, old))
+    assert sorted(worker._prune_specs()) == sorted([str(gone), str(stale)])
+    assert os.path.exists(mine) and os.path.exists(shared) and young.exists()
+    # The session ends: its spec and the workspace's pointer go, the other workspace's stay.
+    out = worker.call({}, "forget", {})
+    assert out["ok"] is True and mine in out["removed"]
+    assert not os.path.exists(mine) and not (other / ".interp_exec" / "spec_path").exists()
+    assert os.path.exists(shared)
+    assert worker.call({}, "load_models", {})["ok"] is False  # nothing to load from any more
+    young.unlink()
+
+
 def test_prepare_refuses_files_outside(fs, tmp_path):
     for bad in ("../escape.txt", "/tmp/escape.txt"):
         with pytest.raises(fs.ToolError) as info:

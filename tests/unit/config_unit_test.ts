@@ -7,6 +7,8 @@
 import * as assert from "node:assert/strict";
 import { executionFor, isTokenizerPath, parseConfig } from "../../lib/config/config.ts";
 import { ConfigError } from "../../lib/cli/errors.ts";
+import { checkFunctionEntries } from "../../lib/config/experiment.ts";
+import { parseSkill } from "../../lib/config/skills.ts";
 
 async function rejects(text: string): Promise<string> {
   try {
@@ -96,4 +98,49 @@ Deno.test("config: a tokenizer is a folder when absolute, ./ or ../; else a hub 
   for (const p of ["gpt2", "org/name", ".tok", "..tok", "", undefined]) {
     assert.ok(!isTokenizerPath(p), String(p));
   }
+});
+
+Deno.test("execution.functions: only entries that certainly name nothing are refused before a kernel", async () => {
+  const skill = parseSkill(
+    "---\nname: lab\ndescription: d\n---\n\n```python\nimport functools\n\n\ndef probe(x):\n    return x\n\n\nfast = functools.partial(probe, 1)\n```\n",
+    "/x/skills/lab.md",
+  );
+  const check = async (functions: string, skills = [skill], models = "") => {
+    const loaded = await parseConfig(
+      `name: a\n${models}execution:\n  type: mcp\n  skills: [lab]\n  functions: ${functions}\n`,
+      "/x/exp.yaml",
+    );
+    try {
+      checkFunctionEntries(loaded, skills);
+      return "ok";
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      return err.message;
+    }
+  };
+  // Defined by a def, by an assignment, a model's variable, interp-exec's own, '*', lab.*.
+  assert.equal(await check("[probe, fast, '!probe', '*', lab.*, workspace]"), "ok");
+  assert.equal(
+    await check("[model, tokenizer]", [skill], "environment:\n  models:\n    - name: m\n"),
+    "ok",
+  );
+  // Unknown: refused with its YAML path and the near name.
+  assert.match(
+    await check("[probe, prob]"),
+    /^\/x\/exp\.yaml:\d+:\d+: execution\.functions\[1\]: 'prob': no skill defines a function named 'prob' \(did you mean 'probe'\?\)$/,
+  );
+  assert.match(
+    await check("[laab.*]"),
+    /no skill named 'laab' is loaded \(did you mean 'lab\.\*'\?\)/,
+  );
+  const lazy = parseSkill("---\nname: lab\ndescription: d\npreload: false\n---\n", "/x/lab.md");
+  assert.match(await check("[lab.*]", [lazy]), /skill 'lab' is not preloaded/);
+  // Code that binds names dynamically: any name may exist; the kernel decides.
+  const dynamic = parseSkill(
+    "---\nname: lab\ndescription: d\n---\n\n```python\nfrom helpers import *\n```\n",
+    "/x/skills/lab.md",
+  );
+  assert.equal(await check("[anything]", [dynamic]), "ok");
+  // '_'-names are left to the kernel (IPython defines many).
+  assert.equal(await check("[_secret]"), "ok");
 });

@@ -68,6 +68,8 @@ export class FunctionsContext {
     id: string,
     settings: FunctionsSettings,
     secrets: string[] = [],
+    /** Runs once the kernel is known, before the connection (mcp-serve: freeOrphanedKernel). */
+    beforeConnect?: (kernel: KernelModel) => Promise<void>,
   ): Promise<FunctionsContext> {
     const info = await client.probe();
     let kernel: KernelModel | null | undefined = null;
@@ -87,6 +89,7 @@ export class FunctionsContext {
         "the handle's session_id names it; 'interp-exec sessions' lists the live ones",
       );
     }
+    await beforeConnect?.(kernel);
     const channel = await client.connectKernel(kernel, {
       startTimeoutMs: settings.kernelStartTimeoutMs,
     });

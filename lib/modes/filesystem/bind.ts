@@ -13,7 +13,8 @@ import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { JupyterError } from "../../cli/errors.ts";
 import type { FilesystemHandle, KernelSummary, ToolSummary } from "../../config/handle.ts";
-import type { KernelChannel } from "../../kernel/jupyter.ts";
+import type { JupyterClient, KernelChannel } from "../../kernel/jupyter.ts";
+import { progress } from "../../cli/log.ts";
 import { callKernel, installModules } from "../../kernel/call.ts";
 import { callWorker, FS_CALL_CODE, FS_MODULE, type FsEnvelope } from "../../kernel/fs_worker.ts";
 import { raiseFor } from "../../kernel/run.ts";
@@ -169,6 +170,7 @@ export async function bindFilesystem(
   const { warm } = wk;
   const { ok: _ok, ...namespace } = warm.summary;
   let prepared: Awaited<ReturnType<typeof prepareWorkspace>> | undefined;
+  let specWritten = false;
   return await bindKernel(conn, wk, opts, {
     mode: "filesystem",
     idleTimeout: exec.idle_timeout,
@@ -182,6 +184,7 @@ export async function bindFilesystem(
         }),
       };
       if (loaded.taskText?.trim()) files["TASK.md"] = loaded.taskText.trim() + "\n";
+      specWritten = true; // prepare may fail after writing it
       prepared = await prepareWorkspace(wk.channel, spec, files);
       // The warm-up's objects go to the worker (fs_worker.py adopt), so
       // scripts get these models instead of a second copy.
@@ -201,6 +204,10 @@ export async function bindFilesystem(
           `handing the models to the workspace worker: ${answer.error?.message}`,
         );
       }
+    },
+    // A failed bind leaves no spec file behind (kept with the kernel by --keep-on-error).
+    undo: async () => {
+      if (specWritten) await callWorker(wk.channel, "forget", {}, 10_000);
     },
     handle: (common): FilesystemHandle => {
       const ready = prepared!;
@@ -244,6 +251,36 @@ export async function bindFilesystem(
       };
     },
   });
+}
+
+/**
+ * Ends a filesystem session's setup spec: its worker removes the spec file
+ * (on the kernel's machine) and the workspace's pointer to it. Best effort
+ * and bounded: a worker that is busy, gone or not set up keeps it, and says
+ * so; `interp-exec filesystem` prunes specs no workspace names later.
+ */
+export async function forgetSpec(
+  client: JupyterClient,
+  kernelId: string,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const kernel = await client.getKernel(kernelId, { timeoutMs }).catch(() => null);
+  if (!kernel || kernel.execution_state === "dead") return;
+  if (kernel.execution_state === "busy") {
+    progress(`worker kernel ${kernelId} is busy: its setup spec file is left in place`);
+    return;
+  }
+  try {
+    const channel = await client.connectKernel(kernel, { startTimeoutMs: timeoutMs });
+    try {
+      const env = await callWorker(channel, "forget", {}, timeoutMs);
+      if (!env.ok) throw new Error(env.error?.message ?? "failed");
+    } finally {
+      channel.close();
+    }
+  } catch (err) {
+    progress(`could not remove the setup spec of worker ${kernelId}: ${(err as Error).message}`);
+  }
 }
 
 /** Creates one warm filesystem-mode worker and returns its handle: provisioning, then binding. */

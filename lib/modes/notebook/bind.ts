@@ -138,7 +138,8 @@ export async function warmNotebookSession(
 ): Promise<NotebookHandle> {
   const wk = await provisionKernel(conn, {
     ...opts,
-    session: (env) => notebookSession(conn, opts.loaded, { index: opts.index, env }),
+    session: (env, kernelId) =>
+      notebookSession(conn, opts.loaded, { index: opts.index, env, newKernelId: kernelId }),
     hiddenSetup: executionFor(opts.loaded.config, "notebook").hide_setup,
   });
   return await bindNotebook(conn, wk, opts);
@@ -157,6 +158,13 @@ async function notebookSession(
     kernel?: KernelModel;
     /** What the notebook holds when created (default: no cells). */
     notebook?: Notebook;
+    /**
+     * Start the kernel under this id (already recorded by the caller) and
+     * bind the session to it: a session's POST cannot choose its kernel's id.
+     * Not with `env` (the KERNEL_* variables a gateway behind the server
+     * takes with the session's kernel): then the server chooses the id.
+     */
+    newKernelId?: string;
   },
 ): Promise<StartedKernel> {
   const { client } = conn;
@@ -168,16 +176,29 @@ async function notebookSession(
     path,
     opts.notebook ?? emptyNotebook(kernelName, { interp_exec: { version: VERSION } }),
   );
+  let own: KernelModel | undefined;
   try {
+    if (!opts.kernel && opts.newKernelId && !opts.env) {
+      // Started in the notebook's folder, as the session would start it.
+      trace(`provision: requesting kernel ${opts.newKernelId}`);
+      own = await client.startKernel({ kernelName, kernelId: opts.newKernelId, path: dir })
+        .catch((err) => {
+          // A server that takes a kernel id for an existing kernel (one that
+          // hands kernels to a gateway) refuses it: the session starts one.
+          if (err instanceof JupyterError && err.code === "http") return undefined;
+          throw err;
+        });
+    }
     const session = await client.startSession({
       path,
       name: loaded.config.name,
       kernelName,
       env: opts.env,
-      kernelId: opts.kernel?.id,
+      kernelId: (opts.kernel ?? own)?.id,
     });
     return { sessionId: session.id, kernel: session.kernel, notebookPath: path };
   } catch (err) {
+    if (own) await client.shutdownKernel(own.id).catch(() => {});
     await client.deleteFile(path).catch(() => {});
     throw err;
   }
