@@ -14,7 +14,9 @@ import type { JupyterClient } from "../../jupyter.ts";
 import { redactor } from "../../redact.ts";
 import { warn } from "../../log.ts";
 import type { EmbeddedServer } from "../../local_server.ts";
-import type { RenderLimits } from "../render.ts";
+import { type Rendered, type RenderLimits, renderOutputs } from "../render.ts";
+import { RunRegistry } from "../runs.ts";
+import type { Output } from "../../nbformat.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "./document.ts";
 import { findRecord } from "./restart.ts";
@@ -37,6 +39,8 @@ export class NotebookMcpContext {
   private readonly attaching = new Map<string, Promise<AttachedSession>>();
   private probed: Promise<ServerInfo> | undefined;
   readonly serverName = "notebook-mcp";
+  /** Every cell run the tools started, on any session (wait, interrupt, list_runs). */
+  readonly runs: RunRegistry = new RunRegistry(this);
 
   constructor(
     readonly client: JupyterClient,
@@ -61,6 +65,11 @@ export class NotebookMcpContext {
   }
 
   private redactText: ((text: string) => string) | undefined;
+
+  /** A run's new outputs as wait shows them. */
+  renderNew(outputs: Output[]): Rendered {
+    return renderOutputs(outputs, this.settings.limits);
+  }
 
   /** The server's kind and APIs (probed once; a failed probe is retried next time). */
   info(): Promise<ServerInfo> {

@@ -44,7 +44,10 @@ export const cellRunShape = {
   recorded: z.boolean(),
   cell_index: z.number().int().nullable(),
   cell_id: z.string().nullable(),
+  /** queued, running: the call returned before the run ended (background, wait_seconds). */
   status: z.enum([
+    "queued",
+    "running",
     "ok",
     "error",
     "aborted",
@@ -59,6 +62,8 @@ export const cellRunShape = {
   outputs: outputsShape,
   note: z.string().nullable(),
   notebook_error: z.string().nullable(),
+  /** The run's id in this server: wait(run_id) and interrupt(run_id) take it. */
+  run_id: z.string().optional(),
 };
 
 /** One cell as structuredContent. */

@@ -17,6 +17,8 @@ import { registerEditCellSource } from "./tools/edit_cell_source.ts";
 import { registerExecuteCode } from "./tools/execute_code.ts";
 import { registerInsertCell } from "./tools/insert_cell.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerListRuns } from "./tools/list_runs.ts";
+import { registerWait } from "./tools/wait.ts";
 import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
 import { registerRestartSession } from "./tools/restart_session.ts";
@@ -39,7 +41,9 @@ const TOOLS = [
   registerDeleteCell,
   registerClearOutputs,
   registerReadNotebook,
+  registerWait,
   registerInterrupt,
+  registerListRuns,
   registerRestartSession,
   registerStartNewSession,
   registerShutdownSession,
@@ -48,7 +52,8 @@ const TOOLS = [
 const INSTRUCTIONS =
   "Tools for a live Jupyter kernel that already holds the experiment's models and skill " +
   "functions. Start with attach_to_session(session_id) using the session_id you were given; " +
-  "then execute_code runs Python in it. Every cell lands in a notebook people can read.";
+  "then execute_code runs Python in it. Every cell lands in a notebook people can read. " +
+  "For long cells pass background=true and follow them with wait(run_id).";
 
 /** A notebook MCP server with every tool registered. */
 export function createServer(ctx: NotebookMcpContext): McpServer {

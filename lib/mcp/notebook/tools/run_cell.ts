@@ -3,6 +3,7 @@ import { UsageError } from "../../../errors.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";
+import { returnWhenShape } from "../../run_tools.ts";
 import { findCell, guardSetup } from "../cells.ts";
 import { cellIdField, cellIndex, cellRunShape, sessionId, timeoutSeconds } from "../schemas.ts";
 
@@ -12,15 +13,17 @@ export function registerRunCell(server: McpServer, ctx: NotebookMcpContext): voi
     title: "Run a notebook cell",
     description:
       "Run a code cell already in the notebook (after insert_cell or edit_cell_source, or to run " +
-      "one again), named by cell_index or by its nbformat cell_id; its outputs are replaced in place.",
+      "one again), named by cell_index or by its nbformat cell_id; its outputs are replaced in place. " +
+      "background=true or wait_seconds return before it ends (wait(run_id) follows it).",
     inputSchema: {
       session_id: sessionId,
       cell_index: cellIndex,
       cell_id: cellIdField,
       timeout_seconds: timeoutSeconds,
+      ...returnWhenShape,
     },
     outputSchema: cellRunShape,
-  }, async ({ session_id, cell_index, cell_id, timeout_seconds }, extra) => {
+  }, async ({ session_id, cell_index, cell_id, timeout_seconds, background, wait_seconds }, extra) => {
     const session = await ctx.session(session_id);
     const nb = await session.doc.current({ fresh: true });
     const found = findCell(nb, { cell_index, cell_id }, "run_cell");
@@ -34,6 +37,9 @@ export function registerRunCell(server: McpServer, ctx: NotebookMcpContext): voi
       id: found.cell.id,
       timeoutSeconds: timeout_seconds,
       extra,
+      tool: "run_cell",
+      background,
+      waitSeconds: wait_seconds,
     });
   });
 }
