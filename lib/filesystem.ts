@@ -9,6 +9,7 @@
  */
 
 import { executionFor } from "./config.ts";
+import { RUN_TOOLS } from "./mcp_mode.ts";
 import type { Connection } from "./connect.ts";
 import { JupyterError } from "./errors.ts";
 import {
@@ -78,6 +79,7 @@ export const FS_TOOLS: ToolSummary[] = [
       "Run a workspace script with arguments and a timeout; the models stay warm between runs",
     skill: null,
   },
+  ...RUN_TOOLS,
 ];
 
 /** What one call into the worker answered. */

@@ -136,13 +136,29 @@ export async function readToolTable(channel: KernelChannel): Promise<ToolTable> 
   return env;
 }
 
-/** The tools a handle lists: each function, and model_info. */
+/** The tools a handle lists: each function, model_info, and the run tools a function does not shadow. */
 export function toolSummaries(table: ToolTable): ToolSummary[] {
+  const own = new Set(table.tools.map((t) => t.name));
   return [
     ...table.tools.map((t) => ({ name: t.name, description: t.description, skill: t.skill })),
     { name: MODEL_INFO, description: MODEL_INFO_DESCRIPTION, skill: null },
+    ...RUN_TOOLS.filter((t) => !own.has(t.name)),
   ];
 }
+
+/**
+ * The tools that follow a call that returned early (background=true or
+ * wait_seconds; lib/mcp/run_tools.ts), as handles list them.
+ */
+export const RUN_TOOLS: ToolSummary[] = [
+  {
+    name: "wait",
+    description: "Wait for a run (a call made with background=true or wait_seconds) to end",
+    skill: null,
+  },
+  { name: "interrupt", description: "Stop a run by its run_id", skill: null },
+  { name: "list_runs", description: "The runs queued, running and ended lately", skill: null },
+];
 
 /** The tool every mcp-mode server has besides the functions. */
 export const MODEL_INFO = "model_info";

@@ -192,7 +192,13 @@ Deno.test({
           };
           assert.match(dp.description, /^Tokenize a prompt and report on it\./);
           const props = dp.inputSchema.properties as Record<string, Record<string, unknown>>;
-          assert.deepEqual(Object.keys(props).sort(), ["mode", "prompt"]);
+          // background and wait_seconds: the call may return before the function does.
+          assert.deepEqual(Object.keys(props).sort(), [
+            "background",
+            "mode",
+            "prompt",
+            "wait_seconds",
+          ]);
           assert.equal(props.prompt.type, "string");
           assert.equal(props.prompt.description, "The text to tokenize.");
           assert.deepEqual(props.mode.enum, ["ids", "count"]);
@@ -304,6 +310,32 @@ Deno.test({
         for (let i = 1; i < spans.length; i++) {
           assert.ok(spans[i].start >= spans[i - 1].end, JSON.stringify(spans));
         }
+      });
+
+      await t.step("a call in the background: wait, interrupt, list_runs", async () => {
+        const started = await call(client, "slow", { seconds: 1.5, background: true });
+        assert.equal(started.isError, false, started.text);
+        const runId = String(started.structured?.run_id);
+        assert.match(String(started.structured?.status), /^(queued|running)$/);
+        const listed = await call(client, "list_runs", {});
+        const runs = listed.structured?.runs as { run_id: string; tool: string }[];
+        assert.ok(runs.some((r) => r.run_id === runId && r.tool === "slow"), listed.text);
+        let w = await call(client, "wait", { run_id: runId, timeout_seconds: 0 });
+        assert.equal(w.structured?.ended, false);
+        w = await call(client, "wait", { run_id: runId, timeout_seconds: 30 });
+        assert.equal(w.structured?.ended, true, w.text);
+        const result = w.structured?.result as { result: { start: number; end: number } };
+        assert.ok(result.result.end - result.result.start >= 1.4);
+        // wait_seconds: the plain result when it ends within; interrupt stops it otherwise.
+        const quick = await call(client, "echo", { text: "ab", times: 2, wait_seconds: 30 });
+        assert.deepEqual(quick.structured?.result, "abab");
+        const long = await call(client, "slow", { seconds: 60, wait_seconds: 0.5 });
+        assert.equal(long.structured?.status, "running", long.text);
+        const stop = await call(client, "interrupt", { run_id: String(long.structured?.run_id) });
+        assert.equal(stop.structured?.was, "running");
+        assert.equal(stop.structured?.state, "ended", stop.text);
+        const after = await call(client, "echo", { text: "x" });
+        assert.deepEqual(after.structured?.result, "x");
       });
 
       await t.step("model_info describes the model", async () => {

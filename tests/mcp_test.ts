@@ -199,6 +199,7 @@ Deno.test({
           "execute_code",
           "insert_cell",
           "interrupt",
+          "list_runs",
           "move_cell",
           "read_notebook",
           "restart_session",
@@ -206,6 +207,7 @@ Deno.test({
           "run_scratch",
           "shutdown_session",
           "start_new_session",
+          "wait",
         ]);
         const byName = Object.fromEntries(
           tools.map((x: { name: string; inputSchema: unknown }) => [x.name, x.inputSchema]),
@@ -504,7 +506,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
               requestInit: { headers: { Authorization: "Bearer test-bearer" } },
             }),
           );
-          assert.equal((await http.listTools()).tools.length, 16);
+          assert.equal((await http.listTools()).tools.length, 18);
           const r = await exec(http, 'print("over http", value)');
           assert.match(r.text, /over http 2/);
           await http.close();

@@ -12,6 +12,8 @@ export async function callWorker(
   args: Record<string, unknown>,
   extra: Extra | undefined,
   timeoutMs = 120_000,
+  /** For a run of the registry: it holds the queue already, and has its own signal. */
+  locked?: { signal: AbortSignal },
 ): Promise<{ envelope: FsEnvelope } | { result: ToolResult }> {
   const t0 = performance.now();
   const progress = startProgress(
@@ -20,7 +22,9 @@ export async function callWorker(
     () => `${name}: running for ${((performance.now() - t0) / 1000).toFixed(0)} s`,
   );
   try {
-    const out = await ctx.call(name, args, { timeoutMs, signal: extra?.signal });
+    const out = locked
+      ? await ctx.callNow(name, args, { timeoutMs, signal: locked.signal })
+      : await ctx.call(name, args, { timeoutMs, signal: extra?.signal });
     if (out.kind === "answer") {
       const env = out.envelope as FsEnvelope;
       if (env.ok) return { envelope: env };

@@ -8,6 +8,9 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { FilesContext } from "./context.ts";
 import { registerEditFile } from "./tools/edit_file.ts";
+import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerListRuns } from "./tools/list_runs.ts";
+import { registerWait } from "./tools/wait.ts";
 import { registerListFiles } from "./tools/list_files.ts";
 import { registerReadFile } from "./tools/read_file.ts";
 import { registerRunPython } from "./tools/run_python.ts";
@@ -20,6 +23,9 @@ const TOOLS = [
   registerWriteFile,
   registerEditFile,
   registerRunPython,
+  registerWait,
+  registerInterrupt,
+  registerListRuns,
 ];
 
 const INSTRUCTIONS =

@@ -9,7 +9,16 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { VERSION } from "../../version.ts";
 import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../mcp_mode.ts";
-import { type Extra, startProgress } from "../progress.ts";
+import type { Extra } from "../progress.ts";
+import { UsageError } from "../../errors.ts";
+import { answerRun, type ReturnWhen, type RunWork } from "../runs.ts";
+import {
+  interruptRunTool,
+  listRunsTool,
+  returnWhenJson,
+  runToolsJson,
+  waitTool,
+} from "../run_tools.ts";
 import { type Content, errorResult, redactJson, type ToolResult } from "../tool.ts";
 import type { FunctionsContext } from "./context.ts";
 
@@ -25,15 +34,20 @@ export function createServer(ctx: FunctionsContext): Server {
     { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
   );
   const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
+  // The run tools, unless one of the experiment's functions has the name.
+  const runTools = runToolsJson().filter((t) => !byName.has(t.name as string));
+  const runToolNames = new Set(runTools.map((t) => t.name as string));
   server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: [
       ...ctx.table.tools.map((t) => ({
         name: t.name,
         title: t.name,
         description: t.description,
-        inputSchema: t.input_schema,
+        inputSchema: withReturnWhen(t.input_schema),
+        outputSchema: CALL_OUTPUT_SCHEMA,
         annotations: { openWorldHint: false },
       })),
+      ...runTools,
       {
         name: MODEL_INFO,
         title: "Describe the models",
@@ -57,16 +71,37 @@ export function createServer(ctx: FunctionsContext): Server {
           content: [{ type: "text", text: JSON.stringify(info, null, 1) }],
           structuredContent: info,
         };
+      } else if (runToolNames.has(name)) {
+        result = await runTool(ctx, name, args, extra);
       } else if (!byName.has(name)) {
         result = {
           content: [{
             type: "text",
-            text: `error: no tool '${name}'; tools: ${[...byName.keys(), MODEL_INFO].join(", ")}`,
+            text: `error: no tool '${name}'; tools: ${
+              [...byName.keys(), MODEL_INFO, ...runToolNames].join(", ")
+            }`,
           }],
           isError: true,
         };
       } else {
-        result = await callFunction(ctx, name, args, extra);
+        const fn = byName.get(name)!;
+        const own = (fn.input_schema as { properties?: Record<string, unknown> }).properties ?? {};
+        // background and wait_seconds are ours unless the function takes a parameter so named.
+        const when: ReturnWhen = {};
+        const callArgs = { ...args };
+        if (!("background" in own) && "background" in callArgs) {
+          when.background = callArgs.background === true;
+          delete callArgs.background;
+        }
+        if (!("wait_seconds" in own) && "wait_seconds" in callArgs) {
+          const w = callArgs.wait_seconds;
+          if (typeof w !== "number" || !(w >= 0)) {
+            throw new UsageError(`wait_seconds must be a number of seconds, got ${JSON.stringify(w)}`);
+          }
+          when.waitSeconds = w;
+          delete callArgs.wait_seconds;
+        }
+        result = await startCall(ctx, name, callArgs, when, extra);
       }
     } catch (err) {
       result = errorResult(ctx, err);
@@ -76,30 +111,98 @@ export function createServer(ctx: FunctionsContext): Server {
   return server;
 }
 
-async function callFunction(
+/** What a function call returns as structuredContent: its result, or where its run is. */
+const CALL_OUTPUT_SCHEMA = {
+  type: "object",
+  properties: {
+    result: { description: "the function's return value as JSON" },
+    run_id: { type: "string", description: "the call's run: wait(run_id) and interrupt(run_id)" },
+    status: {
+      type: "string",
+      enum: ["queued", "running", "ended"],
+      description: "queued or running: the call returned before the function did",
+    },
+  },
+};
+
+/** A function's input schema with background and wait_seconds (unless it has its own). */
+function withReturnWhen(schema: Record<string, unknown>): Record<string, unknown> {
+  const props = (schema.properties ?? {}) as Record<string, unknown>;
+  const add = Object.fromEntries(
+    Object.entries(returnWhenJson).filter(([k]) => !(k in props)),
+  );
+  return { ...schema, properties: { ...props, ...add } };
+}
+
+/** A function call as a run: it queues on the kernel, and returns as `when` says. */
+async function startCall(
+  ctx: FunctionsContext,
+  name: string,
+  args: Record<string, unknown>,
+  when: ReturnWhen,
+  extra: Extra,
+): Promise<ToolResult> {
+  const run = ctx.runs.start(ctx.holder, {
+    tool: name,
+    label: name,
+    target: `kernel ${ctx.kernel.id}`,
+  }, async (w) => {
+    const r = await callFunction(ctx, name, args, w);
+    return r.isError ? r : {
+      ...r,
+      structuredContent: { ...r.structuredContent, run_id: run.id, status: "ended" },
+    };
+  });
+  return await answerRun(run, when, extra, ctx.settings.progressIntervalMs, (outputs) => {
+    const printed = ctx.renderNew(outputs).text;
+    return {
+      content: [{
+        type: "text",
+        text: `${name}: ${
+          run.state === "queued" ? "queued behind earlier calls" : "running"
+        } as ${run.id}${printed ? `; printed so far:\n${printed}\n` : "; "}` +
+          `wait(run_id="${run.id}") returns its result once it ended, interrupt(run_id="${run.id}") stops it`,
+      }],
+      structuredContent: { result: null, run_id: run.id, status: run.state },
+    };
+  });
+}
+
+/** wait, interrupt and list_runs (lib/mcp/run_tools.ts), checked against their JSON Schemas. */
+async function runTool(
   ctx: FunctionsContext,
   name: string,
   args: Record<string, unknown>,
   extra: Extra,
 ): Promise<ToolResult> {
-  const t0 = performance.now();
-  const progress = startProgress(
-    extra,
-    ctx.settings.progressIntervalMs,
-    () => `${name}: running for ${((performance.now() - t0) / 1000).toFixed(0)} s`,
-  );
-  const timeoutMs = ctx.settings.timeoutMs;
-  try {
-    const out = await ctx.call(name, args, {
-      timeoutMs,
-      timeoutLabel: `${timeoutMs / 1000} s (mcp-serve --timeout)`,
-      signal: extra.signal,
-    });
-    if (out.kind === "no_answer") return noAnswer(name, out.run, timeoutMs);
-    return fromEnvelope(ctx, out.envelope);
-  } finally {
-    progress.stop();
+  const runId = args.run_id;
+  if (name === "list_runs") return listRunsTool(ctx);
+  if (typeof runId !== "string" || runId === "") {
+    throw new UsageError(`${name}: run_id must be the run_id a call returned`);
   }
+  if (name === "interrupt") return await interruptRunTool(ctx, runId);
+  const t = args.timeout_seconds;
+  if (t !== undefined && (typeof t !== "number" || !(t >= 0) || t > 3600)) {
+    throw new UsageError(`wait: timeout_seconds must be a number from 0 to 3600`);
+  }
+  return await waitTool(ctx, { run_id: runId, timeout_seconds: t as number | undefined }, extra);
+}
+
+async function callFunction(
+  ctx: FunctionsContext,
+  name: string,
+  args: Record<string, unknown>,
+  w: RunWork,
+): Promise<ToolResult> {
+  const timeoutMs = ctx.settings.timeoutMs;
+  const out = await ctx.callNow(name, args, {
+    timeoutMs,
+    timeoutLabel: `${timeoutMs / 1000} s (mcp-serve --timeout)`,
+    signal: w.signal,
+    onChange: (collector) => w.outputs(() => collector.outputs()),
+  });
+  if (out.kind === "no_answer") return noAnswer(name, out.run, timeoutMs);
+  return fromEnvelope(ctx, out.envelope);
 }
 
 type Envelope = {
