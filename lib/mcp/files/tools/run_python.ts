@@ -1,7 +1,7 @@
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { z } from "zod";
 import { addTool, textResult, type ToolResult } from "../../tool.ts";
-import { answerRun } from "../../runs.ts";
+import { answerRun, type Run } from "../../runs.ts";
 import { returnWhenShape } from "../../run_tools.ts";
 import { callWorker } from "../call.ts";
 import type { FilesContext } from "../context.ts";
@@ -27,6 +27,8 @@ export const runPythonShape = {
   interrupted: z.boolean().optional(),
   /** What the worker could not restore after the run. */
   restored: z.array(z.string()).optional(),
+  /** Why the run has no exit code (a bad path, a dead worker, a timeout past the bound). */
+  error: z.object({ kind: z.string(), message: z.string() }).optional(),
 };
 
 /** run_python: runs a workspace script, warm (in the worker) or in a fresh process. */
@@ -82,7 +84,18 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
         timeout ? timeout * 1000 + 15_000 : 0,
         { signal: w.signal },
       );
-      if ("result" in r) return r.result;
+      if ("result" in r) {
+        // An error result still has the shape of the outputSchema (clients check it).
+        const e = r.result.structuredContent?.error as { kind?: string; message?: string };
+        return {
+          ...r.result,
+          structuredContent: {
+            ...notRun(run),
+            status: "ended",
+            error: { kind: String(e?.kind ?? "error"), message: String(e?.message ?? "failed") },
+          },
+        };
+      }
       const result = runResult(ctx, r.envelope);
       return {
         ...result,
@@ -102,18 +115,23 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
           } as ${run.id}; wait(run_id="${run.id}") returns its result once it ended, ` +
             `interrupt(run_id="${run.id}") stops it`,
         ),
-        structuredContent: {
-          run_id: run.id,
-          status: run.state,
-          exit_code: null,
-          stdout: "",
-          stderr: "",
-          elapsed_s: run.elapsedMs() / 1000,
-          changed: [],
-        },
+        structuredContent: notRun(run),
       }),
     );
   });
+}
+
+/** The structuredContent of a run without an exit code (yet). */
+function notRun(run: Run): Record<string, unknown> {
+  return {
+    run_id: run.id,
+    status: run.state,
+    exit_code: null,
+    stdout: "",
+    stderr: "",
+    elapsed_s: run.elapsedMs() / 1000,
+    changed: [],
+  };
 }
 
 /** A finished script as the tool's result. */
