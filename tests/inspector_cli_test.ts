@@ -30,10 +30,18 @@ const home = await tempHome();
 const flags = await serverFlags(server);
 const models = await tinyModels();
 
-/** Runs the Inspector CLI; its stdout parsed as JSON. */
-async function inspector(args: string[]): Promise<{ code: number; json: unknown; err: string }> {
+/**
+ * Runs the Inspector CLI on `target` (its options, then the server: a
+ * command after "--", or a URL); its stdout parsed as JSON.
+ */
+async function inspector(
+  target: string[],
+  args: string[],
+): Promise<{ code: number; json: unknown; err: string }> {
+  const at = target.indexOf("--");
+  const cut = at >= 0 ? at : target.length - 1;
   const out = await new Deno.Command(INSPECTOR, {
-    args: ["--cli", ...args],
+    args: ["--cli", ...target.slice(0, cut), ...args, ...target.slice(cut)],
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -111,15 +119,14 @@ async function exercise(
   background: { tool: string; args: Record<string, unknown> },
 ): Promise<CallResult> {
   const target = stdioTarget(launch);
-  const list = await inspector([...target, "--method", "tools/list", "--strict"]);
+  const list = await inspector(target, ["--method", "tools/list", "--strict"]);
   assert.equal(list.code, 0, list.err);
   const tools = (list.json as { tools: { name: string; outputSchema?: unknown }[] }).tools;
   const names = tools.map((t) => t.name);
   for (const n of ["wait", "interrupt", "list_runs", call.tool, background.tool]) {
     assert.ok(names.includes(n), `${n} not in ${names}`);
   }
-  const one = await inspector([
-    ...target,
+  const one = await inspector(target, [
     "--method",
     "tools/call",
     "--tool-name",
@@ -131,8 +138,7 @@ async function exercise(
   call.check(one.json as CallResult);
   let ended: CallResult | undefined;
   await overHttp(launch, async (http) => {
-    const started = await inspector([
-      ...http,
+    const started = await inspector(http, [
       "--method",
       "tools/call",
       "--tool-name",
@@ -146,8 +152,7 @@ async function exercise(
     const runId = String(s.structuredContent?.run_id);
     assert.match(runId, /^run-/);
     for (let i = 0; i < 60 && !ended; i++) {
-      const w = await inspector([
-        ...http,
+      const w = await inspector(http, [
         "--method",
         "tools/call",
         "--tool-name",
