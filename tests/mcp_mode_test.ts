@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { CallToolResultSchema, CreateTaskResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type McpHandle, McpHandleSchema } from "../lib/handle.ts";
 import {
@@ -336,6 +337,17 @@ Deno.test({
         assert.equal(stop.structured?.state, "ended", stop.text);
         const after = await call(client, "echo", { text: "x" });
         assert.deepEqual(after.structured?.result, "x");
+        // The same call as an MCP task.
+        const created = await client.request({
+          method: "tools/call",
+          params: { name: "slow", arguments: { seconds: 0.5 }, task: { ttl: 60_000 } },
+        }, CreateTaskResultSchema);
+        const res = await client.experimental.tasks.getTaskResult(
+          created.task.taskId,
+          CallToolResultSchema,
+        );
+        const sc = res.structuredContent as { result: { start: number; end: number } };
+        assert.ok(sc.result.end - sc.result.start >= 0.4, JSON.stringify(res));
       });
 
       await t.step("model_info describes the model", async () => {

@@ -18,6 +18,7 @@ import { progress } from "../../log.ts";
 import { redactor } from "../../redact.ts";
 import type { Output } from "../../nbformat.ts";
 import { KernelHolder, RunRegistry } from "../runs.ts";
+import { RunTaskStore } from "../tasks.ts";
 import { renderPlain } from "../run_tools.ts";
 import { endSession } from "../../sessions.ts";
 import {
@@ -81,6 +82,8 @@ export class FilesContext {
   readonly holder: KernelHolder;
   /** run_python's runs (wait, interrupt, list_runs). */
   readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
   private readonly redactText: (text: string) => string;
   /** Why the last worker died, until a new one is started. */
   private deadWorker: string | undefined;

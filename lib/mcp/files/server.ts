@@ -7,6 +7,7 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { FilesContext } from "./context.ts";
+import { offerTasks, TASKS_CAPABILITY } from "../tasks.ts";
 import { registerEditFile } from "./tools/edit_file.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
 import { registerListRuns } from "./tools/list_runs.ts";
@@ -37,8 +38,14 @@ const INSTRUCTIONS =
 export function createServer(ctx: FilesContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-filesystem", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
+      instructions: INSTRUCTIONS,
+      taskStore: ctx.tasks,
+    },
   );
   for (const register of TOOLS) register(server, ctx);
+  // A client that asks for a task gets run_python's run as one (lib/mcp/tasks.ts).
+  offerTasks(server, ctx, ["run_python"]);
   return server;
 }

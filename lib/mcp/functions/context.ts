@@ -14,6 +14,7 @@ import { CALL_CODE, readToolTable, type ToolTable } from "../../mcp_mode.ts";
 import { redactor } from "../../redact.ts";
 import type { Output } from "../../nbformat.ts";
 import { KernelHolder, RunRegistry } from "../runs.ts";
+import { RunTaskStore } from "../tasks.ts";
 import { renderPlain } from "../run_tools.ts";
 
 /** Settings from mcp-serve's command line. */
@@ -32,6 +33,8 @@ export class FunctionsContext {
   readonly holder: KernelHolder;
   /** The calls' runs (wait, interrupt, list_runs). */
   readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
   private readonly redactText: (text: string) => string;
 
   private constructor(

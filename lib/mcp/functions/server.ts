@@ -12,6 +12,7 @@ import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../mcp_mode.ts
 import type { Extra } from "../progress.ts";
 import { UsageError } from "../../errors.ts";
 import { answerRun, type ReturnWhen, type RunWork } from "../runs.ts";
+import { createRunTask, TASKS_CAPABILITY } from "../tasks.ts";
 import {
   interruptRunTool,
   listRunsTool,
@@ -31,7 +32,11 @@ const INSTRUCTIONS =
 export function createServer(ctx: FunctionsContext): Server {
   const server = new Server(
     { name: "interp-exec-functions", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
+      instructions: INSTRUCTIONS,
+      taskStore: ctx.tasks,
+    },
   );
   const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
   // The run tools, unless one of the experiment's functions has the name.
@@ -45,6 +50,8 @@ export function createServer(ctx: FunctionsContext): Server {
         description: t.description,
         inputSchema: withReturnWhen(t.input_schema),
         outputSchema: CALL_OUTPUT_SCHEMA,
+        // A client may ask for the call as an MCP task (lib/mcp/tasks.ts).
+        execution: { taskSupport: "optional" },
         annotations: { openWorldHint: false },
       })),
       ...runTools,
@@ -58,7 +65,7 @@ export function createServer(ctx: FunctionsContext): Server {
     ],
   }));
   server.setRequestHandler(CallToolRequestSchema, async (
-    req: { params: { name: string; arguments?: Record<string, unknown> } },
+    req: { params: { name: string; arguments?: Record<string, unknown>; task?: unknown } },
     extra: Extra,
   ) => {
     const { name } = req.params;
@@ -100,6 +107,15 @@ export function createServer(ctx: FunctionsContext): Server {
           }
           when.waitSeconds = w;
           delete callArgs.wait_seconds;
+        }
+        if (req.params.task) {
+          // An MCP task: answered at once, the call goes on as a background run.
+          return await createRunTask(
+            ctx,
+            extra,
+            async () =>
+              redactResult(ctx, await startCall(ctx, name, callArgs, { background: true }, extra)),
+          ) as never;
         }
         result = await startCall(ctx, name, callArgs, when, extra);
       }

@@ -16,6 +16,7 @@ import { warn } from "../../log.ts";
 import type { EmbeddedServer } from "../../local_server.ts";
 import { type Rendered, type RenderLimits, renderOutputs } from "../render.ts";
 import { RunRegistry } from "../runs.ts";
+import { RunTaskStore } from "../tasks.ts";
 import type { Output } from "../../nbformat.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "./document.ts";
@@ -41,6 +42,8 @@ export class NotebookMcpContext {
   readonly serverName = "notebook-mcp";
   /** Every cell run the tools started, on any session (wait, interrupt, list_runs). */
   readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
 
   constructor(
     readonly client: JupyterClient,

@@ -8,6 +8,7 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../version.ts";
 import type { NotebookMcpContext } from "./context.ts";
+import { offerTasks, TASKS_CAPABILITY } from "../tasks.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
 import { registerClearOutputs } from "./tools/clear_outputs.ts";
@@ -59,8 +60,14 @@ const INSTRUCTIONS =
 export function createServer(ctx: NotebookMcpContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-notebook", version: VERSION },
-    { capabilities: { tools: {} }, instructions: INSTRUCTIONS },
+    {
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
+      instructions: INSTRUCTIONS,
+      taskStore: ctx.tasks,
+    },
   );
   for (const register of TOOLS) register(server, ctx);
+  // A client that asks for a task gets the cell run as one (lib/mcp/tasks.ts).
+  offerTasks(server, ctx, ["execute_code", "run_cell", "insert_cell"]);
   return server;
 }
