@@ -296,7 +296,8 @@ interp_exec.model().register_forward_hook(lambda *a: None)
       await t.step("run_python in the background: wait, interrupt, list_runs", async () => {
         await call(client, "write_file", {
           path: "slow.py",
-          content: "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint('slept', sys.argv[1])\n",
+          content:
+            "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint('slept', sys.argv[1])\n",
         });
         const started = await call(client, "run_python", {
           path: "slow.py",

@@ -185,10 +185,14 @@ Deno.test({
       tool: "execute_code",
       args: {
         session_id: sid,
-        code: "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(1)",
+        code:
+          "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(1)",
       },
     });
-    const result = ended.structuredContent?.result as { status: string; outputs: { stdout: string } };
+    const result = ended.structuredContent?.result as {
+      status: string;
+      outputs: { stdout: string };
+    };
     assert.equal(result.status, "ok");
     assert.equal(result.outputs.stdout, "tick 0\ntick 1\ntick 2\n");
   },

@@ -12,7 +12,6 @@ import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { CallToolResultSchema, CreateTaskResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import {
   api,
-  callTool,
   mcpStdioClient,
   sharedServer,
   tempHome,
@@ -186,33 +185,36 @@ Deno.test({
         assert.match(quick.text, /42/);
       });
 
-      await t.step("runs queue per kernel in order; interrupt(run_id) of a queued one", async () => {
-        const a = await call(client, "execute_code", {
-          session_id: SID,
-          code: "import time\ntime.sleep(2)\norder = ['a']",
-          background: true,
-        });
-        const b = await call(client, "execute_code", {
-          session_id: SID,
-          code: "order.append('b')",
-          background: true,
-        });
-        const c = await call(client, "execute_code", {
-          session_id: SID,
-          code: "order.append('c')\norder",
-          background: true,
-        });
-        assert.equal(b.structured!.status, "queued");
-        const stop = await call(client, "interrupt", { run_id: String(b.structured!.run_id) });
-        assert.equal(stop.structured!.was, "queued", stop.text);
-        const waits = await follow(client, String(c.structured!.run_id), 10);
-        assert.match(waits.at(-1)!.text, /\['a', 'c'\]/);
-        const bw = await follow(client, String(b.structured!.run_id));
-        assert.equal(bw.at(-1)!.structured!.is_error, true);
-        assert.match(bw.at(-1)!.text, /interrupted before it started/);
-        const aw = await follow(client, String(a.structured!.run_id));
-        assert.equal(aw.at(-1)!.structured!.status, "ok");
-      });
+      await t.step(
+        "runs queue per kernel in order; interrupt(run_id) of a queued one",
+        async () => {
+          const a = await call(client, "execute_code", {
+            session_id: SID,
+            code: "import time\ntime.sleep(2)\norder = ['a']",
+            background: true,
+          });
+          const b = await call(client, "execute_code", {
+            session_id: SID,
+            code: "order.append('b')",
+            background: true,
+          });
+          const c = await call(client, "execute_code", {
+            session_id: SID,
+            code: "order.append('c')\norder",
+            background: true,
+          });
+          assert.equal(b.structured!.status, "queued");
+          const stop = await call(client, "interrupt", { run_id: String(b.structured!.run_id) });
+          assert.equal(stop.structured!.was, "queued", stop.text);
+          const waits = await follow(client, String(c.structured!.run_id), 10);
+          assert.match(waits.at(-1)!.text, /\['a', 'c'\]/);
+          const bw = await follow(client, String(b.structured!.run_id));
+          assert.equal(bw.at(-1)!.structured!.is_error, true);
+          assert.match(bw.at(-1)!.text, /interrupted before it started/);
+          const aw = await follow(client, String(a.structured!.run_id));
+          assert.equal(aw.at(-1)!.structured!.status, "ok");
+        },
+      );
 
       await t.step("interrupt(run_id) stops a running cell with its traceback", async () => {
         const r = await call(client, "execute_code", {
@@ -252,59 +254,62 @@ Deno.test({
         assert.equal((w2.at(-1)!.structured!.result as { status: string }).status, "ok");
       });
 
-      await t.step("MCP tasks: tasks/get, tasks/result, tasks/list; cancel interrupts", async () => {
-        const { tools } = await client.listTools();
-        const exec = tools.find((x: { name: string }) => x.name === "execute_code") as {
-          execution?: { taskSupport?: string };
-        };
-        assert.equal(exec.execution?.taskSupport, "optional");
-        const created = await client.request({
-          method: "tools/call",
-          params: {
-            name: "execute_code",
-            arguments: {
-              session_id: SID,
-              code: "import time\nprint('task start', flush=True)\ntime.sleep(2)\n'task done'",
+      await t.step(
+        "MCP tasks: tasks/get, tasks/result, tasks/list; cancel interrupts",
+        async () => {
+          const { tools } = await client.listTools();
+          const exec = tools.find((x: { name: string }) => x.name === "execute_code") as {
+            execution?: { taskSupport?: string };
+          };
+          assert.equal(exec.execution?.taskSupport, "optional");
+          const created = await client.request({
+            method: "tools/call",
+            params: {
+              name: "execute_code",
+              arguments: {
+                session_id: SID,
+                code: "import time\nprint('task start', flush=True)\ntime.sleep(2)\n'task done'",
+              },
+              task: { ttl: 60_000 },
             },
-            task: { ttl: 60_000 },
-          },
-        }, CreateTaskResultSchema);
-        const taskId = created.task.taskId;
-        assert.equal(created.task.status, "working");
-        const listed = await client.experimental.tasks.listTasks();
-        assert.ok(listed.tasks.some((x: { taskId: string }) => x.taskId === taskId));
-        // tasks/result blocks until the run ended; then it is the tool's own result.
-        const result = await client.experimental.tasks.getTaskResult(
-          taskId,
-          CallToolResultSchema,
-          { timeout: 30_000 },
-        );
-        const sc = result.structuredContent as { status: string; outputs: { stdout: string } };
-        assert.equal(sc.status, "ok");
-        assert.equal(sc.outputs.stdout, "task start\n");
-        assert.equal((await client.experimental.tasks.getTask(taskId)).status, "completed");
-        // A cancelled task interrupts the kernel: the next cell runs at once.
-        const long = await client.request({
-          method: "tools/call",
-          params: {
-            name: "execute_code",
-            arguments: { session_id: SID, code: "import time\ntime.sleep(60)" },
-            task: { ttl: 60_000 },
-          },
-        }, CreateTaskResultSchema);
-        await new Promise((r) => setTimeout(r, 1000));
-        const cancelled = await client.experimental.tasks.cancelTask(long.task.taskId);
-        assert.equal(cancelled.status, "cancelled");
-        const t0 = performance.now();
-        const after = await call(client, "execute_code", { session_id: SID, code: "'free'" });
-        assert.equal(after.structured!.status, "ok", after.text);
-        assert.ok(performance.now() - t0 < 15_000, "the cancelled cell kept the kernel busy");
-        // A plain call (no task) keeps the plain, fast path.
-        const t1 = performance.now();
-        const plain = await call(client, "execute_code", { session_id: SID, code: "1" });
-        assert.equal(plain.structured!.status, "ok");
-        assert.ok(performance.now() - t1 < 900, `a plain call took ${performance.now() - t1} ms`);
-      });
+          }, CreateTaskResultSchema);
+          const taskId = created.task.taskId;
+          assert.equal(created.task.status, "working");
+          const listed = await client.experimental.tasks.listTasks();
+          assert.ok(listed.tasks.some((x: { taskId: string }) => x.taskId === taskId));
+          // tasks/result blocks until the run ended; then it is the tool's own result.
+          const result = await client.experimental.tasks.getTaskResult(
+            taskId,
+            CallToolResultSchema,
+            { timeout: 30_000 },
+          );
+          const sc = result.structuredContent as { status: string; outputs: { stdout: string } };
+          assert.equal(sc.status, "ok");
+          assert.equal(sc.outputs.stdout, "task start\n");
+          assert.equal((await client.experimental.tasks.getTask(taskId)).status, "completed");
+          // A cancelled task interrupts the kernel: the next cell runs at once.
+          const long = await client.request({
+            method: "tools/call",
+            params: {
+              name: "execute_code",
+              arguments: { session_id: SID, code: "import time\ntime.sleep(60)" },
+              task: { ttl: 60_000 },
+            },
+          }, CreateTaskResultSchema);
+          await new Promise((r) => setTimeout(r, 1000));
+          const cancelled = await client.experimental.tasks.cancelTask(long.task.taskId);
+          assert.equal(cancelled.status, "cancelled");
+          const t0 = performance.now();
+          const after = await call(client, "execute_code", { session_id: SID, code: "'free'" });
+          assert.equal(after.structured!.status, "ok", after.text);
+          assert.ok(performance.now() - t0 < 15_000, "the cancelled cell kept the kernel busy");
+          // A plain call (no task) keeps the plain, fast path.
+          const t1 = performance.now();
+          const plain = await call(client, "execute_code", { session_id: SID, code: "1" });
+          assert.equal(plain.structured!.status, "ok");
+          assert.ok(performance.now() - t1 < 900, `a plain call took ${performance.now() - t1} ms`);
+        },
+      );
 
       await t.step("wait on an unknown run is an error that says what to do", async () => {
         const r = await call(client, "wait", { run_id: "run-nope" });
@@ -357,7 +362,9 @@ Deno.test({
         await new Promise((r) => setTimeout(r, 200));
       }
       assert.equal(streamText(cell), expected);
-      console.error(`long run: ${n} s cell, ${waits.length} waits, ended after ${elapsed.toFixed(1)} s`);
+      console.error(
+        `long run: ${n} s cell, ${waits.length} waits, ended after ${elapsed.toFixed(1)} s`,
+      );
     } finally {
       await client.close();
     }

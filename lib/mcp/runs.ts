@@ -271,7 +271,9 @@ export class RunRegistry {
   start(holder: KernelHolder, meta: RunMeta, work: (w: RunWork) => Promise<ToolResult>): Run {
     this.prune();
     const rand = crypto.getRandomValues(new Uint8Array(3));
-    const id = `run-${this.next++}-${Array.from(rand, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+    const id = `run-${this.next++}-${
+      Array.from(rand, (b) => b.toString(16).padStart(2, "0")).join("")
+    }`;
     const run = new Run(id, meta, (t) => this.ctx.redact(t));
     this.runs.set(id, run);
     holder.exclusive(async () => {
@@ -352,7 +354,11 @@ export async function answerRun(
   progressIntervalMs: number,
   running: (outputs: Output[]) => ToolResult,
 ): Promise<ToolResult> {
-  const ms = when.background ? 0 : when.waitSeconds !== undefined ? when.waitSeconds * 1000 : Infinity;
+  const ms = when.background
+    ? 0
+    : when.waitSeconds !== undefined
+    ? when.waitSeconds * 1000
+    : Infinity;
   const ended = await followRun(run, ms, extra, progressIntervalMs, true);
   if (ended && run.result) {
     run.takeNew();
@@ -382,7 +388,9 @@ export async function followRun(
     const line = last?.output_type === "stream" ? last.text.trimEnd().split("\n").at(-1) ?? "" : "";
     const tail = line ? `; last output: ${line.slice(0, 120)}` : "";
     return run.redact(
-      `running: ${Math.round(run.elapsedMs() / 1000)} s, ${list.length} output(s)${tail} (${run.id})`,
+      `running: ${
+        Math.round(run.elapsedMs() / 1000)
+      } s, ${list.length} output(s)${tail} (${run.id})`,
     );
   });
   const off = run.onChange(() => progress.poke());

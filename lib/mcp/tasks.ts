@@ -117,19 +117,27 @@ export function offerTasks(server: McpServer, host: TaskHost, names: string[]): 
     if (!tool) continue;
     const plain = tool.handler;
     tool.execution = { taskSupport: "optional" };
-    tool.handler = Object.assign((args: Record<string, unknown>, extra: Extra) => plain(args, extra), {
-      createTask: (args: Record<string, unknown>, extra: Extra) =>
-        createRunTask(host, extra, () => plain({ ...args, background: true }, extra)),
-      getTask: (_: unknown, extra: TaskExtra) => extra.taskStore.getTask(extra.taskId!),
-      getTaskResult: (_: unknown, extra: TaskExtra) => extra.taskStore.getTaskResult(extra.taskId!),
-    });
+    tool.handler = Object.assign(
+      (args: Record<string, unknown>, extra: Extra) => plain(args, extra),
+      {
+        createTask: (args: Record<string, unknown>, extra: Extra) =>
+          createRunTask(host, extra, () => plain({ ...args, background: true }, extra)),
+        getTask: (_: unknown, extra: TaskExtra) => extra.taskStore.getTask(extra.taskId!),
+        getTaskResult: (_: unknown, extra: TaskExtra) =>
+          extra.taskStore.getTaskResult(extra.taskId!),
+      },
+    );
   }
   internal.handleAutomaticTaskPolling = async (
     tool: Registered,
     request: { params: { name: string; arguments?: unknown } },
     extra: Extra,
   ) => {
-    const args = await internal.validateToolInput(tool, request.params.arguments, request.params.name);
+    const args = await internal.validateToolInput(
+      tool,
+      request.params.arguments,
+      request.params.name,
+    );
     const result = await tool.handler(args, extra);
     await internal.validateToolOutput(tool, result, request.params.name);
     return result;

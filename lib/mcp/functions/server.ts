@@ -103,7 +103,9 @@ export function createServer(ctx: FunctionsContext): Server {
         if (!("wait_seconds" in own) && "wait_seconds" in callArgs) {
           const w = callArgs.wait_seconds;
           if (typeof w !== "number" || !(w >= 0)) {
-            throw new UsageError(`wait_seconds must be a number of seconds, got ${JSON.stringify(w)}`);
+            throw new UsageError(
+              `wait_seconds must be a number of seconds, got ${JSON.stringify(w)}`,
+            );
           }
           when.waitSeconds = w;
           delete callArgs.wait_seconds;
@@ -174,9 +176,10 @@ async function startCall(
     return {
       content: [{
         type: "text",
-        text: `${name}: ${
-          run.state === "queued" ? "queued behind earlier calls" : "running"
-        } as ${run.id}${printed ? `; printed so far:\n${printed}\n` : "; "}` +
+        text:
+          `${name}: ${
+            run.state === "queued" ? "queued behind earlier calls" : "running"
+          } as ${run.id}${printed ? `; printed so far:\n${printed}\n` : "; "}` +
           `wait(run_id="${run.id}") returns its result once it ended, interrupt(run_id="${run.id}") stops it`,
       }],
       structuredContent: { result: null, run_id: run.id, status: run.state },

@@ -90,9 +90,10 @@ function runningResult(
   const where = o.id === "" ? "scratch (not recorded)" : index >= 0 ? `cell ${index}` : "cell";
   const state = run.state === "queued" ? "queued behind earlier runs" : "running";
   const head = `${o.prefix ?? ""}[${where} | ${state} | ${run.id}]`;
-  const tail = `[${run.id} goes on${
-    o.id ? "; its outputs stream into the notebook" : ""
-  }: wait(run_id="${run.id}") returns its new outputs and, once it ended, its result; ` +
+  const tail =
+    `[${run.id} goes on${
+      o.id ? "; its outputs stream into the notebook" : ""
+    }: wait(run_id="${run.id}") returns its new outputs and, once it ended, its result; ` +
     `interrupt(run_id="${run.id}") stops it]`;
   const text = truncate(
     [head, rendered.text, tail].filter(Boolean).join("\n"),
