@@ -107,7 +107,7 @@ Deno.test({
         const byName = Object.fromEntries(
           tools.map((x: { name: string }) => [x.name, x]),
         ) as Record<string, { outputSchema?: unknown; inputSchema: { properties?: unknown } }>;
-        for (const name of ["wait", "interrupt", "list_runs"]) {
+        for (const name of ["wait", "interrupt", "list_runs", "insert_cell"]) {
           assert.ok(byName[name]?.outputSchema, `${name} has no outputSchema`);
         }
         for (const name of ["execute_code", "run_cell", "insert_cell"]) {

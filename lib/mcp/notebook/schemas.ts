@@ -90,6 +90,19 @@ export const cellChangeShape = {
 };
 
 /**
+ * What insert_cell returns: a change (the cell inserted, not run) or a run
+ * (run=true), so every field but the session's is optional.
+ */
+export const insertCellShape = {
+  ...Object.fromEntries(
+    Object.entries({ ...cellChangeShape, ...cellRunShape }).map(([k, v]) => [
+      k,
+      k === "session_id" || k === "notebook_path" ? v : v.optional(),
+    ]),
+  ),
+} as z.ZodRawShape;
+
+/**
  * An agent's config_path: only a .yaml/.yml file is read, so an agent cannot
  * have any readable file parsed and a line of it (`name: ...`) echoed back
  * in an error or a session's name.

@@ -6,7 +6,7 @@ import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";
 import { returnWhenShape } from "../../run_tools.ts";
 import { changeResult, targetIndex } from "../cells.ts";
-import { sessionId, timeoutSeconds } from "../schemas.ts";
+import { insertCellShape, sessionId, timeoutSeconds } from "../schemas.ts";
 
 /** insert_cell: a code or markdown cell at an index, optionally run. */
 export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): void {
@@ -28,6 +28,7 @@ export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): 
       timeout_seconds: timeoutSeconds,
       ...returnWhenShape,
     },
+    outputSchema: insertCellShape,
   }, async (
     { session_id, source, cell_type, index, run, timeout_seconds, background, wait_seconds },
     extra,
