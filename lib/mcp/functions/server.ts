@@ -137,8 +137,8 @@ const CALL_OUTPUT_SCHEMA = {
     run_id: { type: "string", description: "the call's run: wait(run_id) and interrupt(run_id)" },
     status: {
       type: "string",
-      enum: ["queued", "running", "ended"],
-      description: "queued or running: the call returned before the function did",
+      enum: ["queued", "running"],
+      description: "the call returned before the function did (background, wait_seconds)",
     },
   },
 };
@@ -164,13 +164,7 @@ async function startCall(
     tool: name,
     label: name,
     target: `kernel ${ctx.kernel.id}`,
-  }, async (w) => {
-    const r = await callFunction(ctx, name, args, w);
-    return r.isError ? r : {
-      ...r,
-      structuredContent: { ...r.structuredContent, run_id: run.id, status: "ended" },
-    };
-  });
+  }, (w) => callFunction(ctx, name, args, w));
   return await answerRun(run, when, extra, ctx.settings.progressIntervalMs, (outputs) => {
     const printed = ctx.renderNew(outputs).text;
     return {
