@@ -328,6 +328,28 @@ interp_exec.model().register_forward_hook(lambda *a: None)
         assert.equal(stop.structured.was, "running", stop.text);
         const end = await call(client, "wait", { run_id: String(long.structured.run_id) });
         assert.equal(end.structured.ended, true, end.text);
+        // The script's output streams while it runs: the call with wait_seconds has the
+        // first lines, wait the rest, in order.
+        await call(client, "write_file", {
+          path: "ticks.py",
+          content: "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n" +
+            "    time.sleep(0.7)\n",
+        });
+        const ticking = await call(client, "run_python", { path: "ticks.py", wait_seconds: 1.2 });
+        assert.equal(ticking.structured.status, "running", ticking.text);
+        const so_far = String(ticking.structured.stdout);
+        assert.match(so_far, /^tick 0\n/);
+        let rest = "";
+        for (let i = 0; i < 20; i++) {
+          const t = await call(client, "wait", {
+            run_id: String(ticking.structured.run_id),
+            timeout_seconds: 5,
+          });
+          rest += (t.structured.new_outputs as { text: string }).text + "\n";
+          if (t.structured.ended) break;
+        }
+        const lines = [...so_far.split("\n"), ...rest.split("\n")].filter(Boolean);
+        assert.deepEqual(lines, ["tick 0", "tick 1", "tick 2", "tick 3"]);
         const quick = await call(client, "run_python", {
           path: "slow.py",
           args: ["0"],

@@ -1,6 +1,7 @@
 /** One worker call as a tool result: the envelope, or an error result saying what happened. */
 
 import type { FsEnvelope } from "../../filesystem.ts";
+import type { Output } from "../../nbformat.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import type { ToolResult } from "../tool.ts";
 import type { FilesContext } from "./context.ts";
@@ -13,7 +14,7 @@ export async function callWorker(
   extra: Extra | undefined,
   timeoutMs = 120_000,
   /** For a run of the registry: it holds the queue already, and has its own signal. */
-  locked?: { signal: AbortSignal },
+  locked?: { signal: AbortSignal; outputs?: (snapshot: () => Output[]) => void },
 ): Promise<{ envelope: FsEnvelope } | { result: ToolResult }> {
   const t0 = performance.now();
   const progress = startProgress(
@@ -23,7 +24,11 @@ export async function callWorker(
   );
   try {
     const out = locked
-      ? await ctx.callNow(name, args, { timeoutMs, signal: locked.signal })
+      ? await ctx.callNow(name, args, {
+        timeoutMs,
+        signal: locked.signal,
+        onChange: (c) => locked.outputs?.(() => c.outputs()),
+      })
       : await ctx.call(name, args, { timeoutMs, signal: extra?.signal });
     if (out.kind === "answer") {
       const env = out.envelope as FsEnvelope;

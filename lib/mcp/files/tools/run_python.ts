@@ -3,6 +3,7 @@ import { z } from "zod";
 import { addTool, textResult, type ToolResult } from "../../tool.ts";
 import { answerRun, type Run } from "../../runs.ts";
 import { returnWhenShape } from "../../run_tools.ts";
+import { truncate } from "../../render.ts";
 import { callWorker } from "../call.ts";
 import type { FilesContext } from "../context.ts";
 import { workspacePath } from "../schemas.ts";
@@ -63,6 +64,8 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
       args: args ?? [],
       ...(timeout ? { timeout } : {}),
       fresh_process: fresh_process ?? ctx.settings.freshProcess,
+      // The script's output also streams to us as it comes (bounded), for wait and progress.
+      live: true,
     };
     const run = ctx.runs.start(ctx.holder, {
       tool: "run_python",
@@ -82,7 +85,7 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
         // a second later); past this the kernel is interrupted, and a worker
         // that does not stop then is replaced.
         timeout ? timeout * 1000 + 15_000 : 0,
-        { signal: w.signal },
+        { signal: w.signal, outputs: w.outputs },
       );
       if ("result" in r) {
         // An error result still has the shape of the outputSchema (clients check it).
@@ -107,16 +110,26 @@ export function registerRunPython(server: McpServer, ctx: FilesContext): void {
       { background, waitSeconds: wait_seconds },
       extra,
       ctx.settings.progressIntervalMs,
-      () => ({
-        ...textResult(
-          ctx,
-          `${path}: ${
-            run.state === "queued" ? "queued behind earlier calls" : "running"
-          } as ${run.id}; wait(run_id="${run.id}") returns its result once it ended, ` +
-            `interrupt(run_id="${run.id}") stops it`,
-        ),
-        structuredContent: notRun(run),
-      }),
+      (outputs) => {
+        const text = (name: string) =>
+          outputs.map((o) => o.output_type === "stream" && o.name === name ? o.text : "").join("");
+        const printed = ctx.renderNew(outputs).text;
+        return {
+          ...textResult(
+            ctx,
+            `${path}: ${
+              run.state === "queued" ? "queued behind earlier calls" : "running"
+            } as ${run.id}${printed ? `; its output so far:\n${printed}\n` : "; "}` +
+              `wait(run_id="${run.id}") returns its new output and, once it ended, its result; ` +
+              `interrupt(run_id="${run.id}") stops it`,
+          ),
+          structuredContent: {
+            ...notRun(run),
+            stdout: truncate(text("stdout"), 20_000),
+            stderr: truncate(text("stderr"), 20_000),
+          },
+        };
+      },
     );
   });
 }
