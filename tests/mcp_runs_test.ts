@@ -103,6 +103,8 @@ Deno.test({
     const { client } = await mcpStdioClient(launch);
     try {
       await t.step("the run tools are listed, with output schemas", async () => {
+        // The handle tells the agent how to run long cells.
+        assert.match(handle.agent_prompt, /`background=true`.*`wait\(run_id\)`/s);
         const { tools } = await client.listTools();
         const byName = Object.fromEntries(
           tools.map((x: { name: string }) => [x.name, x]),
