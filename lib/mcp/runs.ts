@@ -65,9 +65,9 @@ export class KernelHolder {
    */
   async connect(): Promise<KernelChannel> {
     const ch = this.channel;
-    if (ch && !ch.dead && !this.dropped && !ch.conn.isDisposed) {
-      if (ch.conn.connectionStatus === "connected") return ch;
-    }
+    const healthy = ch && !ch.dead && !this.dropped && !ch.conn.isDisposed &&
+      ch.conn.connectionStatus === "connected";
+    if (healthy) return ch;
     this.close();
     const model = this.opts.beforeConnect ? await this.opts.beforeConnect(ch) : this.kernel;
     this.kernel = model;
@@ -164,7 +164,8 @@ export class Run {
 
   /**
    * The outputs since the last read (a stream that grew: its new text
-   * only), and marks them read. `all`: read to the end without returning.
+   * only), and marks them read. A stream rewritten by carriage returns or
+   * outputs cleared by the code are read again from where they now stand.
    */
   takeNew(): Output[] {
     const list = this.snapshot();
