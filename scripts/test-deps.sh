@@ -3,8 +3,9 @@
 # keyed by their files' hashes (as scripts/bootstrap.sh does for .venv):
 #   1. Jupyter Enterprise Gateway from requirements-eg.txt, whose pins conflict
 #      with requirements.txt, in its own environment linked here as .venv-eg;
-#   2. configurable-http-proxy for the JupyterHub test, from
-#      scripts/test-deps/package.json and its lockfile (npm ci).
+#   2. configurable-http-proxy for the JupyterHub test and the MCP Inspector
+#      CLI for tests/e2e/inspector_cli_test.ts, from scripts/test-deps/package.json
+#      and its lockfile (npm ci).
 # Prints, on stdout, the environment variables tests/clusters/fixtures.ts reads
 # (eval its output); progress goes to stderr.
 set -euo pipefail
@@ -32,7 +33,7 @@ if [ ! -f "$npm_dir/.complete" ]; then
   (
     flock 9
     if [ ! -f "$npm_dir/.complete" ]; then
-      stage_start "test 2/2 configurable-http-proxy from npm in $npm_dir"
+      stage_start "test 2/2 configurable-http-proxy and the MCP Inspector from npm in $npm_dir"
       rm -rf "$npm_dir"
       mkdir -p "$npm_dir"
       cp scripts/test-deps/package.json scripts/test-deps/package-lock.json "$npm_dir/"
@@ -49,3 +50,4 @@ if [ "$STAGES_RAN" -gt 0 ]; then
 fi
 printf 'export INTERP_EXEC_EG_PYTHON=%q\n' "$ROOT/.venv-eg/bin/python" >&3
 printf 'export INTERP_EXEC_CHP=%q\n' "$npm_dir/node_modules/.bin/configurable-http-proxy" >&3
+printf 'export INTERP_EXEC_INSPECTOR=%q\n' "$npm_dir/node_modules/.bin/mcp-inspector" >&3

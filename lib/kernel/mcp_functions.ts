@@ -6,7 +6,7 @@
  */
 
 import { ConfigError, JupyterError } from "../cli/errors.ts";
-import type { KernelSummary, ToolSummary } from "../config/handle.ts";
+import type { KernelSummary } from "../config/handle.ts";
 import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./call.ts";
 import { raiseFor } from "./run.ts";
@@ -105,14 +105,6 @@ export async function readToolTable(channel: KernelChannel): Promise<ToolTable> 
   const env = out.envelope as unknown as { ok: boolean; error?: string } & ToolTable;
   if (!env.ok) throw new JupyterError("setup_failed", env.error ?? NO_TABLE);
   return env;
-}
-
-/** The tools a handle lists: each function, and model_info. */
-export function toolSummaries(table: ToolTable): ToolSummary[] {
-  return [
-    ...table.tools.map((t) => ({ name: t.name, description: t.description, skill: t.skill })),
-    { name: MODEL_INFO, description: MODEL_INFO_DESCRIPTION, skill: null },
-  ];
 }
 
 /** The tool every mcp-mode server has besides the functions. */

@@ -34,6 +34,14 @@ export function agentPrompt(p: PromptInput): string {
   if (p.sessionId && p.mode === "notebook") {
     out.push("", `Attach with \`attach_to_session(session_id="${p.sessionId}")\`.`);
   }
+  if (p.mode === "notebook") {
+    out.push(
+      "",
+      "Cells that may run longer than a minute or so: pass `background=true` to `execute_code` " +
+        "(it returns a `run_id` at once), keep working, and collect the outputs with " +
+        "`wait(run_id)`; `interrupt(run_id)` stops one, `list_runs` shows them.",
+    );
+  }
   out.push("", "## Models");
   if (p.summary.models.length === 0) out.push("", "No models are loaded.");
   for (const m of p.summary.models) {

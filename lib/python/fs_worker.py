@@ -94,6 +94,7 @@ DEFAULT_LIMITS = {
     "max_image_px": 1024,  # longest side of an image returned by read_file (PNG/JPEG are scaled)
     "max_files": 1000,  # entries returned by list_files
     "max_diff_lines": 80,  # lines of edit_file's diff
+    "max_live_chars": 1_000_000,  # a run's output also sent live to the client (run_python live=true), each stream
 }
 # The most bytes read_file/edit_file read from one file (a sparse or huge file
 # is refused before any of it is read).
@@ -1013,9 +1014,13 @@ class _Capture(io.TextIOBase):
     run) writes past it, to `outside` (the stream it would have written to
     without the run), and is counted in `strays`: its late output never lands
     in this run's result, which may be another client's.
+
+    With `live` (the kernel's own stream), what is written also goes there at
+    once, up to `live_limit` characters, so a client can follow a long run
+    (filesystem-mcp's wait); the run's result is still the captured text.
     """
 
-    def __init__(self, limit: int, outside=None):
+    def __init__(self, limit: int, outside=None, live=None, live_limit: int = 0):
         super().__init__()
         me = threading.current_thread()
         self._others = {t for t in threading.enumerate() if t is not me}
@@ -1027,6 +1032,20 @@ class _Capture(io.TextIOBase):
         self._head_n = 0
         self._tail = ""
         self.total = 0
+        self._live = live
+        self._live_left = live_limit
+
+    def _forward(self, text: str) -> None:
+        if self._live is None or self._live_left <= 0 or not text:
+            return
+        part = text[: self._live_left]
+        self._live_left -= len(part)
+        try:
+            self._live.write(part)
+            if self._live_left <= 0:
+                self._live.write("\n[interp-exec] live output stops here; the run's result keeps its head and tail\n")
+        except Exception:
+            self._live = None  # the kernel's stream is gone: the capture goes on
 
     def writable(self):
         return True
@@ -1042,6 +1061,7 @@ class _Capture(io.TextIOBase):
             return len(text)
         n = len(text)
         self.total += n
+        self._forward(text)
         room = self._half - self._head_n
         if room > 0:
             self._head.append(text[:room])
@@ -1052,7 +1072,9 @@ class _Capture(io.TextIOBase):
         return n
 
     def flush(self):
-        pass
+        if self._live is not None and self._live_left > 0:
+            with contextlib.suppress(Exception):
+                self._live.flush()
 
     def isatty(self):
         return False
@@ -1364,9 +1386,25 @@ def run_python(args: dict) -> dict:
     fresh = args.get("fresh_process", False)
     if not isinstance(fresh, bool):
         raise ToolError("bad_argument", "fresh_process must be true or false")
+    live = args.get("live", False)
+    if not isinstance(live, bool):
+        raise ToolError("bad_argument", "live must be true or false")
     if fresh:
-        return _run_fresh(real, rel, argv, timeout)
-    return _run_warm(real, rel, argv, timeout)
+        return _run_fresh(real, rel, argv, timeout, live)
+    return _run_warm(real, rel, argv, timeout, live)
+
+
+def _captures(live: bool) -> tuple["_Capture", "_Capture"]:
+    """The run's stdout and stderr captures (stray threads write past them, to the kernel's streams);
+    with `live`, the run's own output also goes to the kernel's streams as it comes."""
+    limit = _limit("max_chars")
+    if not live:
+        return _Capture(limit, sys.stdout), _Capture(limit, sys.stderr)
+    live_limit = _limit("max_live_chars")
+    return (
+        _Capture(limit, sys.stdout, sys.stdout, live_limit),
+        _Capture(limit, sys.stderr, sys.stderr, live_limit),
+    )
 
 
 def _exec_main(real: str) -> None:
@@ -1489,10 +1527,9 @@ class _Watchdog:
                 self._ctypes.pythonapi.PyThreadState_SetAsyncExc(self._ctypes.c_ulong(self._main), None)
 
 
-def _run_warm(real: str, rel: str, argv: list, timeout: float | None) -> dict:
+def _run_warm(real: str, rel: str, argv: list, timeout: float | None, live: bool = False) -> dict:
     root = _workspace()
-    limit = _limit("max_chars")
-    out, err = _Capture(limit, sys.stdout), _Capture(limit, sys.stderr)
+    out, err = _captures(live)
     before = _files_state(root)
     state = _ProcessState(root)
     run = {"load_s": 0.0, "snapshot": state.snapshot_models}
@@ -1643,10 +1680,9 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def _run_fresh(real: str, rel: str, argv: list, timeout: float | None) -> dict:
+def _run_fresh(real: str, rel: str, argv: list, timeout: float | None, live: bool = False) -> dict:
     root = _workspace()
-    limit = _limit("max_chars")
-    out, err = _Capture(limit), _Capture(limit)
+    out, err = _captures(live)
     spec_path = _spec_path()
     env = dict(os.environ)
     if spec_path:

@@ -68,7 +68,7 @@ if with_heartbeat "${dir}" false; then echo "status lost"; else echo "failed as 
   assert.equal(lines.at(-1), "failed as it should");
 });
 
-Deno.test("test-deps: prints the Enterprise Gateway Python and configurable-http-proxy it installed", async () => {
+Deno.test("test-deps: prints the Enterprise Gateway Python, configurable-http-proxy and the Inspector it installed", async () => {
   const res = await bash("scripts/test-deps.sh");
   assert.equal(res.code, 0, res.stderr);
   const vars = Object.fromEntries(
@@ -78,8 +78,13 @@ Deno.test("test-deps: prints the Enterprise Gateway Python and configurable-http
       return [m[1], m[2]];
     }),
   );
-  assert.deepEqual(Object.keys(vars).sort(), ["INTERP_EXEC_CHP", "INTERP_EXEC_EG_PYTHON"]);
+  assert.deepEqual(Object.keys(vars).sort(), [
+    "INTERP_EXEC_CHP",
+    "INTERP_EXEC_EG_PYTHON",
+    "INTERP_EXEC_INSPECTOR",
+  ]);
   assert.ok((await Deno.stat(vars.INTERP_EXEC_CHP)).isFile);
+  assert.ok((await Deno.stat(vars.INTERP_EXEC_INSPECTOR)).isFile);
   assert.ok((await Deno.stat(vars.INTERP_EXEC_EG_PYTHON)).isFile);
   // Nothing of them in the clone's node_modules: the first command does not install them.
   await assert.rejects(Deno.stat(join(ROOT, "node_modules", ".bin", "configurable-http-proxy")));

@@ -119,9 +119,12 @@ Deno.test({
     assert.match(handle.agent_prompt, /read `AGENTS\.md` there first/);
     assert.deepEqual(handle.tools.map((t) => t.name).sort(), [
       "edit_file",
+      "interrupt",
       "list_files",
+      "list_runs",
       "read_file",
       "run_python",
+      "wait",
       "write_file",
     ]);
     assert.ok(!JSON.stringify(handle).includes(server.token));
@@ -288,6 +291,72 @@ interp_exec.model().register_forward_hook(lambda *a: None)
         for (const p of [join(outside, "new.txt"), join(handle.workspace, "..", "escape.txt")]) {
           await assert.rejects(Deno.stat(p));
         }
+      });
+
+      await t.step("run_python in the background: wait, interrupt, list_runs", async () => {
+        await call(client, "write_file", {
+          path: "slow.py",
+          content:
+            "import sys, time\ntime.sleep(float(sys.argv[1]))\nprint('slept', sys.argv[1])\n",
+        });
+        const started = await call(client, "run_python", {
+          path: "slow.py",
+          args: ["1.5"],
+          background: true,
+        });
+        assert.equal(started.isError, false, started.text);
+        const runId = String(started.structured.run_id);
+        assert.match(String(started.structured.status), /^(queued|running)$/);
+        const listed = await call(client, "list_runs", {});
+        assert.ok(
+          (listed.structured.runs as { run_id: string }[]).some((r) => r.run_id === runId),
+          listed.text,
+        );
+        const w = await call(client, "wait", { run_id: runId, timeout_seconds: 60 });
+        assert.equal(w.structured.ended, true, w.text);
+        const result = w.structured.result as { exit_code: number; stdout: string; run_id: string };
+        assert.equal(result.exit_code, 0);
+        assert.equal(result.stdout, "slept 1.5\n");
+        assert.equal(result.run_id, runId);
+        const long = await call(client, "run_python", {
+          path: "slow.py",
+          args: ["60"],
+          wait_seconds: 1,
+        });
+        assert.equal(long.structured.status, "running", long.text);
+        const stop = await call(client, "interrupt", { run_id: String(long.structured.run_id) });
+        assert.equal(stop.structured.was, "running", stop.text);
+        const end = await call(client, "wait", { run_id: String(long.structured.run_id) });
+        assert.equal(end.structured.ended, true, end.text);
+        // The script's output streams while it runs: the call with wait_seconds has the
+        // first lines, wait the rest, in order.
+        await call(client, "write_file", {
+          path: "ticks.py",
+          content: "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n" +
+            "    time.sleep(0.7)\n",
+        });
+        const ticking = await call(client, "run_python", { path: "ticks.py", wait_seconds: 1.2 });
+        assert.equal(ticking.structured.status, "running", ticking.text);
+        const so_far = String(ticking.structured.stdout);
+        assert.match(so_far, /^tick 0\n/);
+        let rest = "";
+        for (let i = 0; i < 20; i++) {
+          const t = await call(client, "wait", {
+            run_id: String(ticking.structured.run_id),
+            timeout_seconds: 5,
+          });
+          rest += (t.structured.new_outputs as { text: string }).text + "\n";
+          if (t.structured.ended) break;
+        }
+        const lines = [...so_far.split("\n"), ...rest.split("\n")].filter(Boolean);
+        assert.deepEqual(lines, ["tick 0", "tick 1", "tick 2", "tick 3"]);
+        const quick = await call(client, "run_python", {
+          path: "slow.py",
+          args: ["0"],
+          wait_seconds: 60,
+        });
+        assert.equal(quick.structured.exit_code, 0, quick.text);
+        assert.equal(quick.structured.status, "ended");
       });
 
       await t.step("fresh_process loads the model itself", async () => {

@@ -12,6 +12,7 @@ import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolResultSchema, CreateTaskResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type McpHandle, McpHandleSchema } from "../../lib/config/handle.ts";
 import {
@@ -193,7 +194,13 @@ Deno.test({
           };
           assert.match(dp.description, /^Tokenize a prompt and report on it\./);
           const props = dp.inputSchema.properties as Record<string, Record<string, unknown>>;
-          assert.deepEqual(Object.keys(props).sort(), ["mode", "prompt"]);
+          // background and wait_seconds: the call may return before the function does.
+          assert.deepEqual(Object.keys(props).sort(), [
+            "background",
+            "mode",
+            "prompt",
+            "wait_seconds",
+          ]);
           assert.equal(props.prompt.type, "string");
           assert.equal(props.prompt.description, "The text to tokenize.");
           assert.deepEqual(props.mode.enum, ["ids", "count"]);
@@ -315,6 +322,43 @@ Deno.test({
         for (let i = 1; i < spans.length; i++) {
           assert.ok(spans[i].start >= spans[i - 1].end, JSON.stringify(spans));
         }
+      });
+
+      await t.step("a call in the background: wait, interrupt, list_runs", async () => {
+        const started = await call(client, "slow", { seconds: 1.5, background: true });
+        assert.equal(started.isError, false, started.text);
+        const runId = String(started.structured?.run_id);
+        assert.match(String(started.structured?.status), /^(queued|running)$/);
+        const listed = await call(client, "list_runs", {});
+        const runs = listed.structured?.runs as { run_id: string; tool: string }[];
+        assert.ok(runs.some((r) => r.run_id === runId && r.tool === "slow"), listed.text);
+        let w = await call(client, "wait", { run_id: runId, timeout_seconds: 0 });
+        assert.equal(w.structured?.ended, false);
+        w = await call(client, "wait", { run_id: runId, timeout_seconds: 30 });
+        assert.equal(w.structured?.ended, true, w.text);
+        const result = w.structured?.result as { result: { start: number; end: number } };
+        assert.ok(result.result.end - result.result.start >= 1.4);
+        // wait_seconds: the plain result when it ends within; interrupt stops it otherwise.
+        const quick = await call(client, "echo", { text: "ab", times: 2, wait_seconds: 30 });
+        assert.deepEqual(quick.structured?.result, "abab");
+        const long = await call(client, "slow", { seconds: 60, wait_seconds: 0.5 });
+        assert.equal(long.structured?.status, "running", long.text);
+        const stop = await call(client, "interrupt", { run_id: String(long.structured?.run_id) });
+        assert.equal(stop.structured?.was, "running");
+        assert.equal(stop.structured?.state, "ended", stop.text);
+        const after = await call(client, "echo", { text: "x" });
+        assert.deepEqual(after.structured?.result, "x");
+        // The same call as an MCP task.
+        const created = await client.request({
+          method: "tools/call",
+          params: { name: "slow", arguments: { seconds: 0.5 }, task: { ttl: 60_000 } },
+        }, CreateTaskResultSchema);
+        const res = await client.experimental.tasks.getTaskResult(
+          created.task.taskId,
+          CallToolResultSchema,
+        );
+        const sc = res.structuredContent as { result: { start: number; end: number } };
+        assert.ok(sc.result.end - sc.result.start >= 0.4, JSON.stringify(res));
       });
 
       await t.step("model_info describes the model", async () => {

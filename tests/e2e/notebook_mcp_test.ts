@@ -204,6 +204,7 @@ Deno.test({
           "insert_cell",
           "inspect_variable",
           "interrupt",
+          "list_runs",
           "list_variables",
           "move_cell",
           "read_notebook",
@@ -212,6 +213,7 @@ Deno.test({
           "run_scratch",
           "shutdown_session",
           "start_new_session",
+          "wait",
         ]);
         const byName = Object.fromEntries(
           tools.map((x: { name: string; inputSchema: unknown }) => [x.name, x.inputSchema]),

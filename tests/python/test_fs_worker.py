@@ -719,3 +719,34 @@ def test_adopt_takes_the_warm_up_objects(fs):
         assert bad["ok"] is False and bad["error"]["kind"] == "bad_argument"
     finally:
         fs._STATE["warm"] = saved
+# ---------------------------------------------------------------- live output (run_python live=true)
+
+
+def test_capture_forwards_live_output_within_its_bound(fs):
+    live = io.StringIO()
+    cap = fs._Capture(10, live=live, live_limit=12)
+    cap.write("line 1\n")
+    cap.write("line 2\nline 3\n")
+    cap.flush()
+    # The run's result keeps its head and tail as before; the live stream got the first 12 characters and a note.
+    assert cap.getvalue().startswith("line ")
+    assert cap.total == 21
+    assert live.getvalue().startswith("line 1\nline")
+    assert "live output stops here" in live.getvalue()
+    before = live.getvalue()
+    cap.write("more\n")
+    assert live.getvalue() == before
+
+
+def test_run_python_live_sends_output_to_the_kernel_streams_as_it_comes(fs, ws, monkeypatch):
+    live_out, live_err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", live_out)
+    monkeypatch.setattr(sys, "stderr", live_err)
+    r = run(fs, ws, "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n", live=True)
+    assert r["ok"] and r["exit_code"] == 0, r
+    assert r["stdout"] == "to stdout\n"
+    assert live_out.getvalue() == "to stdout\n"
+    assert live_err.getvalue() == "to stderr\n"
+    quiet = run(fs, ws, "print('not live')\n")
+    assert quiet["stdout"] == "not live\n"
+    assert live_out.getvalue() == "to stdout\n"

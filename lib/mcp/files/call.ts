@@ -1,6 +1,7 @@
 /** One worker call as a tool result: the envelope, or an error result saying what happened. */
 
 import type { FsEnvelope } from "../../kernel/fs_worker.ts";
+import type { Output } from "../../kernel/nbformat.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import type { ToolResult } from "../tool.ts";
 import type { FilesContext } from "./context.ts";
@@ -12,6 +13,8 @@ export async function callWorker(
   args: Record<string, unknown>,
   extra: Extra | undefined,
   timeoutMs = 120_000,
+  /** For a run of the registry: it holds the queue already, and has its own signal. */
+  locked?: { signal: AbortSignal; outputs?: (snapshot: () => Output[]) => void },
 ): Promise<{ envelope: FsEnvelope } | { result: ToolResult }> {
   const t0 = performance.now();
   const progress = startProgress(
@@ -20,7 +23,13 @@ export async function callWorker(
     () => `${name}: running for ${((performance.now() - t0) / 1000).toFixed(0)} s`,
   );
   try {
-    const out = await ctx.call(name, args, { timeoutMs, signal: extra?.signal });
+    const out = locked
+      ? await ctx.callNow(name, args, {
+        timeoutMs,
+        signal: locked.signal,
+        onChange: (c) => locked.outputs?.(() => c.outputs()),
+      })
+      : await ctx.call(name, args, { timeoutMs, signal: extra?.signal });
     if (out.kind === "answer") {
       const env = out.envelope as FsEnvelope;
       if (env.ok) return { envelope: env };

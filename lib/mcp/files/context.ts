@@ -1,7 +1,8 @@
 /**
  * What the filesystem-mode server (filesystem-mcp) shares between clients:
  * the warm worker kernel (one WebSocket, reopened when it drops), the
- * workspace, and one queue, so tool calls run one at a time. A worker that
+ * workspace, and one queue, so tool calls run one at a time (both in a
+ * KernelHolder, lib/mcp/runs.ts), and run_python's runs. A worker that
  * dies (a script crashed it) is reported by the call that killed it; the
  * next call starts a new worker for the same workspace, which loads the
  * models again on first use.
@@ -15,7 +16,11 @@ import { callKernel, type CallOutcome, installModules } from "../../kernel/call.
 import type { RunOptions } from "../../kernel/run.ts";
 import { progress } from "../../cli/log.ts";
 import { redactor } from "../../kernel/redact.ts";
+import type { Output } from "../../kernel/nbformat.ts";
+import { KernelHolder, RunRegistry } from "../runs.ts";
 import { OutputStore } from "../resources.ts";
+import { RunTaskStore } from "../tasks.ts";
+import { renderPlain } from "../run_tools.ts";
 import { endSession } from "../../server/sessions.ts";
 import {
   forgetSessions,
@@ -76,8 +81,12 @@ async function workerKey(url: string, workspace: string): Promise<string> {
 /** The shared state of one filesystem-mcp process. */
 export class FilesContext {
   readonly serverName = "filesystem-mcp";
-  private channel: KernelChannel | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The worker's queue and WebSocket (lib/mcp/runs.ts). */
+  readonly holder: KernelHolder;
+  /** run_python's runs (wait, interrupt, list_runs). */
+  readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
   private readonly redactText: (text: string) => string;
   /** Why the last worker died, until a new one is started. */
   private deadWorker: string | undefined;
@@ -86,7 +95,7 @@ export class FilesContext {
 
   private constructor(
     readonly client: JupyterClient,
-    private kernel: KernelModel,
+    kernel: KernelModel,
     readonly workspace: string,
     readonly settings: FilesSettings,
   ) {
@@ -97,6 +106,24 @@ export class FilesContext {
       undefined,
       (t) => this.redact(t),
     );
+    this.holder = new KernelHolder({
+      client,
+      kernel,
+      kernelStartTimeoutMs: settings.kernelStartTimeoutMs,
+      afterConnect: async (channel) => {
+        // A kernel that restarted lost the worker module: set it up again.
+        if (!(await this.hasWorker(channel))) await this.installWorker(channel);
+      },
+    });
+  }
+
+  private get kernel(): KernelModel {
+    return this.holder.kernel;
+  }
+
+  /** A run's new outputs as wait shows them (the worker captures a script's output: mostly none). */
+  renderNew(outputs: Output[]): { text: string; images: [] } {
+    return renderPlain(outputs.filter((o) => o.output_type === "stream"), 20_000);
   }
 
   /**
@@ -138,63 +165,51 @@ export class FilesContext {
    * died in an earlier call is replaced first.
    */
   call(name: string, args: Record<string, unknown>, opts: RunOptions): Promise<CallOutcome> {
-    const run = this.queue.then(async () => {
-      if (this.deadWorker) await this.replaceWorker(this.kernel.id);
-      let channel = await this.connected();
-      let out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
-      if (
-        out.kind === "no_answer" && out.run.status === "lost" &&
-        out.run.execution_count === null && out.run.outputs.length === 0 &&
-        !opts.signal?.aborted
-      ) {
-        // The kernel never began it (lost on a connection just after a
-        // restart, say): send it once more on a fresh, checked connection.
-        progress(`a request to worker kernel ${this.kernel.id} was lost; sending it again`);
-        channel.close();
-        this.channel = undefined;
-        channel = await this.connected();
-        out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
-      }
-      if (out.kind === "no_answer" && out.run.status === "error" && !channel.dead) {
-        // The kernel was restarted under us (JupyterLab's Restart, the REST
-        // API): the worker module is gone, so the call never ran. Set the
-        // worker up again, as after a reconnect, and run it once more.
-        if (!(await this.hasWorker(channel))) {
-          progress(
-            `worker kernel ${this.kernel.id} lost its setup (restarted?): setting it up again`,
-          );
-          await this.installWorker(channel);
-          channel = await this.connected();
-          out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
-        }
-      }
-      if (out.kind === "no_answer" && out.run.status === "died") {
-        this.deadWorker = out.run.note ?? "the kernel died";
-      } else if (out.kind === "no_answer" && out.run.stuck) {
-        // It did not stop after the interrupt (a script that swallows every
-        // BaseException): the next call replaces the worker.
-        this.deadWorker = "it did not stop after an interrupt";
-      }
-      return out;
-    });
-    this.queue = run.catch(() => {});
-    return run;
+    return this.holder.exclusive(() => this.callNow(name, args, opts));
   }
 
-  private async connected(): Promise<KernelChannel> {
-    const ch = this.channel;
-    if (ch && !ch.dead && !ch.conn.isDisposed && ch.conn.connectionStatus !== "disconnected") {
-      return ch;
+  /** {@link call} without the queue: for a run that holds it already (lib/mcp/runs.ts). */
+  async callNow(
+    name: string,
+    args: Record<string, unknown>,
+    opts: RunOptions,
+  ): Promise<CallOutcome> {
+    if (this.deadWorker) await this.replaceWorker(this.kernel.id);
+    let channel = await this.holder.connect();
+    let out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+    if (
+      out.kind === "no_answer" && out.run.status === "lost" &&
+      out.run.execution_count === null && out.run.outputs.length === 0 &&
+      !opts.signal?.aborted
+    ) {
+      // The kernel never began it (lost on a connection just after a
+      // restart, say): send it once more on a fresh, checked connection.
+      progress(`a request to worker kernel ${this.kernel.id} was lost; sending it again`);
+      this.holder.close();
+      channel = await this.holder.connect();
+      out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
     }
-    ch?.close();
-    this.channel = await this.client.connectKernel(this.kernel, {
-      startTimeoutMs: this.settings.kernelStartTimeoutMs,
-    });
-    if (!(await this.hasWorker(this.channel))) {
-      // A kernel that restarted lost the worker module: set it up again.
-      await this.installWorker(this.channel);
+    if (out.kind === "no_answer" && out.run.status === "error" && !channel.dead) {
+      // The kernel was restarted under us (JupyterLab's Restart, the REST
+      // API): the worker module is gone, so the call never ran. Set the
+      // worker up again, as after a reconnect, and run it once more.
+      if (!(await this.hasWorker(channel))) {
+        progress(
+          `worker kernel ${this.kernel.id} lost its setup (restarted?): setting it up again`,
+        );
+        await this.installWorker(channel);
+        channel = await this.holder.connect();
+        out = await callKernel(channel, FS_CALL_CODE, { name, args }, opts);
+      }
     }
-    return this.channel;
+    if (out.kind === "no_answer" && out.run.status === "died") {
+      this.deadWorker = out.run.note ?? "the kernel died";
+    } else if (out.kind === "no_answer" && out.run.stuck) {
+      // It did not stop after the interrupt (a script that swallows every
+      // BaseException): the next call replaces the worker.
+      this.deadWorker = "it did not stop after an interrupt";
+    }
+    return out;
   }
 
   private async hasWorker(channel: KernelChannel): Promise<boolean> {
@@ -231,8 +246,7 @@ export class FilesContext {
    * others find it and attach to it instead of starting their own.
    */
   private async replaceWorker(oldId: string): Promise<void> {
-    this.channel?.close();
-    this.channel = undefined;
+    this.holder.close();
     const key = await workerKey(this.client.url, this.workspace);
     await withFileLock(`worker-${key}`, async () => {
       const file = join(stateDir(), `worker-${key}.json`);
@@ -243,12 +257,12 @@ export class FilesContext {
       if (current && current !== oldId) {
         const live = await this.client.getKernel(current).catch(() => null);
         if (live) {
-          this.kernel = live;
           this.deadWorker = undefined;
-          this.channel = await this.client.connectKernel(live, {
+          const channel = await this.client.connectKernel(live, {
             startTimeoutMs: this.settings.kernelStartTimeoutMs,
           });
-          if (!(await this.hasWorker(this.channel))) await this.installWorker(this.channel);
+          this.holder.use(channel, live);
+          if (!(await this.hasWorker(channel))) await this.installWorker(channel);
           progress(`attached to worker kernel ${live.id}, which another client started`);
           return;
         }
@@ -281,17 +295,16 @@ export class FilesContext {
       created_at: new Date().toISOString(),
       idle_timeout: old?.idle_timeout ?? 0,
     });
-    this.kernel = kernel;
     this.deadWorker = undefined;
-    this.channel = await this.client.connectKernel(kernel, {
+    const channel = await this.client.connectKernel(kernel, {
       startTimeoutMs: this.settings.kernelStartTimeoutMs,
     });
-    await this.installWorker(this.channel);
+    this.holder.use(channel, kernel);
+    await this.installWorker(channel);
     progress(`new worker kernel ${kernel.id} for ${this.workspace} (models load on first use)`);
   }
 
   close(): void {
-    this.channel?.close();
-    this.channel = undefined;
+    this.holder.close();
   }
 }

@@ -8,7 +8,11 @@ import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { VERSION } from "../../cli/version.ts";
 import type { FilesContext } from "./context.ts";
 import { finishServer } from "../tool.ts";
+import { offerTasks, TASKS_CAPABILITY } from "../tasks.ts";
 import { registerEditFile } from "./tools/edit_file.ts";
+import { registerInterrupt } from "./tools/interrupt.ts";
+import { registerListRuns } from "./tools/list_runs.ts";
+import { registerWait } from "./tools/wait.ts";
 import { registerListFiles } from "./tools/list_files.ts";
 import { registerReadFile } from "./tools/read_file.ts";
 import { registerRunPython } from "./tools/run_python.ts";
@@ -21,6 +25,9 @@ const TOOLS = [
   registerWriteFile,
   registerEditFile,
   registerRunPython,
+  registerWait,
+  registerInterrupt,
+  registerListRuns,
 ];
 
 const INSTRUCTIONS =
@@ -37,11 +44,14 @@ export function createServer(ctx: FilesContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-filesystem", version: VERSION },
     {
-      capabilities: { tools: {} },
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
       instructions: ctx.outputs?.inline === false ? INSTRUCTIONS + LINKED : INSTRUCTIONS,
+      taskStore: ctx.tasks,
     },
   );
   for (const register of TOOLS) register(server, ctx);
+  // A client that asks for a task gets run_python's run as one (lib/mcp/tasks.ts).
+  offerTasks(server, ctx, ["run_python"]);
   finishServer(server, ctx.outputs);
   return server;
 }

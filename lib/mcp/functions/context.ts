@@ -2,7 +2,8 @@
  * What the mcp-mode server (mcp-serve) shares between its clients: the warm
  * kernel (one WebSocket, reopened when it drops), the tool table the kernel
  * holds, and one queue, so concurrent calls run one after another and never
- * interleave in the kernel.
+ * interleave in the kernel (both in a KernelHolder, lib/mcp/runs.ts), and
+ * the calls' runs.
  */
 
 import { UsageError } from "../../cli/errors.ts";
@@ -11,7 +12,11 @@ import { callKernel, type CallOutcome } from "../../kernel/call.ts";
 import type { RunOptions } from "../../kernel/run.ts";
 import { CALL_CODE, readToolTable, type ToolTable } from "../../kernel/mcp_functions.ts";
 import { redactor } from "../../kernel/redact.ts";
+import type { Output } from "../../kernel/nbformat.ts";
+import { KernelHolder, RunRegistry } from "../runs.ts";
 import { OutputStore } from "../resources.ts";
+import { RunTaskStore } from "../tasks.ts";
+import { renderPlain } from "../run_tools.ts";
 
 /** Settings from mcp-serve's command line. */
 export interface FunctionsSettings {
@@ -27,8 +32,12 @@ export interface FunctionsSettings {
 /** The shared state of one mcp-serve process. */
 export class FunctionsContext {
   readonly serverName = "mcp-serve";
-  private channel: KernelChannel | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The kernel's queue and WebSocket (lib/mcp/runs.ts). */
+  readonly holder: KernelHolder;
+  /** The calls' runs (wait, interrupt, list_runs). */
+  readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
   private readonly redactText: (text: string) => string;
   /** Where images and long outputs go as resources (tool.ts linkLarge). */
   readonly outputs: OutputStore;
@@ -42,13 +51,17 @@ export class FunctionsContext {
     channel: KernelChannel,
     secrets: string[],
   ) {
-    this.channel = channel;
     this.outputs = new OutputStore(
       settings.inlineOutputs ?? false,
       undefined,
       undefined,
       (t) => this.redact(t),
     );
+    this.holder = new KernelHolder({
+      client,
+      kernel,
+      kernelStartTimeoutMs: settings.kernelStartTimeoutMs,
+    }, channel);
     const token = redactor(client.target.token);
     // A hidden model's identity never reaches a result, even through a traceback.
     const hidden = secrets.filter((s) => s.length >= 3);
@@ -117,30 +130,26 @@ export class FunctionsContext {
     args: Record<string, unknown>,
     opts: RunOptions,
   ): Promise<CallOutcome> {
-    const run = this.queue.then(async () => {
-      const channel = await this.connected();
-      return await callKernel(channel, CALL_CODE, { name, args }, opts);
-    });
-    this.queue = run.catch(() => {});
-    return run;
+    return this.holder.exclusive(() => this.callNow(name, args, opts));
   }
 
-  private async connected(): Promise<KernelChannel> {
-    const ch = this.channel;
-    if (ch && !ch.dead && !ch.conn.isDisposed && ch.conn.connectionStatus !== "disconnected") {
-      return ch;
-    }
-    this.channel?.close();
-    this.channel = undefined;
-    this.channel = await this.client.connectKernel(this.kernel, {
-      startTimeoutMs: this.settings.kernelStartTimeoutMs,
-    });
-    return this.channel;
+  /** {@link call} without the queue: for a run that holds it already (lib/mcp/runs.ts). */
+  async callNow(
+    name: string,
+    args: Record<string, unknown>,
+    opts: RunOptions,
+  ): Promise<CallOutcome> {
+    const channel = await this.holder.connect();
+    return await callKernel(channel, CALL_CODE, { name, args }, opts);
+  }
+
+  /** A run's new outputs as wait shows them (what the function printed so far). */
+  renderNew(outputs: Output[]): { text: string; images: [] } {
+    return renderPlain(outputs.filter((o) => o.output_type === "stream"), 20_000);
   }
 
   /** Closes the kernel WebSocket; the kernel keeps running. */
   close(): void {
-    this.channel?.close();
-    this.channel = undefined;
+    this.holder.close();
   }
 }

@@ -9,7 +9,7 @@ import { Server } from "@modelcontextprotocol/sdk/server/index.js";
 import { CallToolRequestSchema, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { VERSION } from "../../cli/version.ts";
 import { MODEL_INFO, MODEL_INFO_DESCRIPTION, modelInfo } from "../../kernel/mcp_functions.ts";
-import { type Extra, startProgress } from "../progress.ts";
+import type { Extra } from "../progress.ts";
 import {
   type Content,
   errorResult,
@@ -23,6 +23,16 @@ import {
 import { serveOutputs } from "../resources.ts";
 import { KernelSummarySchema } from "../../config/handle.ts";
 import { z } from "zod";
+import { UsageError } from "../../cli/errors.ts";
+import { answerRun, type ReturnWhen, type RunWork } from "../runs.ts";
+import { createRunTask, TASKS_CAPABILITY } from "../tasks.ts";
+import {
+  interruptRunTool,
+  listRunsTool,
+  returnWhenJson,
+  runToolsJson,
+  waitTool,
+} from "../run_tools.ts";
 import type { FunctionsContext } from "./context.ts";
 
 const INSTRUCTIONS =
@@ -39,20 +49,35 @@ export function createServer(ctx: FunctionsContext): Server {
   const server = new Server(
     { name: "interp-exec-functions", version: VERSION },
     {
-      capabilities: { tools: {} },
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
       instructions: ctx.outputs?.inline === false ? INSTRUCTIONS + LINKED : INSTRUCTIONS,
+      taskStore: ctx.tasks,
     },
   );
   const byName = new Map(ctx.table.tools.map((t) => [t.name, t]));
+  // The run tools, unless one of the experiment's functions has the name.
+  const runTools = runToolsJson().filter((t) => !byName.has(t.name as string)).map((t) => ({
+    ...t,
+    name: t.name as string,
+    inputSchema: withDialect(t.inputSchema as Record<string, unknown>),
+    ...(t.outputSchema
+      ? { outputSchema: withDialect(t.outputSchema as Record<string, unknown>) }
+      : {}),
+  }));
+  const runToolNames = new Set(runTools.map((t) => t.name as string));
   server.setRequestHandler(ListToolsRequestSchema, () => ({
     tools: [
       ...ctx.table.tools.map((t) => ({
         name: t.name,
         title: t.name,
         description: t.description,
-        inputSchema: withDialect(t.input_schema as Record<string, unknown>),
+        inputSchema: withDialect(withReturnWhen(t.input_schema as Record<string, unknown>)),
+        outputSchema: withDialect(CALL_OUTPUT_SCHEMA),
+        // A client may ask for the call as an MCP task (lib/mcp/tasks.ts).
+        execution: { taskSupport: "optional" },
         annotations: { openWorldHint: false },
       })),
+      ...runTools,
       {
         name: MODEL_INFO,
         title: "Describe the models",
@@ -64,13 +89,13 @@ export function createServer(ctx: FunctionsContext): Server {
     ],
   }));
   server.setRequestHandler(CallToolRequestSchema, async (
-    req: { params: { name: string; arguments?: Record<string, unknown> } },
+    req: { params: { name: string; arguments?: Record<string, unknown>; task?: unknown } },
     extra: Extra,
   ) => {
     const { name } = req.params;
     // The spec's own example: a tool that does not exist is a protocol error.
-    if (name !== MODEL_INFO && !byName.has(name)) {
-      throw unknownTool(name, [...byName.keys(), MODEL_INFO]);
+    if (name !== MODEL_INFO && !byName.has(name) && !runToolNames.has(name)) {
+      throw unknownTool(name, [...byName.keys(), MODEL_INFO, ...runToolNames]);
     }
     const args = (req.params.arguments ?? {}) as Record<string, unknown>;
     let result: ToolResult;
@@ -81,8 +106,38 @@ export function createServer(ctx: FunctionsContext): Server {
           content: [{ type: "text", text: JSON.stringify(info, null, 1) }],
           structuredContent: info,
         };
+      } else if (runToolNames.has(name)) {
+        result = await runTool(ctx, name, args, extra);
       } else {
-        result = await callFunction(ctx, name, args, extra);
+        const fn = byName.get(name)!;
+        const own = (fn.input_schema as { properties?: Record<string, unknown> }).properties ?? {};
+        // background and wait_seconds are ours unless the function takes a parameter so named.
+        const when: ReturnWhen = {};
+        const callArgs = { ...args };
+        if (!("background" in own) && "background" in callArgs) {
+          when.background = callArgs.background === true;
+          delete callArgs.background;
+        }
+        if (!("wait_seconds" in own) && "wait_seconds" in callArgs) {
+          const w = callArgs.wait_seconds;
+          if (typeof w !== "number" || !(w >= 0)) {
+            throw new UsageError(
+              `wait_seconds must be a number of seconds, got ${JSON.stringify(w)}`,
+            );
+          }
+          when.waitSeconds = w;
+          delete callArgs.wait_seconds;
+        }
+        if (req.params.task) {
+          // An MCP task: answered at once, the call goes on as a background run.
+          return await createRunTask(
+            ctx,
+            extra,
+            async () =>
+              redactResult(ctx, await startCall(ctx, name, callArgs, { background: true }, extra)),
+          ) as never;
+        }
+        result = await startCall(ctx, name, callArgs, when, extra);
       }
     } catch (err) {
       result = errorResult(ctx, err);
@@ -114,30 +169,93 @@ const MODEL_INFO_SCHEMA = {
   $schema: SCHEMA_DIALECT,
 };
 
-async function callFunction(
+/** What a function call returns as structuredContent: its result, or where its run is. */
+const CALL_OUTPUT_SCHEMA = {
+  type: "object",
+  properties: {
+    result: { description: "the function's return value as JSON" },
+    run_id: { type: "string", description: "the call's run: wait(run_id) and interrupt(run_id)" },
+    status: {
+      type: "string",
+      enum: ["queued", "running"],
+      description: "the call returned before the function did (background, wait_seconds)",
+    },
+  },
+};
+
+/** A function's input schema with background and wait_seconds (unless it has its own). */
+function withReturnWhen(schema: Record<string, unknown>): Record<string, unknown> {
+  const props = (schema.properties ?? {}) as Record<string, unknown>;
+  const add = Object.fromEntries(
+    Object.entries(returnWhenJson).filter(([k]) => !(k in props)),
+  );
+  return { ...schema, properties: { ...props, ...add } };
+}
+
+/** A function call as a run: it queues on the kernel, and returns as `when` says. */
+async function startCall(
+  ctx: FunctionsContext,
+  name: string,
+  args: Record<string, unknown>,
+  when: ReturnWhen,
+  extra: Extra,
+): Promise<ToolResult> {
+  const run = ctx.runs.start(ctx.holder, {
+    tool: name,
+    label: name,
+    target: `kernel ${ctx.kernel.id}`,
+  }, (w) => callFunction(ctx, name, args, w));
+  return await answerRun(run, when, extra, ctx.settings.progressIntervalMs, (outputs) => {
+    const printed = ctx.renderNew(outputs).text;
+    return {
+      content: [{
+        type: "text",
+        text:
+          `${name}: ${
+            run.state === "queued" ? "queued behind earlier calls" : "running"
+          } as ${run.id}${printed ? `; printed so far:\n${printed}\n` : "; "}` +
+          `wait(run_id="${run.id}") returns its result once it ended, interrupt(run_id="${run.id}") stops it`,
+      }],
+      structuredContent: { result: null, run_id: run.id, status: run.state },
+    };
+  });
+}
+
+/** wait, interrupt and list_runs (lib/mcp/run_tools.ts), checked against their JSON Schemas. */
+async function runTool(
   ctx: FunctionsContext,
   name: string,
   args: Record<string, unknown>,
   extra: Extra,
 ): Promise<ToolResult> {
-  const t0 = performance.now();
-  const progress = startProgress(
-    extra,
-    ctx.settings.progressIntervalMs,
-    () => `${name}: running for ${((performance.now() - t0) / 1000).toFixed(0)} s`,
-  );
-  const timeoutMs = ctx.settings.timeoutMs;
-  try {
-    const out = await ctx.call(name, args, {
-      timeoutMs,
-      timeoutLabel: `${timeoutMs / 1000} s (mcp-serve --timeout)`,
-      signal: extra.signal,
-    });
-    if (out.kind === "no_answer") return noAnswer(name, out.run, timeoutMs);
-    return fromEnvelope(ctx, out.envelope);
-  } finally {
-    progress.stop();
+  const runId = args.run_id;
+  if (name === "list_runs") return listRunsTool(ctx);
+  if (typeof runId !== "string" || runId === "") {
+    throw new UsageError(`${name}: run_id must be the run_id a call returned`);
   }
+  if (name === "interrupt") return await interruptRunTool(ctx, runId);
+  const t = args.timeout_seconds;
+  if (t !== undefined && (typeof t !== "number" || !(t >= 0) || t > 3600)) {
+    throw new UsageError(`wait: timeout_seconds must be a number from 0 to 3600`);
+  }
+  return await waitTool(ctx, { run_id: runId, timeout_seconds: t as number | undefined }, extra);
+}
+
+async function callFunction(
+  ctx: FunctionsContext,
+  name: string,
+  args: Record<string, unknown>,
+  w: RunWork,
+): Promise<ToolResult> {
+  const timeoutMs = ctx.settings.timeoutMs;
+  const out = await ctx.callNow(name, args, {
+    timeoutMs,
+    timeoutLabel: `${timeoutMs / 1000} s (mcp-serve --timeout)`,
+    signal: w.signal,
+    onChange: (collector) => w.outputs(() => collector.outputs()),
+  });
+  if (out.kind === "no_answer") return noAnswer(name, out.run, timeoutMs);
+  return fromEnvelope(ctx, out.envelope);
 }
 
 type Envelope = {

@@ -1,7 +1,8 @@
 /**
  * One Jupyter session as the MCP server holds it: a kernel WebSocket kept
  * open across tool calls (reopened when it dropped), the session's notebook,
- * and a queue so that cells run and land in the notebook one at a time.
+ * and a queue so that cells run and land in the notebook one at a time
+ * (both in a {@link KernelHolder}).
  */
 
 import { JupyterError } from "../../cli/errors.ts";
@@ -10,9 +11,10 @@ import type { Output } from "../../kernel/nbformat.ts";
 import { sleep } from "../../kernel/jupyter.ts";
 import { cellId } from "../../kernel/nbformat.ts";
 import { progress } from "../../cli/log.ts";
-import { redactOutputs } from "../../kernel/redact.ts";
 import { runCode, type RunResult } from "../../kernel/run.ts";
 import { NotebookDoc } from "../../document/document.ts";
+import { KernelHolder } from "../runs.ts";
+import { redactOutputs } from "../../kernel/redact.ts";
 import type { NotebookStore } from "../../document/store.ts";
 
 /** How often a long-running cell's outputs are recorded in the notebook file. */
@@ -42,9 +44,8 @@ export interface RanCell {
 
 /** A session (or a bare kernel) the agent works in. */
 export class AttachedSession {
-  private channel: KernelChannel | undefined;
-  private dropped = false;
-  private queue: Promise<unknown> = Promise.resolve();
+  /** The kernel's queue and WebSocket (lib/mcp/runs.ts). */
+  readonly holder: KernelHolder;
   /** Set once the kernel died; every later call reports it until restart_session. */
   deadReason: string | undefined;
   /** The notebook, changed in memory at once and written behind. */
@@ -54,10 +55,24 @@ export class AttachedSession {
     private readonly host: AttachedSessionHost,
     /** The id the agent uses: the session id, or the kernel id on servers without sessions. */
     readonly id: string,
-    public kernel: KernelModel,
+    kernel: KernelModel,
     store: NotebookStore | NotebookDoc,
   ) {
     this.doc = store instanceof NotebookDoc ? store : new NotebookDoc(store);
+    this.holder = new KernelHolder({
+      client: host.client,
+      kernel,
+      kernelStartTimeoutMs: host.kernelStartTimeoutMs,
+      beforeConnect: (previous) => this.checkKernel(previous),
+    });
+  }
+
+  get kernel(): KernelModel {
+    return this.holder.kernel;
+  }
+
+  set kernel(kernel: KernelModel) {
+    this.holder.kernel = kernel;
   }
 
   get store(): NotebookStore {
@@ -66,9 +81,7 @@ export class AttachedSession {
 
   /** Runs `fn` after every earlier queued cell on this session has finished. */
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.queue.then(fn, fn);
-    this.queue = next.catch(() => {});
-    return next;
+    return this.holder.exclusive(fn);
   }
 
   /**
@@ -76,21 +89,26 @@ export class AttachedSession {
    * retries on its own, but a request sent right after a reconnect can go
    * unanswered) is replaced with a fresh, checked one.
    */
-  async connect(): Promise<KernelChannel> {
-    if (this.deadReason) {
-      throw new JupyterError(
-        "kernel_died",
-        `${this.deadReason}; its variables (the models too) are gone`,
-        this.deadReason.includes("restarted it")
-          ? `restart_session(session_id="${this.id}") loads the models again in this notebook's kernel (rerun=true re-runs your cells); attach_to_session reconnects to the restarted, empty kernel`
-          : `restart_session(session_id="${this.id}") gives this notebook a new warm kernel, the models loaded again (rerun=true re-runs your cells)`,
-      );
-    }
-    const ch = this.channel;
-    if (ch && !ch.dead && !this.dropped && ch.conn.connectionStatus === "connected") return ch;
-    this.close();
+  connect(): Promise<KernelChannel> {
+    if (this.deadReason) return Promise.reject(this.deadError());
+    return this.holder.connect();
+  }
+
+  private deadError(): JupyterError {
+    const reason = this.deadReason ?? "the kernel died";
+    return new JupyterError(
+      "kernel_died",
+      `${reason}; its variables (the models too) are gone`,
+      reason.includes("restarted it")
+        ? `restart_session(session_id="${this.id}") loads the models again in this notebook's kernel (rerun=true re-runs your cells); attach_to_session reconnects to the restarted, empty kernel`
+        : `restart_session(session_id="${this.id}") gives this notebook a new warm kernel, the models loaded again (rerun=true re-runs your cells)`,
+    );
+  }
+
+  /** Before a fresh connection: the kernel as the server has it, or the error that it is gone. */
+  private async checkKernel(previous: KernelChannel | undefined): Promise<KernelModel> {
     const model = await this.host.client.getKernel(this.kernel.id);
-    const gone = ch?.dead ??
+    const gone = previous?.dead ??
       (!model
         ? "the kernel is gone (shut down, or culled by the server)"
         : model.execution_state === "dead"
@@ -98,18 +116,10 @@ export class AttachedSession {
         : undefined);
     if (gone || !model) {
       this.die(gone ?? "the kernel is gone");
-      return await this.connect();
+      throw this.deadError();
     }
-    if (ch) progress(`reconnecting to kernel ${this.kernel.id}`);
-    const channel = await this.host.client.connectKernel(model, {
-      startTimeoutMs: this.host.kernelStartTimeoutMs,
-    });
-    this.dropped = false;
-    channel.conn.connectionStatusChanged.connect((_, status) => {
-      if (status !== "connected" && this.channel === channel) this.dropped = true;
-    });
-    this.channel = channel;
-    return channel;
+    if (previous) progress(`reconnecting to kernel ${this.kernel.id}`);
+    return model;
   }
 
   /**
@@ -144,79 +154,96 @@ export class AttachedSession {
       onChange?: (outputs: () => Output[]) => void;
     },
   ): Promise<RanCell> {
+    return this.exclusive(() => this.runNow(source, opts));
+  }
+
+  /**
+   * {@link run} without the queue: for a run that already holds it (a run
+   * of the registry, lib/mcp/runs.ts).
+   */
+  async runNow(
+    source: string,
+    opts: {
+      id?: string;
+      before?: string | null;
+      record?: boolean;
+      timeoutMs: number;
+      timeoutLabel?: string;
+      signal?: AbortSignal;
+      onChange?: (outputs: () => Output[]) => void;
+    },
+  ): Promise<RanCell> {
     const record = opts.record ?? true;
-    return this.exclusive(async () => {
-      const channel = await this.connect();
-      const id = record ? opts.id ?? cellId() : "";
-      // The notebook is a record for people: failing to write it must not
-      // stop the agent's work, so write errors become a note in a result.
-      const write = (outputs: Output[], count: number | null, running = true) =>
-        this.doc.apply({
-          op: "upsert",
-          id,
-          source,
-          outputs: redactOutputs(outputs, (t) => this.host.redact(t)),
-          execution_count: count,
-          before: opts.before,
-          running,
-        });
-      let flusher: ReturnType<typeof setInterval> | undefined;
-      let latest: () => Output[] = () => [];
-      if (record) {
-        await this.doc.prepare().catch(() => undefined);
-        write([], null);
-        let version = 0;
-        let flushed = 0;
-        flusher = setInterval(() => {
-          if (version === flushed) return;
-          flushed = version;
-          write(latest(), null);
-        }, this.doc.live ? LIVE_FLUSH_MS : FLUSH_MS);
-        const bump = () => version++;
-        const onChange = opts.onChange;
-        opts = { ...opts, onChange: (o) => (bump(), onChange?.(o)) };
+    const channel = await this.connect();
+    const id = record ? opts.id ?? cellId() : "";
+    // The notebook is a record for people: failing to write it must not
+    // stop the agent's work, so write errors become a note in a result.
+    const write = (outputs: Output[], count: number | null, running = true) =>
+      this.doc.apply({
+        op: "upsert",
+        id,
+        source,
+        outputs: redactOutputs(outputs, (t) => this.host.redact(t)),
+        execution_count: count,
+        before: opts.before,
+        running,
+      });
+    let flusher: ReturnType<typeof setInterval> | undefined;
+    let latest: () => Output[] = () => [];
+    if (record) {
+      await this.doc.prepare().catch(() => undefined);
+      write([], null);
+      let version = 0;
+      let flushed = 0;
+      flusher = setInterval(() => {
+        if (version === flushed) return;
+        flushed = version;
+        write(latest(), null);
+      }, this.doc.live ? LIVE_FLUSH_MS : FLUSH_MS);
+      const bump = () => version++;
+      const onChange = opts.onChange;
+      opts = { ...opts, onChange: (o) => (bump(), onChange?.(o)) };
+    }
+    let run: RunResult;
+    const attempt = (on: KernelChannel) =>
+      runCode(on, source, {
+        timeoutMs: opts.timeoutMs,
+        timeoutLabel: opts.timeoutLabel,
+        signal: opts.signal,
+        onChange: (collector) => {
+          latest = () => collector.outputs();
+          opts.onChange?.(latest);
+        },
+      });
+    try {
+      run = await attempt(channel);
+      if (
+        run.status === "lost" && run.execution_count === null && run.outputs.length === 0 &&
+        !opts.signal?.aborted
+      ) {
+        // Nothing of the request came back, not even the kernel's busy or
+        // execute_input: it went out on a connection that had just dropped
+        // (the library had not noticed yet) and never reached the kernel.
+        // Send it once more on a fresh connection. (Were it delivered and
+        // every message of it lost, it would run twice; that needs a drop
+        // between the send and the kernel's first message, and is rarer.)
+        progress(`the request went out on a dropped connection; sending it again`);
+        this.holder.markDropped();
+        run = await attempt(await this.connect());
       }
-      let run: RunResult;
-      const attempt = (on: KernelChannel) =>
-        runCode(on, source, {
-          timeoutMs: opts.timeoutMs,
-          timeoutLabel: opts.timeoutLabel,
-          signal: opts.signal,
-          onChange: (collector) => {
-            latest = () => collector.outputs();
-            opts.onChange?.(latest);
-          },
-        });
-      try {
-        run = await attempt(channel);
-        if (
-          run.status === "lost" && run.execution_count === null && run.outputs.length === 0 &&
-          !opts.signal?.aborted
-        ) {
-          // Nothing of the request came back, not even the kernel's busy or
-          // execute_input: it went out on a connection that had just dropped
-          // (the library had not noticed yet) and never reached the kernel.
-          // Send it once more on a fresh connection. (Were it delivered and
-          // every message of it lost, it would run twice; that needs a drop
-          // between the send and the kernel's first message, and is rarer.)
-          progress(`the request went out on a dropped connection; sending it again`);
-          this.dropped = true;
-          run = await attempt(await this.connect());
-        }
-      } finally {
-        if (flusher !== undefined) clearInterval(flusher);
-      }
-      if (record) write(run.outputs, run.execution_count, false);
-      if (run.status === "died") this.die(run.note ?? "the kernel died");
-      if (run.status === "lost" || run.status === "server_gone") this.dropped = true;
-      return {
-        run,
-        index: record ? this.doc.indexOf(id) : -1,
-        cellId: id,
-        notebookError: this.doc.takeError(),
-        notebookNotice: this.doc.takeNotice(),
-      };
-    });
+    } finally {
+      if (flusher !== undefined) clearInterval(flusher);
+    }
+    if (record) write(run.outputs, run.execution_count, false);
+    if (run.status === "died") this.die(run.note ?? "the kernel died");
+    if (run.status === "lost" || run.status === "server_gone") this.holder.markDropped();
+    return {
+      run,
+      index: record ? this.doc.indexOf(id) : -1,
+      cellId: id,
+      notebookError: this.doc.takeError(),
+      notebookNotice: this.doc.takeNotice(),
+    };
   }
 
   /** Interrupts whatever the kernel runs (not queued: it must reach a busy kernel). */
@@ -238,7 +265,6 @@ export class AttachedSession {
 
   /** Closes the WebSocket; the kernel keeps running (the notebook's writer goes on). */
   close(): void {
-    this.channel?.close();
-    this.channel = undefined;
+    this.holder.close();
   }
 }

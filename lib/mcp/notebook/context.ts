@@ -14,8 +14,11 @@ import type { JupyterClient } from "../../kernel/jupyter.ts";
 import { redactor } from "../../kernel/redact.ts";
 import { warn } from "../../cli/log.ts";
 import type { EmbeddedServer } from "../../server/embedded.ts";
-import type { RenderLimits } from "../render.ts";
+import { type Rendered, type RenderLimits, renderOutputs } from "../render.ts";
+import { RunRegistry } from "../runs.ts";
 import { OutputStore } from "../resources.ts";
+import { RunTaskStore } from "../tasks.ts";
+import type { Output } from "../../kernel/nbformat.ts";
 import { AttachedSession } from "./attached_session.ts";
 import { NotebookDoc } from "../../document/document.ts";
 import { findRecord } from "../../modes/notebook/restart.ts";
@@ -40,6 +43,10 @@ export class NotebookMcpContext {
   private readonly attaching = new Map<string, Promise<AttachedSession>>();
   private probed: Promise<ServerInfo> | undefined;
   readonly serverName = "notebook-mcp";
+  /** Every cell run the tools started, on any session (wait, interrupt, list_runs). */
+  readonly runs: RunRegistry = new RunRegistry(this);
+  /** The runs as MCP tasks, for clients that ask (lib/mcp/tasks.ts). */
+  readonly tasks: RunTaskStore = new RunTaskStore();
 
   constructor(
     readonly client: JupyterClient,
@@ -79,6 +86,11 @@ export class NotebookMcpContext {
   }
 
   private redactText: ((text: string) => string) | undefined;
+
+  /** A run's new outputs as wait shows them. */
+  renderNew(outputs: Output[]): Rendered {
+    return renderOutputs(outputs, this.settings.limits);
+  }
 
   /** The server's kind and APIs (probed once; a failed probe is retried next time). */
   info(): Promise<ServerInfo> {

@@ -9,12 +9,20 @@ import type { NotebookCell, Output } from "../../kernel/nbformat.ts";
 import { applyCarriageReturns } from "../../kernel/run.ts";
 import { type Extra, startProgress } from "../progress.ts";
 import { bestText, cleanTraceback, renderOutputs, truncate } from "../render.ts";
+import { answerRun, type ReturnWhen, type Run } from "../runs.ts";
+import { cellId } from "../../kernel/nbformat.ts";
 import { textResult, type ToolResult } from "../tool.ts";
 import type { AttachedSession, RanCell } from "./attached_session.ts";
 import { isSetupCell } from "../../document/store.ts";
 import { formatSeconds } from "../../cli/format.ts";
 
-/** Runs code as a cell (new, or replacing cell `id`) and reports it to the agent. */
+/**
+ * Runs code as a cell (new, or replacing cell `id`) and reports it to the
+ * agent. The cell is a run of the server's registry (lib/mcp/runs.ts): it
+ * queues on the session's kernel, and the call returns when it ends, or at
+ * once (`background`), or after `waitSeconds` with the outputs so far
+ * (wait(run_id) follows it then).
+ */
 export async function runAndReport(
   ctx: NotebookMcpContext,
   session: AttachedSession,
@@ -26,10 +34,89 @@ export async function runAndReport(
     timeoutSeconds?: number;
     extra?: Extra;
     prefix?: string;
-  },
+    /** The tool, for list_runs ("execute_code"). */
+    tool?: string;
+  } & ReturnWhen,
 ): Promise<ToolResult> {
-  const ran = await runWithProgress(ctx, session, code, opts);
-  return reportCell(ctx, session, ran, opts.prefix);
+  const record = opts.record ?? true;
+  const id = record ? opts.id ?? cellId() : "";
+  const started = performance.now();
+  const run = ctx.runs.start(session.holder, {
+    tool: opts.tool ?? "execute_code",
+    label: code.trim().split("\n")[0] ?? "",
+    target: session.id,
+    status: (r) => String(r.structuredContent?.status ?? (r.isError ? "error" : "ok")),
+  }, async (w) => {
+    const ran = await session.runNow(code, {
+      ...runOptions(ctx, opts),
+      id: id || undefined,
+      before: opts.before,
+      record,
+      signal: w.signal,
+      onChange: (snapshot) => w.outputs(snapshot),
+    });
+    const result = reportCell(ctx, session, ran, opts.prefix);
+    return { ...result, structuredContent: { ...result.structuredContent, run_id: run.id } };
+  });
+  return await answerRun(
+    run,
+    opts,
+    opts.extra,
+    ctx.settings.progressIntervalMs,
+    (outputs) => runningResult(ctx, session, run, { id, started, outputs, prefix: opts.prefix }),
+  );
+}
+
+/** The timeout options of a run. */
+function runOptions(ctx: NotebookMcpContext, opts: { timeoutSeconds?: number }) {
+  return {
+    timeoutMs: opts.timeoutSeconds !== undefined
+      ? opts.timeoutSeconds * 1000
+      : ctx.settings.timeoutMs,
+    timeoutLabel: opts.timeoutSeconds !== undefined
+      ? `${opts.timeoutSeconds} s (timeout_seconds)`
+      : `${ctx.settings.timeoutMs / 1000} s (the server's --timeout)`,
+  };
+}
+
+/** A cell run that goes on: its run id, where it is, and its outputs so far. */
+function runningResult(
+  ctx: NotebookMcpContext,
+  session: AttachedSession,
+  run: Run,
+  o: { id: string; started: number; outputs: Output[]; prefix?: string },
+): ToolResult {
+  const rendered = renderOutputs(o.outputs, ctx.settings.limits);
+  const index = o.id ? session.doc.indexOf(o.id) : -1;
+  const where = o.id === "" ? "scratch (not recorded)" : index >= 0 ? `cell ${index}` : "cell";
+  const state = run.state === "queued" ? "queued behind earlier runs" : "running";
+  const head = `${o.prefix ?? ""}[${where} | ${state} | ${run.id}]`;
+  const tail =
+    `[${run.id} goes on${
+      o.id ? "; its outputs stream into the notebook" : ""
+    }: wait(run_id="${run.id}") returns its new outputs and, once it ended, its result; ` +
+    `interrupt(run_id="${run.id}") stops it]`;
+  const text = truncate(
+    [head, rendered.text, tail].filter(Boolean).join("\n"),
+    ctx.settings.limits.maxChars,
+  );
+  return {
+    ...textResult(ctx, text, rendered.images),
+    structuredContent: {
+      session_id: session.id,
+      notebook_path: session.store.path,
+      recorded: o.id !== "",
+      cell_index: index >= 0 ? index : null,
+      cell_id: o.id || null,
+      status: run.state === "queued" ? "queued" : "running",
+      execution_count: null,
+      elapsed_ms: run.elapsedMs(),
+      outputs: outputsByKind(o.outputs, ctx.settings.limits.maxChars),
+      note: null,
+      notebook_error: null,
+      run_id: run.id,
+    },
+  };
 }
 
 /** Runs a cell, sending MCP progress while it runs. */
@@ -59,12 +146,7 @@ export async function runWithProgress(
       id: opts.id,
       before: opts.before,
       record: opts.record,
-      timeoutMs: opts.timeoutSeconds !== undefined
-        ? opts.timeoutSeconds * 1000
-        : ctx.settings.timeoutMs,
-      timeoutLabel: opts.timeoutSeconds !== undefined
-        ? `${opts.timeoutSeconds} s (timeout_seconds)`
-        : `${ctx.settings.timeoutMs / 1000} s (the server's --timeout)`,
+      ...runOptions(ctx, opts),
       signal: opts.extra?.signal,
       onChange: (snapshot) => {
         const list = snapshot();

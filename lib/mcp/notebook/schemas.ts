@@ -43,7 +43,10 @@ export const cellRunShape = {
   recorded: z.boolean(),
   cell_index: z.number().int().nullable(),
   cell_id: z.string().nullable(),
+  /** queued, running: the call returned before the run ended (background, wait_seconds). */
   status: z.enum([
+    "queued",
+    "running",
     "ok",
     "error",
     "aborted",
@@ -58,6 +61,8 @@ export const cellRunShape = {
   outputs: outputsShape,
   note: z.string().nullable(),
   notebook_error: z.string().nullable(),
+  /** The run's id in this server: wait(run_id) and interrupt(run_id) take it. */
+  run_id: z.string().optional(),
 };
 
 /** A session a tool started, restarted or shut down (start_new_session, restart_session, shutdown_session). */
@@ -132,3 +137,16 @@ export const cellChangeShape = {
   /** Cells in the notebook after the change. */
   cell_count: z.number().int(),
 };
+
+/**
+ * What insert_cell returns: a change (the cell inserted, not run) or a run
+ * (run=true), so every field but the session's is optional.
+ */
+export const insertCellShape = {
+  ...Object.fromEntries(
+    Object.entries({ ...cellChangeShape, ...cellRunShape }).map(([k, v]) => [
+      k,
+      k === "session_id" || k === "notebook_path" ? v : v.optional(),
+    ]),
+  ),
+} as z.ZodRawShape;

@@ -10,6 +10,7 @@ import { VERSION } from "../../cli/version.ts";
 import type { NotebookMcpContext } from "./context.ts";
 import { finishServer } from "../tool.ts";
 import { notebookResources } from "./outputs.ts";
+import { offerTasks, TASKS_CAPABILITY } from "../tasks.ts";
 import { registerAddMarkdown } from "./tools/add_markdown.ts";
 import { registerAttachToSession } from "./tools/attach_to_session.ts";
 import { registerClearOutputs } from "./tools/clear_outputs.ts";
@@ -21,6 +22,8 @@ import { registerInsertCell } from "./tools/insert_cell.ts";
 import { registerInspectVariable } from "./tools/inspect_variable.ts";
 import { registerInterrupt } from "./tools/interrupt.ts";
 import { registerListVariables } from "./tools/list_variables.ts";
+import { registerListRuns } from "./tools/list_runs.ts";
+import { registerWait } from "./tools/wait.ts";
 import { registerMoveCell } from "./tools/move_cell.ts";
 import { registerReadNotebook } from "./tools/read_notebook.ts";
 import { registerRestartSession } from "./tools/restart_session.ts";
@@ -45,7 +48,9 @@ const TOOLS = [
   registerReadNotebook,
   registerListVariables,
   registerInspectVariable,
+  registerWait,
   registerInterrupt,
+  registerListRuns,
   registerRestartSession,
   registerStartNewSession,
   registerShutdownSession,
@@ -54,7 +59,8 @@ const TOOLS = [
 const INSTRUCTIONS =
   "Tools for a live Jupyter kernel that already holds the experiment's models and skill " +
   "functions. Start with attach_to_session(session_id) using the session_id you were given; " +
-  "then execute_code runs Python in it. Every cell lands in a notebook people can read.";
+  "then execute_code runs Python in it. Every cell lands in a notebook people can read. " +
+  "For long cells pass background=true and follow them with wait(run_id).";
 
 /** Said when outputs are linked (not with --inline-outputs). */
 const LINKED = " Figures and long outputs come back as a small preview and a resource_link " +
@@ -65,13 +71,16 @@ export function createServer(ctx: NotebookMcpContext): McpServer {
   const server = new McpServer(
     { name: "interp-exec-notebook", version: VERSION },
     {
-      capabilities: { tools: {} },
+      capabilities: { tools: {}, tasks: TASKS_CAPABILITY },
       instructions: ctx.settings.limits.outputs?.inline === false
         ? INSTRUCTIONS + LINKED
         : INSTRUCTIONS,
+      taskStore: ctx.tasks,
     },
   );
   for (const register of TOOLS) register(server, ctx);
+  // A client that asks for a task gets the cell run as one (lib/mcp/tasks.ts).
+  offerTasks(server, ctx, ["execute_code", "run_cell", "insert_cell"]);
   finishServer(server, ctx.settings.limits.outputs, notebookResources(ctx));
   return server;
 }

@@ -9,6 +9,7 @@
  */
 
 import { bindKernel } from "../bind.ts";
+import { RUN_TOOLS } from "../run_tools.ts";
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { JupyterError } from "../../cli/errors.ts";
@@ -44,6 +45,7 @@ export const FS_TOOLS: ToolSummary[] = [
       "Run a workspace script with arguments and a timeout; the models stay warm between runs",
     skill: null,
   },
+  ...RUN_TOOLS,
 ];
 
 /**

@@ -10,10 +10,26 @@ import { bindKernel } from "../bind.ts";
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import type { McpHandle, ToolSummary } from "../../config/handle.ts";
-import { describeTools, toolSummaries } from "../../kernel/mcp_functions.ts";
+import {
+  describeTools,
+  MODEL_INFO,
+  MODEL_INFO_DESCRIPTION,
+  type ToolTable,
+} from "../../kernel/mcp_functions.ts";
+import { RUN_TOOLS } from "../run_tools.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
 import { provisionKernel, type WarmKernel, type WarmOptions } from "../../warm/provision.ts";
+
+/** The tools a handle lists: each function, model_info, and the run tools a function does not shadow. */
+export function toolSummaries(table: ToolTable): ToolSummary[] {
+  const own = new Set(table.tools.map((t) => t.name));
+  return [
+    ...table.tools.map((t) => ({ name: t.name, description: t.description, skill: t.skill })),
+    { name: MODEL_INFO, description: MODEL_INFO_DESCRIPTION, skill: null },
+    ...RUN_TOOLS.filter((t) => !own.has(t.name)),
+  ];
+}
 
 /**
  * The selectors the kernel gets: `*` (and no `execution.functions` at all)

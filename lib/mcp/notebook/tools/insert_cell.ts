@@ -4,8 +4,9 @@ import { cellId, type NotebookCell } from "../../../kernel/nbformat.ts";
 import type { NotebookMcpContext } from "../context.ts";
 import { runAndReport } from "../report.ts";
 import { addTool } from "../../tool.ts";
+import { returnWhenShape } from "../../run_tools.ts";
 import { changeResult, targetIndex } from "../cells.ts";
-import { sessionId, timeoutSeconds } from "../schemas.ts";
+import { insertCellShape, sessionId, timeoutSeconds } from "../schemas.ts";
 
 /** insert_cell: a code or markdown cell at an index, optionally run. */
 export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): void {
@@ -14,7 +15,8 @@ export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): 
     description:
       "Insert a code or markdown cell into the notebook at an index (the new cell gets that index; " +
       "-1 or no index: at the end). A code cell does not run unless run=true (or later, run_cell). " +
-      "Returns the new cell's index and id.",
+      "Returns the new cell's index and id. With run=true, background=true or wait_seconds return " +
+      "before the run ends (wait(run_id) follows it).",
     inputSchema: {
       session_id: sessionId,
       source: z.string().describe("the cell's source"),
@@ -24,8 +26,13 @@ export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): 
       ),
       run: z.boolean().default(false).describe("run the code cell once it is inserted"),
       timeout_seconds: timeoutSeconds,
+      ...returnWhenShape,
     },
-  }, async ({ session_id, source, cell_type, index, run, timeout_seconds }, extra) => {
+    outputSchema: insertCellShape,
+  }, async (
+    { session_id, source, cell_type, index, run, timeout_seconds, background, wait_seconds },
+    extra,
+  ) => {
     const session = await ctx.session(session_id);
     const nb = await session.doc.current({ fresh: true });
     const at = targetIndex(nb, index, nb.cells.length, "insert_cell");
@@ -41,6 +48,9 @@ export function registerInsertCell(server: McpServer, ctx: NotebookMcpContext): 
         before,
         timeoutSeconds: timeout_seconds,
         extra,
+        tool: "insert_cell",
+        background,
+        waitSeconds: wait_seconds,
         prefix: `inserted code cell ${session.doc.indexOf(id)} (id ${id}) and ran it\n`,
       });
     }
