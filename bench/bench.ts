@@ -32,7 +32,10 @@
  *   warm-up of the same config and against `--version` plus one session
  *   creation (section `pool`, run with --sections pool);
  * - with --gpu and CUDA: loading a few-GB model against safetensors straight
- *   to the GPU.
+ *   to the GPU;
+ * - loading 1 GB and 4 GB bf16 models and the memory of 1, 2 and 4 sessions
+ *   of one model (section `load`, bench/sections/load.ts; run with
+ *   --sections load).
  *
  * The CLI is measured as the bundle of main.ts (`deno bundle`, run with
  * --no-config), the closest stand-in for the compiled binary that can be
@@ -52,6 +55,7 @@ import { loadExperiment } from "../lib/experiment.ts";
 import { skillSpec } from "../lib/skills.ts";
 import { buildSpec, SETUP_CELL_SOURCE, stashCode } from "../lib/warmup.ts";
 import { type NoDelayOptions, NoDelayWebSocket } from "../lib/ws_transport.ts";
+import { loadSection } from "./sections/load.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DENO = Deno.execPath();
@@ -89,6 +93,7 @@ const { values: flags } = parseArgs({
     "gpu-device": { type: "string", default: "cuda" },
     "gpu-size": { type: "string", default: "3b" },
     "gpu-model-dir": { type: "string" },
+    "load-sizes": { type: "string", default: "1gb,4gb" },
     reps: { type: "string", default: "5" },
     sections: { type: "string" },
     "nagle-connections": { type: "string", default: "20" },
@@ -101,12 +106,13 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu,load
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
   --gpu-device DEV      cuda (default); cpu runs the GPU section's plumbing without a GPU
   --gpu-model-dir DIR   keep the generated model here (built once) instead of a temp dir
+  --load-sizes LIST     the load section's models: 1gb,4gb (default; built once, cached)
   --update-results      also rewrite the tables in bench/RESULTS.md and README.md`);
   Deno.exit(0);
 }
@@ -1675,6 +1681,7 @@ async function main(): Promise<void> {
       "gpu",
       "pool",
       "notebook-mcp",
+      "load",
     ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
@@ -1713,6 +1720,23 @@ async function main(): Promise<void> {
     await run("files", () => filesSection(bundle, models));
     await run("pool", () => poolSection(bundle, config, embedded!));
     await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
+    await run("load", () =>
+      loadSection({
+        bundle,
+        server: embedded!,
+        reps,
+        root: ROOT,
+        deno: DENO,
+        python: PYTHON,
+        reference: REFERENCE,
+        env: cliEnv,
+        sizes: flags["load-sizes"]!.split(",").map((x) => x.trim()),
+        sessions: [1, 2, 4],
+        rows,
+        log,
+        timed,
+        writeConfig,
+      }));
     await run("notebook-mcp", async () => {
       await notebookMcpSection(bundle, config, embedded!, "collaboration, embedded server");
       const plain = await startStockServer();

@@ -27,11 +27,14 @@ JSON line on stdout (progress, if any, on stderr).
   gpu-load DIR DEVICE
       Reads DIR's safetensors files straight to DEVICE with
       safetensors.torch.load_file, timed from a cold CUDA context.
-  load-bare DIR
+  load-bare DIR [ROOT]
       What a researcher's own script does: import torch and transformers, then
       AutoModelForCausalLM.from_pretrained(DIR, dtype="auto") and the
       tokenizer, each timed; then one read of every weight page (touch), as
-      the first forward pass would do when the weights are lazy mmaps.
+      the first forward pass would do when the weights are lazy mmaps. Then,
+      in the same (now warm) interpreter, from_pretrained again and, given
+      interp-exec's ROOT, kernel_setup.fast_load: the loads without the
+      first call's imports.
   load-floor DIR
       The floor of a load: safetensors.torch.load_file of each of DIR's
       safetensors files (page cache) plus the same touch of every page, timed
@@ -356,7 +359,7 @@ def _touch(tensors) -> float:
     return time.perf_counter() - started
 
 
-def load_bare(model_dir: str) -> None:
+def load_bare(model_dir: str, root: str | None = None) -> None:
     started = time.perf_counter()
     import torch  # noqa: F401
     import transformers
@@ -367,12 +370,30 @@ def load_bare(model_dir: str) -> None:
     transformers.AutoTokenizer.from_pretrained(model_dir)
     tokenized = time.perf_counter()
     touch = _touch(list(model.parameters()))
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    del model
+    again = time.perf_counter()
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    warm = time.perf_counter() - again
+    del model
+    fast = None
+    if root:
+        sys.path.insert(0, root)
+        import kernel_setup
+
+        again = time.perf_counter()
+        model = kernel_setup.fast_load({}, model_dir, "auto")
+        fast = time.perf_counter() - again
+        if model is None:
+            raise SystemExit(f"fast_load does not cover {model_dir}")
     _out({
         "import_s": imported - started,
         "from_pretrained_s": loaded - imported,
         "tokenizer_s": tokenized - loaded,
         "touch_s": touch,
-        "n_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
+        "from_pretrained_warm_s": warm,
+        "fast_load_warm_s": fast,
+        "n_bytes": n_bytes,
     })
 
 
