@@ -35,7 +35,9 @@
  *   to the GPU;
  * - loading 1 GB and 4 GB bf16 models and the memory of 1, 2 and 4 sessions
  *   of one model (section `load`, bench/sections/load.ts; run with
- *   --sections load).
+ *   --sections load);
+ * - the warm-up's two requests against the same code in one request, in a
+ *   random order per round (section `requests`, bench/sections/requests.ts).
  *
  * The CLI is measured as the bundle of main.ts (`deno bundle`, run with
  * --no-config), the closest stand-in for the compiled binary that can be
@@ -56,6 +58,7 @@ import { skillSpec } from "../lib/skills.ts";
 import { buildSpec, SETUP_CELL_SOURCE, stashCode } from "../lib/warmup.ts";
 import { type NoDelayOptions, NoDelayWebSocket } from "../lib/ws_transport.ts";
 import { loadSection } from "./sections/load.ts";
+import { requestsSection } from "./sections/requests.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const DENO = Deno.execPath();
@@ -106,7 +109,7 @@ if (flags.help) {
   console.log(`deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu,load
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,gpu,load,requests
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
@@ -1682,6 +1685,7 @@ async function main(): Promise<void> {
       "pool",
       "notebook-mcp",
       "load",
+      "requests",
     ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
@@ -1737,6 +1741,10 @@ async function main(): Promise<void> {
         timed,
         writeConfig,
       }));
+    await run(
+      "requests",
+      () => requestsSection({ server: embedded!, rounds: reps * 2, config, work, rows, log }),
+    );
     await run("notebook-mcp", async () => {
       await notebookMcpSection(bundle, config, embedded!, "collaboration, embedded server");
       const plain = await startStockServer();
