@@ -609,7 +609,7 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
     entry, where, label, hidden = plan["entry"], plan["where"], plan["label"], plan["hidden"]
     device, dtype = plan["device"], plan["dtype"]
     _say(f"loading model {plan['index'] + 1}/{total} as {entry['var_name']}: {label} ({device}, {plan['dtype_name']})")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     secrets = _secrets(entry) if hidden else []
     fix = _replacer(secrets, label)
     custom = bool(entry.get("custom_load_code"))
@@ -649,9 +649,10 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
     namespace[entry["var_name"]] = model
     namespace[entry["tokenizer_var_name"]] = tokenizer
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     n_params = sum(p.numel() for p in model.parameters())
     _say(f"loaded {entry['var_name']} in {seconds:.1f} s ({loader}): {type(model).__name__}, {n_params:,} parameters")
-    return {"model": model, "seconds": seconds, "n_params": n_params}
+    return {"model": model, "seconds": seconds, "cpu_seconds": cpu_seconds, "n_params": n_params, "loader": loader}
 
 
 # ---------------------------------------------------------------- skills
@@ -891,6 +892,9 @@ def _model_summary(plan: dict, loaded: dict) -> dict:
         "n_params": loaded["n_params"],
         "peft": _is_peft(model),
         "load_seconds": round(loaded["seconds"], 3),
+        # CPU time of the kernel process meanwhile: steadier than load_seconds on a busy machine.
+        "load_cpu_seconds": round(loaded["cpu_seconds"], 3),
+        "loader": loaded["loader"],
     }
 
 

@@ -30,7 +30,7 @@ JSON line on stdout (progress, if any, on stderr).
   load-bare DIR [ROOT]
       What a researcher's own script does: import torch and transformers, then
       AutoModelForCausalLM.from_pretrained(DIR, dtype="auto") and the
-      tokenizer, each timed; then one read of every weight page (touch), as
+      tokenizer, each timed (and their CPU time together); then one read of every weight page (touch), as
       the first forward pass would do when the weights are lazy mmaps. Then,
       in the same (now warm) interpreter, from_pretrained again and, given
       interp-exec's ROOT, kernel_setup.fast_load: the loads without the
@@ -364,11 +364,11 @@ def load_bare(model_dir: str, root: str | None = None) -> None:
     import torch  # noqa: F401
     import transformers
 
-    imported = time.perf_counter()
+    imported, cpu_imported = time.perf_counter(), time.process_time()
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
     loaded = time.perf_counter()
     transformers.AutoTokenizer.from_pretrained(model_dir)
-    tokenized = time.perf_counter()
+    tokenized, cpu_tokenized = time.perf_counter(), time.process_time()
     touch = _touch(list(model.parameters()))
     n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     del model
@@ -390,6 +390,7 @@ def load_bare(model_dir: str, root: str | None = None) -> None:
         "import_s": imported - started,
         "from_pretrained_s": loaded - imported,
         "tokenizer_s": tokenized - loaded,
+        "load_cpu_s": cpu_tokenized - cpu_imported,
         "touch_s": touch,
         "from_pretrained_warm_s": warm,
         "fast_load_warm_s": fast,
