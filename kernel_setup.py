@@ -264,6 +264,114 @@ def _looks_local(source: str) -> bool:
     return source.startswith(("/", "~", "./", "../", ".\\", "..\\")) or os.path.isabs(source) or os.path.isdir(source)
 
 
+def _fast_load_source(entry: dict, src: str) -> list[str] | None:
+    """The safetensors files of a plain local checkpoint the fast path covers, else None.
+
+    Covered: a local folder with config.json and model.safetensors (or a
+    model.safetensors.index.json naming its shards), and nothing that
+    from_pretrained would do beyond reading tensors: no adapter, custom code,
+    device_map, revision, load_kwargs or quantisation.
+    """
+    if entry.get("fast_load") is False or not os.path.isdir(src):
+        return None
+    if entry.get("is_peft") or entry.get("trust_remote_code") or entry.get("device_map") is not None:
+        return None
+    if entry.get("revision") or entry.get("load_kwargs"):
+        return None
+    single = os.path.join(src, "model.safetensors")
+    index = os.path.join(src, "model.safetensors.index.json")
+    if not os.path.isfile(os.path.join(src, "config.json")):
+        return None
+    if os.path.isfile(single):
+        return [single]
+    if os.path.isfile(index):
+        import json
+
+        with open(index) as f:
+            shards = sorted(set(json.load(f).get("weight_map", {}).values()))
+        files = [os.path.join(src, s) for s in shards]
+        return files if files and all(os.path.isfile(f) for f in files) else None
+    return None
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Create parameters on the meta device (no memory, no random init); buffers stay real.
+
+    Non-persistent buffers (rotary frequencies, causal masks) are computed in
+    __init__ and are not in the checkpoint, so they must be built for real.
+    """
+    register = torch.nn.Module.register_parameter
+
+    def on_meta(module, name, param):
+        register(module, name, param)
+        if param is not None:
+            kwargs = vars(param).copy()
+            module._parameters[name] = type(param)(param.to("meta"), **kwargs) if kwargs else torch.nn.Parameter(
+                param.to("meta"), requires_grad=param.requires_grad
+            )
+
+    torch.nn.Module.register_parameter = on_meta
+    try:
+        yield
+    finally:
+        torch.nn.Module.register_parameter = register
+
+
+def fast_load(entry: dict, src: str, dtype):
+    """Load a plain transformers checkpoint without from_pretrained's extra work; None if not covered.
+
+    The model is built with its parameters on the meta device, then each
+    parameter is the safetensors file's own tensor: a private (copy-on-write)
+    mmap of the file, so no random init, no copy, and every kernel that maps
+    the same file shares its page-cache pages until it writes to one. A
+    tensor is converted (a copy) only when dtype asks for another type.
+    Anything unexpected (checkpoint names that differ from the model's,
+    fp32-kept modules, a parameter left unset) returns None: from_pretrained
+    then loads the model as before.
+    """
+    files = _fast_load_source(entry, src)
+    if files is None:
+        return None
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+
+    config = AutoConfig.from_pretrained(src)
+    if getattr(config, "quantization_config", None) is not None:
+        return None
+    model_class = AutoModelForCausalLM._model_mapping.get(type(config), None)
+    if model_class is None or getattr(model_class, "_keep_in_fp32_modules", None):
+        return None
+    checkpoint = {}
+    for path in files:
+        with safe_open(path, framework="pt") as f:
+            for key in f.keys():
+                checkpoint[key] = f.get_tensor(key)
+    if dtype == "auto":
+        saved = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        dtype = getattr(torch, saved.replace("torch.", "")) if isinstance(saved, str) else saved
+        dtype = dtype or torch.float32  # from_pretrained's "auto" with no dtype in config.json
+    with _parameters_on_meta():
+        model = model_class._from_config(config, **{dtype_kwarg_name(transformers.__version__): dtype})
+    expected = dict(model.state_dict())
+    if not set(checkpoint) <= set(expected):
+        return None  # renamed or extra keys: from_pretrained knows the conversions
+    for key, tensor in checkpoint.items():
+        want = expected[key]
+        if tensor.shape != want.shape:
+            return None
+        if tensor.is_floating_point() and tensor.dtype != want.dtype:
+            checkpoint[key] = tensor.to(want.dtype)
+    model.load_state_dict(checkpoint, strict=False, assign=True)
+    model.tie_weights()
+    if any(t.is_meta for t in list(model.parameters()) + list(model.buffers())):
+        return None  # a parameter the checkpoint lacks and no tie fills: needs from_pretrained's init
+    model.config.name_or_path = src
+    if os.path.isfile(os.path.join(src, "generation_config.json")):
+        model.generation_config = GenerationConfig.from_pretrained(src)
+    return model
+
+
 def _load_pretrained(entry: dict, where: str, device: str, dtype):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -275,6 +383,7 @@ def _load_pretrained(entry: dict, where: str, device: str, dtype):
     revision = entry.get("revision")
     extra = dict(entry.get("load_kwargs") or {})
 
+    loader = "from_pretrained"
     kwargs = {"trust_remote_code": trust}
     if "dtype" not in extra and "torch_dtype" not in extra:
         kwargs[dtype_kwarg_name(transformers.__version__)] = dtype
@@ -294,7 +403,15 @@ def _load_pretrained(entry: dict, where: str, device: str, dtype):
     else:
         if revision:
             kwargs.setdefault("revision", revision)
-        model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+        model = None
+        try:
+            model = fast_load(entry, src, dtype)
+        except Exception:  # anything fast_load did not foresee: from_pretrained decides
+            model = None
+        if model is None:
+            model = AutoModelForCausalLM.from_pretrained(src, **kwargs)
+        else:
+            loader = "fast load"
         tok_src = entry.get("tokenizer") or src
 
     tok_kwargs = {"trust_remote_code": trust}
@@ -312,7 +429,7 @@ def _load_pretrained(entry: dict, where: str, device: str, dtype):
         raise SetupError(f"{where}: could not load the tokenizer from {origin}: {_one_line(exc)}") from exc
     if device_map is None:
         model.to(device)
-    return model, tokenizer
+    return model, tokenizer, loader
 
 
 def _custom_filename(index: int) -> str:
@@ -492,7 +609,7 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
     entry, where, label, hidden = plan["entry"], plan["where"], plan["label"], plan["hidden"]
     device, dtype = plan["device"], plan["dtype"]
     _say(f"loading model {plan['index'] + 1}/{total} as {entry['var_name']}: {label} ({device}, {plan['dtype_name']})")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     secrets = _secrets(entry) if hidden else []
     fix = _replacer(secrets, label)
     custom = bool(entry.get("custom_load_code"))
@@ -501,8 +618,9 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
         with _hiding(fix) if hidden else contextlib.nullcontext():
             if custom:
                 model, tokenizer = _load_custom(entry, plan["index"], where, device, dtype, hidden)
+                loader = "custom_load_code"
             else:
-                model, tokenizer = _load_pretrained(entry, where, device, dtype)
+                model, tokenizer, loader = _load_pretrained(entry, where, device, dtype)
             model.eval()
             if hidden:
                 _detach_from_files(model)
@@ -531,9 +649,10 @@ def _load_model(plan: dict, total: int, namespace: dict) -> dict:
     namespace[entry["var_name"]] = model
     namespace[entry["tokenizer_var_name"]] = tokenizer
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     n_params = sum(p.numel() for p in model.parameters())
-    _say(f"loaded {entry['var_name']} in {seconds:.1f} s: {type(model).__name__}, {n_params:,} parameters")
-    return {"model": model, "seconds": seconds, "n_params": n_params}
+    _say(f"loaded {entry['var_name']} in {seconds:.1f} s ({loader}): {type(model).__name__}, {n_params:,} parameters")
+    return {"model": model, "seconds": seconds, "cpu_seconds": cpu_seconds, "n_params": n_params, "loader": loader}
 
 
 # ---------------------------------------------------------------- skills
@@ -773,6 +892,9 @@ def _model_summary(plan: dict, loaded: dict) -> dict:
         "n_params": loaded["n_params"],
         "peft": _is_peft(model),
         "load_seconds": round(loaded["seconds"], 3),
+        # CPU time of the kernel process meanwhile: steadier than load_seconds on a busy machine.
+        "load_cpu_seconds": round(loaded["cpu_seconds"], 3),
+        "loader": loaded["loader"],
     }
 
 

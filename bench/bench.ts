@@ -35,7 +35,12 @@
  *   figure and a 1 MB print, outputs as resources against --inline-outputs
  *   (bench/sections/output_bytes.ts);
  * - with --gpu and CUDA: loading a few-GB model against safetensors straight
- *   to the GPU.
+ *   to the GPU;
+ * - loading 1 GB and 4 GB bf16 models and the memory of 1, 2 and 4 sessions
+ *   of one model (section `load`, bench/sections/load.ts; run with
+ *   --sections load);
+ * - the warm-up's two requests against the same code in one request, in a
+ *   random order per round (section `requests`, bench/sections/requests.ts).
  *
  * The CLI is measured as the bundle of main.ts (`deno bundle`, run with
  * --no-config), the closest stand-in for the compiled binary that can be
@@ -53,6 +58,7 @@ import {
   flags,
   log,
   PYTHON,
+  REFERENCE,
   reps,
   ROOT,
   rows,
@@ -60,13 +66,22 @@ import {
   startedAt,
   work,
 } from "./context.ts";
-import { buildBundle, startStockServer, tinyModels, writeTinyConfig } from "./fixtures.ts";
+import {
+  buildBundle,
+  startStockServer,
+  tinyModels,
+  writeConfig,
+  writeTinyConfig,
+} from "./fixtures.ts";
+import { timed } from "./runners.ts";
 
 import { filesSection } from "./sections/files.ts";
 import { gpuSection } from "./sections/gpu.ts";
 import { nagleSection } from "./sections/nagle.ts";
 import { notebookMcpSection } from "./sections/notebook_mcp.ts";
 import { outputBytesSection } from "./sections/output_bytes.ts";
+import { loadSection } from "./sections/load.ts";
+import { requestsSection } from "./sections/requests.ts";
 import { parallelSection } from "./sections/parallel.ts";
 import { poolSection } from "./sections/pool.ts";
 import { readySection } from "./sections/ready.ts";
@@ -107,6 +122,8 @@ async function main(): Promise<void> {
       "pool",
       "notebook-mcp",
       "output-bytes",
+      "load",
+      "requests",
     ].some((s) => sections.has(s));
     if (needEmbedded) {
       const { server } = await ensureEmbeddedServer({ python: PYTHON });
@@ -145,6 +162,27 @@ async function main(): Promise<void> {
     await run("files", () => filesSection(bundle, models));
     await run("pool", () => poolSection(bundle, config, embedded!));
     await run("gpu", () => gpuSection(bundle, embedded!, models["tiny-llama"]));
+    await run("load", () =>
+      loadSection({
+        bundle,
+        server: embedded!,
+        reps,
+        root: ROOT,
+        deno: DENO,
+        python: PYTHON,
+        reference: REFERENCE,
+        env: cliEnv,
+        sizes: flags["load-sizes"]!.split(",").map((x) => x.trim()),
+        sessions: [1, 2, 4],
+        rows,
+        log,
+        timed,
+        writeConfig,
+      }));
+    await run(
+      "requests",
+      () => requestsSection({ server: embedded!, rounds: reps * 2, config, work, rows, log }),
+    );
     await run("notebook-mcp", async () => {
       await notebookMcpSection(bundle, config, embedded!, "collaboration, embedded server");
       const plain = await startStockServer();

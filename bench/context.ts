@@ -44,6 +44,7 @@ const OPTIONS = {
   "gpu-device": { type: "string", default: "cuda" },
   "gpu-size": { type: "string", default: "3b" },
   "gpu-model-dir": { type: "string" },
+  "load-sizes": { type: "string", default: "1gb,4gb" },
   reps: { type: "string", default: "5" },
   sections: { type: "string" },
   "nagle-connections": { type: "string", default: "20" },
@@ -58,12 +59,13 @@ export const DEFAULT_SECTIONS =
 export const HELP = `deno task bench [options]
 
   --reps N              rounds of warm-ups (default 5; parallel runs take at most 2)
-  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes,gpu
+  --sections LIST       comma-separated subset of startup,rtt,nagle,ready,warmup,parallel,tools,pool,notebook-mcp,output-bytes,gpu,load,requests
   --nagle-connections N fresh connections per client in the nagle section (default 20)
   --gpu                 add the GPU section (skipped without CUDA)
   --gpu-size SIZE       3b (default, ~6 GB in bfloat16), 1b, or tiny (plumbing test)
   --gpu-device DEV      cuda (default); cpu runs the GPU section's plumbing without a GPU
   --gpu-model-dir DIR   keep the generated model here (built once) instead of a temp dir
+  --load-sizes LIST     the load section's models: 1gb,4gb (default; built once, cached)
   --update-results      also rewrite the tables in bench/RESULTS.md and docs/performance.md`;
 
 type Flags = ReturnType<typeof parseFlags>;

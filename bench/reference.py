@@ -27,6 +27,18 @@ JSON line on stdout (progress, if any, on stderr).
   gpu-load DIR DEVICE
       Reads DIR's safetensors files straight to DEVICE with
       safetensors.torch.load_file, timed from a cold CUDA context.
+  load-bare DIR [ROOT]
+      What a researcher's own script does: import torch and transformers, then
+      AutoModelForCausalLM.from_pretrained(DIR, dtype="auto") and the
+      tokenizer, each timed (and their CPU time together); then one read of every weight page (touch), as
+      the first forward pass would do when the weights are lazy mmaps. Then,
+      in the same (now warm) interpreter, from_pretrained again and, given
+      interp-exec's ROOT, kernel_setup.fast_load: the loads without the
+      first call's imports.
+  load-floor DIR
+      The floor of a load: safetensors.torch.load_file of each of DIR's
+      safetensors files (page cache) plus the same touch of every page, timed
+      after `import torch, safetensors`.
 """
 
 from __future__ import annotations
@@ -335,6 +347,71 @@ def gpu_load(model_dir: str, device: str) -> None:
     _out({"bytes": size, "seconds": seconds, "context_seconds": context, "tensors": len(tensors)})
 
 
+def _touch(tensors) -> float:
+    """Read one byte of every 4 KiB page of each tensor; returns the seconds taken."""
+    import torch
+
+    started = time.perf_counter()
+    total = 0
+    for t in tensors:
+        flat = t.detach().reshape(-1).view(torch.uint8)
+        total += int(flat[::4096].sum())
+    return time.perf_counter() - started
+
+
+def load_bare(model_dir: str, root: str | None = None) -> None:
+    started = time.perf_counter()
+    import torch  # noqa: F401
+    import transformers
+
+    imported, cpu_imported = time.perf_counter(), time.process_time()
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    loaded = time.perf_counter()
+    transformers.AutoTokenizer.from_pretrained(model_dir)
+    tokenized, cpu_tokenized = time.perf_counter(), time.process_time()
+    touch = _touch(list(model.parameters()))
+    n_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    del model
+    again = time.perf_counter()
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto")
+    warm = time.perf_counter() - again
+    del model
+    fast = None
+    if root:
+        sys.path.insert(0, root)
+        import kernel_setup
+
+        again = time.perf_counter()
+        model = kernel_setup.fast_load({}, model_dir, "auto")
+        fast = time.perf_counter() - again
+        if model is None:
+            raise SystemExit(f"fast_load does not cover {model_dir}")
+    _out({
+        "import_s": imported - started,
+        "from_pretrained_s": loaded - imported,
+        "tokenizer_s": tokenized - loaded,
+        "load_cpu_s": cpu_tokenized - cpu_imported,
+        "touch_s": touch,
+        "from_pretrained_warm_s": warm,
+        "fast_load_warm_s": fast,
+        "n_bytes": n_bytes,
+    })
+
+
+def load_floor(model_dir: str) -> None:
+    import torch  # noqa: F401
+    from safetensors.torch import load_file
+
+    files = sorted(f for f in os.listdir(model_dir) if f.endswith(".safetensors"))
+    started = time.perf_counter()
+    tensors = []
+    for name in files:
+        tensors += load_file(os.path.join(model_dir, name)).values()
+    read = time.perf_counter()
+    touch = _touch(tensors)
+    _out({"load_file_s": read - started, "touch_s": touch, "floor_s": read - started + touch})
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         raise SystemExit(__doc__)
@@ -347,6 +424,8 @@ def main(argv: list[str]) -> None:
         "cuda": cuda,
         "gpu-build": gpu_build,
         "gpu-load": gpu_load,
+        "load-bare": load_bare,
+        "load-floor": load_floor,
     }
     if command not in commands:
         raise SystemExit(f"unknown command {command!r}\n{__doc__}")

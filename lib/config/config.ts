@@ -47,6 +47,15 @@ export const ModelSchema = z.strictObject({
   custom_load_code: z.string().min(1).optional(),
   /** Extra keyword arguments for from_pretrained. */
   load_kwargs: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * Load a plain local safetensors checkpoint without from_pretrained: the
+   * model is built on the meta device and its parameters are the files' own
+   * copy-on-write mmaps (kernels of one model share the page cache). Anything
+   * it does not cover (adapters, custom code, device_map, load_kwargs,
+   * quantisation, renamed weights) falls back to from_pretrained; false
+   * always uses from_pretrained.
+   */
+  fast_load: z.boolean().default(true),
   var_name: pythonIdentifier.optional(),
   tokenizer_var_name: pythonIdentifier.optional(),
   /** Hide this model's identity from the agent. */

@@ -20,6 +20,12 @@ export const ModelSummarySchema = z.object({
   n_params: z.number().int(),
   peft: z.boolean(),
   load_seconds: z.number(),
+  load_cpu_seconds: z.number().optional().describe(
+    "CPU time of the kernel process while the model loaded",
+  ),
+  loader: z.enum(["fast load", "from_pretrained", "custom_load_code"]).optional().describe(
+    "how the model was loaded (fast load: kernel_setup.py's mmap path, see fast_load)",
+  ),
 });
 
 const CallableSchema = z.object({

@@ -528,7 +528,10 @@ async function poolConnection(pool: PoolRecord): Promise<Connection> {
 
 // ------------------------------------------------------------------ refill
 
-const PREIMPORT_CODE = `import torch, transformers
+// transformers.modeling_utils too: it pulls in torch._dynamo and torch.distributed, most of
+// a model's first load in a fresh kernel (bench section load); the architecture's own module
+// (modeling_llama, ...) is cheap after it.
+const PREIMPORT_CODE = `import torch, transformers, transformers.modeling_utils
 transformers.AutoModelForCausalLM, transformers.AutoTokenizer, transformers.AutoConfig`;
 
 /**

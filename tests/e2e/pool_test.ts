@@ -316,6 +316,15 @@ Deno.test({
       assert.equal(rec.kind, "preimport");
       const kernel = readyIds(rec)[0];
       assert.ok(kernel);
+      // The bulk of a model's first load (torch._dynamo, torch.distributed) is imported already.
+      assert.equal(
+        await kernelEval(
+          server,
+          kernel,
+          "import sys; print('transformers.modeling_utils' in sys.modules)",
+        ),
+        "True\n",
+      );
       const config = await writeConfig(
         configYaml("preimported").replace("tiny-gpt2", "tiny-llama")
           .replace(models["tiny-gpt2"], models["tiny-llama"]),

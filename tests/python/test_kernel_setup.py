@@ -95,8 +95,11 @@ def test_one_model(tiny_models, tmp_path, capsys):
         "n_params": sum(p.numel() for p in model.parameters()),
         "peft": False,
         "load_seconds": m["load_seconds"],
+        "load_cpu_seconds": m["load_cpu_seconds"],
+        "loader": "fast load",
     }
     assert 0 < m["load_seconds"] <= summary["load_seconds"]
+    assert m["load_cpu_seconds"] > 0
     assert summary["variables"] == ["workspace", "experiment_name", "model", "tokenizer"]
     env = summary["environment"]
     assert env["torch"] == torch.__version__ and env["cuda_available"] is False
