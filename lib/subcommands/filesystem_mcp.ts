@@ -1,7 +1,13 @@
-import { httpPortFlag, parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
+import {
+  httpFlagHelp,
+  servingFlagHelp,
+  servingFlagOptions,
+  servingSettings,
+} from "../mcp/serving_flags.ts";
+import { parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
 import { existingServerFlagOptions, serverForServing } from "../server/connect.ts";
 import { UsageError } from "../cli/errors.ts";
-import { printText, setQuiet } from "../cli/log.ts";
+import { printText } from "../cli/log.ts";
 import { FilesContext } from "../mcp/files/context.ts";
 import { createServer } from "../mcp/files/server.ts";
 import { serveUntilStopped } from "../mcp/serve.ts";
@@ -27,40 +33,28 @@ Options:
   --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
   --token-file FILE          file holding the token
   --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
-                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
-                             'Authorization: Bearer TOKEN')
+${httpFlagHelp}
   --timeout SECONDS          default bound on one script run (default 600, the config's
                              execution.run_timeout; 0 for none; run_python may pass its own)
   --fresh-process            run scripts in a new process by default (execution.fresh_process)
   --kernel-name NAME         kernel spec for a replacement worker (default python3)
-  --kernel-start-timeout S   bound on a kernel's start (default 120)
-  --inline-outputs           long outputs inline (bounded) instead of as
-                             resources: a thumbnail or the first and last lines, and a
-                             resource_link that resources/read serves
-  --progress-interval SECS   how often a long call reports progress (default 2)
-  -q, --quiet                no progress lines on stderr
-  -h, --help                 this help`;
+${servingFlagHelp}`;
 
 const options = {
   ...existingServerFlagOptions,
   session: { type: "string" },
   workspace: { type: "string" },
-  http: { type: "string" },
+  ...servingFlagOptions,
   timeout: { type: "string" },
   "fresh-process": { type: "boolean" },
   "kernel-name": { type: "string" },
-  "kernel-start-timeout": { type: "string" },
-  "progress-interval": { type: "string" },
-  "inline-outputs": { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** `interp-exec filesystem-mcp`: serves until the client closes stdin (or a signal). */
 export async function filesystemMcpCommand(args: string[]): Promise<void> {
   const { values } = parseFlags("filesystem-mcp", args, options);
   if (values.help) return printText(help);
-  setQuiet(values.quiet ?? false);
+  const { port, ...serving } = servingSettings(values);
   for (const flag of ["session", "workspace"] as const) {
     if (!values[flag]) {
       throw new UsageError(
@@ -71,19 +65,11 @@ export async function filesystemMcpCommand(args: string[]): Promise<void> {
   }
   sessionIdFlag(values.session!);
   const settings = {
+    ...serving,
     timeoutMs: secondsFlag("timeout", values.timeout, 600),
     freshProcess: values["fresh-process"] ?? false,
     kernelName: values["kernel-name"] ?? "python3",
-    kernelStartTimeoutMs: secondsFlag(
-      "kernel-start-timeout",
-      values["kernel-start-timeout"],
-      120,
-      false,
-    ),
-    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
-    inlineOutputs: values["inline-outputs"] ?? false,
   };
-  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "filesystem-mcp");
   const ctx = await FilesContext.open(client, values.session!, values.workspace!, settings);
   try {

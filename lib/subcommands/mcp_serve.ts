@@ -1,7 +1,13 @@
-import { httpPortFlag, intFlag, parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
+import { intFlag, parseFlags, secondsFlag, sessionIdFlag } from "../cli/args.ts";
 import { existingServerFlagOptions, serverForServing } from "../server/connect.ts";
 import { UsageError } from "../cli/errors.ts";
-import { printText, progress, setQuiet } from "../cli/log.ts";
+import { printText, progress } from "../cli/log.ts";
+import {
+  httpFlagHelp,
+  servingFlagHelp,
+  servingFlagOptions,
+  servingSettings,
+} from "../mcp/serving_flags.ts";
 import { FunctionsContext } from "../mcp/functions/context.ts";
 import { createServer } from "../mcp/functions/server.ts";
 import { freeOrphanedKernel, recordServing } from "../mcp/functions/serving.ts";
@@ -28,41 +34,29 @@ Options:
   --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
   --token-file FILE          file holding the token
   --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
-                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
-                             'Authorization: Bearer TOKEN')
+${httpFlagHelp}
   --timeout SECONDS          bound on one call; past it the kernel is interrupted
                              (default 300, the config's execution.call_timeout; 0 for none)
-  --kernel-start-timeout S   bound on connecting to the kernel (default 120)
   --max-images N             images in one result (default 8)
   --ready-file FILE          write the HTTP URL into FILE once listening (for 'mcp --http')
   --exit-with-kernel         stop serving once the session's kernel is gone (shut down, culled)
-  --inline-outputs           images and long outputs inline (bounded) instead of as
-                             resources: a thumbnail or the first and last lines, and a
-                             resource_link that resources/read serves
-  --progress-interval SECS   how often a long call reports progress (default 2)
-  -q, --quiet                no progress lines on stderr
-  -h, --help                 this help`;
+${servingFlagHelp}`;
 
 const options = {
   ...existingServerFlagOptions,
+  ...servingFlagOptions,
   session: { type: "string" },
-  http: { type: "string" },
   timeout: { type: "string" },
-  "kernel-start-timeout": { type: "string" },
   "max-images": { type: "string" },
   "ready-file": { type: "string" },
   "exit-with-kernel": { type: "boolean" },
-  "progress-interval": { type: "string" },
-  "inline-outputs": { type: "boolean" },
-  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** `interp-exec mcp-serve`: serves until the client closes stdin (or a signal). */
 export async function mcpServeCommand(args: string[]): Promise<void> {
   const { values } = parseFlags("mcp-serve", args, options);
   if (values.help) return printText(help);
-  setQuiet(values.quiet ?? false);
+  const { port, ...serving } = servingSettings(values);
   if (!values.session) {
     throw new UsageError(
       "mcp-serve: --session ID is required",
@@ -71,18 +65,10 @@ export async function mcpServeCommand(args: string[]): Promise<void> {
   }
   sessionIdFlag(values.session);
   const settings = {
+    ...serving,
     timeoutMs: secondsFlag("timeout", values.timeout, 300),
-    kernelStartTimeoutMs: secondsFlag(
-      "kernel-start-timeout",
-      values["kernel-start-timeout"],
-      120,
-      false,
-    ),
-    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
     maxImages: intFlag("max-images", values["max-images"], 8, 0),
-    inlineOutputs: values["inline-outputs"] ?? false,
   };
-  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
   const { client } = await serverForServing(values, "mcp-serve");
   let unrecord = () => {};
   const ctx = await FunctionsContext.open(client, values.session, settings, [], async (kernel) => {

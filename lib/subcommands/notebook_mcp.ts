@@ -1,5 +1,11 @@
-import { httpPortFlag, intFlag, parseFlags, secondsFlag } from "../cli/args.ts";
-import { printText, setQuiet } from "../cli/log.ts";
+import {
+  httpFlagHelp,
+  servingFlagHelp,
+  servingFlagOptions,
+  servingSettings,
+} from "../mcp/serving_flags.ts";
+import { intFlag, parseFlags, secondsFlag } from "../cli/args.ts";
+import { printText } from "../cli/log.ts";
 import { NotebookMcpContext } from "../mcp/notebook/context.ts";
 import { createServer } from "../mcp/notebook/server.ts";
 import { serveUntilStopped } from "../mcp/serve.ts";
@@ -25,57 +31,37 @@ Options:
   --jupyter-url URL          Jupyter server base URL (env INTERP_EXEC_JUPYTER_URL)
   --token-file FILE          file holding the token
   --env FILE                 stage-1 environment handle JSON (jupyter_url, jupyter_token)
-  --http PORT                serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of
-                             stdio (0: any free port; env INTERP_EXEC_MCP_TOKEN requires
-                             'Authorization: Bearer TOKEN')
+${httpFlagHelp}
   --timeout SECONDS          default bound on one execution; past it the kernel is
                              interrupted (default 600; 0 for none; tools may pass their own)
   --warmup-timeout SECONDS   bound on start_new_session's warm-up (default 1800)
-  --kernel-start-timeout S   bound on a new kernel's start (default 120)
   --max-output-chars N       text in one tool result; longer output is cut in the
                              middle with a note (default 20000)
   --max-image-px N           larger images are scaled down to this longest side (default 1024)
   --max-images N             images in one result (default 8)
-  --inline-outputs           images and long outputs inline (bounded) instead of as
-                             resources: a thumbnail or the first and last lines, and a
-                             resource_link that resources/read serves
-  --progress-interval SECS   how often a long call reports progress (default 2)
-  -q, --quiet                no progress lines on stderr
-  -h, --help                 this help`;
+${servingFlagHelp}`;
 
 const options = {
   "jupyter-url": { type: "string" },
   "token-file": { type: "string" },
   env: { type: "string" },
-  http: { type: "string" },
+  ...servingFlagOptions,
   timeout: { type: "string" },
   "warmup-timeout": { type: "string" },
-  "kernel-start-timeout": { type: "string" },
   "max-output-chars": { type: "string" },
   "max-image-px": { type: "string" },
   "max-images": { type: "string" },
-  "inline-outputs": { type: "boolean" },
-  "progress-interval": { type: "string" },
-  quiet: { type: "boolean", short: "q" },
 } as const;
 
 /** `interp-exec notebook-mcp`: serves until the client closes stdin (or a signal). */
 export async function notebookMcpCommand(args: string[]): Promise<void> {
   const { values } = parseFlags("notebook-mcp", args, options);
   if (values.help) return printText(help);
-  setQuiet(values.quiet ?? false);
-  const port = values.http === undefined ? undefined : httpPortFlag(values.http);
+  const { port, ...serving } = servingSettings(values);
   const ctx = await NotebookMcpContext.create(values, {
+    ...serving,
     timeoutMs: secondsFlag("timeout", values.timeout, 600),
     warmupTimeoutMs: secondsFlag("warmup-timeout", values["warmup-timeout"], 1800),
-    kernelStartTimeoutMs: secondsFlag(
-      "kernel-start-timeout",
-      values["kernel-start-timeout"],
-      120,
-      false,
-    ),
-    progressIntervalMs: secondsFlag("progress-interval", values["progress-interval"], 2, false),
-    inlineOutputs: values["inline-outputs"] ?? false,
     limits: {
       maxChars: intFlag("max-output-chars", values["max-output-chars"], 20_000, 200),
       maxImagePx: intFlag("max-image-px", values["max-image-px"], 1024, 16),

@@ -26,6 +26,7 @@ import {
   forgetSessions,
   recordedSessions,
   recordSession,
+  sessionRecord,
   stateDir,
   withFileLock,
   writeFileAtomic,
@@ -285,16 +286,14 @@ export class FilesContext {
     const records = await recordedSessions();
     const old = records.find((r) => r.kernel_id === oldId && r.server_url === this.client.url);
     await forgetSessions([oldId], this.client.url);
-    await recordSession({
+    await recordSession(sessionRecord({
       id: kernel.id,
-      kernel_id: kernel.id,
-      server_url: this.client.url,
-      experiment: old?.experiment ?? "filesystem",
+      kernelId: kernel.id,
+      serverUrl: this.client.url,
       mode: "filesystem",
-      notebook_path: null,
-      created_at: new Date().toISOString(),
-      idle_timeout: old?.idle_timeout ?? 0,
-    });
+      experiment: old?.experiment ?? "filesystem",
+      idleTimeout: old?.idle_timeout,
+    }));
     this.deadWorker = undefined;
     const channel = await this.client.connectKernel(kernel, {
       startTimeoutMs: this.settings.kernelStartTimeoutMs,
