@@ -6,23 +6,17 @@
 
 import { resolve } from "node:path";
 import { intFlag, parseFlags, secondsFlag, warmupTimeoutFlag } from "../cli/args.ts";
-import {
-  connect,
-  type Connection,
-  isLocalUrl,
-  serverFlagHelp,
-  serverFlagOptions,
-} from "../server/connect.ts";
-import { CliError, ExitCode, JupyterError, UsageError } from "../cli/errors.ts";
-import { type Experiment, loadExperiment } from "../config/experiment.ts";
-import { JupyterClient, type KernelChannel, type KernelModel, sleep } from "../kernel/jupyter.ts";
-import { raiseFor, runCode } from "../kernel/run.ts";
-import { pidAlive, runningEmbeddedServer } from "../server/embedded.ts";
+import { connect, serverFlagHelp, serverFlagOptions } from "../server/connect.ts";
+import { CliError, ExitCode, UsageError } from "../cli/errors.ts";
+import { loadExperiment } from "../config/experiment.ts";
+import { sleep } from "../kernel/jupyter.ts";
+
+import { pidAlive } from "../server/embedded.ts";
 import { printJson, printText, progress, setQuiet, warn } from "../cli/log.ts";
 import { selfCommand } from "../modes/mcp_config.ts";
 import { shutdownPooled } from "../warm/pool/claim.ts";
 import { fingerprint, preimportFingerprint } from "../warm/pool/fingerprint.ts";
-import { checkMemory, kernelMemoryReport } from "../warm/pool/memory.ts";
+
 import {
   type PooledKernel,
   poolLogPath,
@@ -31,10 +25,10 @@ import {
   updatePool,
   updatePools,
 } from "../warm/pool/store.ts";
-import { provisionKernel, type StartedKernel } from "../warm/provision.ts";
-import { clientFor } from "../server/sessions.ts";
-import { recordedSessions, stateDir } from "../server/state.ts";
-import { buildSpec } from "../warm/warmup.ts";
+import { poolClient, Refiller } from "../warm/pool/refill.ts";
+
+import { stateDir } from "../server/state.ts";
+
 import { formatBytes } from "../cli/format.ts";
 
 export const help = `interp-exec pool: keep warm kernels ready, claimed in under a second
@@ -499,404 +493,16 @@ async function stopPool(
   return { id: pool.id, kernels_shut_down: shut, refill_stopped: refillStopped, error };
 }
 
-/** A client for a pool's server: the embedded server's record, else the token remembered for it. */
-async function poolClient(pool: PoolRecord): Promise<JupyterClient> {
-  if (pool.embedded) {
-    const s = await runningEmbeddedServer();
-    if (!s || s.url !== pool.server_url) {
-      throw new JupyterError(
-        "unreachable",
-        `the embedded server pool ${pool.id} was started on (${pool.server_url}) is gone`,
-      );
-    }
-    return new JupyterClient({ url: s.url, token: s.token });
-  }
-  return await clientFor({}, pool.server_url);
-}
-
-async function poolConnection(pool: PoolRecord): Promise<Connection> {
-  const client = await poolClient(pool);
-  const probed = await client.probe();
-  const embedded = pool.embedded ? await runningEmbeddedServer() : undefined;
-  return {
-    client,
-    info: { ...probed, embedded: pool.embedded },
-    embedded,
-    startedEmbedded: false,
-  };
-}
-
 // ------------------------------------------------------------------ refill
-
-// transformers.modeling_utils too: it pulls in torch._dynamo and torch.distributed, most of
-// a model's first load in a fresh kernel (bench section load); the architecture's own module
-// (modeling_llama, ...) is cheap after it.
-const PREIMPORT_CODE = `import torch, transformers, transformers.modeling_utils
-transformers.AutoModelForCausalLM, transformers.AutoTokenizer, transformers.AutoConfig`;
 
 /**
  * `pool refill --pool ID` (hidden): keeps the pool's kernels ready until
- * SIGTERM or `pool stop`; its stderr is the pool's log.
+ * SIGTERM or `pool stop` (lib/warm/pool/refill.ts); its stderr is the pool's log.
  */
 async function refill(values: Values): Promise<void> {
   const id = values.pool?.[0];
   if (!id) throw new UsageError("pool refill: --pool ID is required");
-  const say = (m: string) => progress(`${new Date().toISOString()} [${id}] ${m}`);
-  const stop = new AbortController();
-  for (const sig of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(sig, () => {
-      if (stop.signal.aborted) Deno.exit(143);
-      say(`${sig}: stopping`);
-      stop.abort();
-    });
-  }
-  const initial = (await readPools()).find((p) => p.id === id);
-  if (!initial) throw new UsageError(`pool refill: no pool ${id}`);
-  let experiment: Experiment | undefined;
-  try {
-    if (initial.kind === "config") {
-      experiment = await loadExperiment(
-        { config: initial.config_path!, "skills-dir": initial.skills_dirs },
-        "pool refill",
-      );
-      if (await fingerprint(experiment) !== initial.fingerprint) {
-        throw new CliError(
-          `${initial.config_path} (or a skill it names) changed since the pool started; stop the pool and start it again`,
-        );
-      }
-    }
-  } catch (err) {
-    await fail(id, `cannot load the config: ${(err as Error).message}`);
-    throw err;
-  }
-  let conn: Connection;
-  try {
-    conn = await poolConnection(initial);
-  } catch (err) {
-    await fail(id, `cannot reach the server: ${(err as Error).message}`);
-    throw err;
-  }
-  say(`refilling: ${initial.size} kernel(s) on ${conn.client.url}`);
-  const models = experiment
-    ? buildSpec(experiment.loaded, [], "").models.map((m) => ({
-      path: m.path,
-      base_model_path: m.base_model_path,
-      device: m.device,
-      device_map: m.device_map,
-    }))
-    : [];
-  const local = isLocalUrl(conn.client.url);
-  const culls = conn.embedded?.idle_timeout ?? 0;
-  const keepaliveMs = Math.max(1000, Math.min(60_000, culls > 0 ? (culls * 1000) / 3 : 60_000));
-  let inflight: Promise<void> | null = null;
-  let failures = 0;
-  let retryAt = 0;
-  let lastCheck = 0;
-  let lastKeepalive = performance.now();
-  let unreachableSince: number | null = null;
-  let exitNote: string | null = null;
-
-  const provisionOne = async (pool: PoolRecord) => {
-    const kernelId = crypto.randomUUID();
-    const entry: PooledKernel = {
-      id: kernelId,
-      state: "warming",
-      started_at: new Date().toISOString(),
-      ready_at: null,
-      claimed_at: null,
-      claimed_by: null,
-      died_at: null,
-      note: null,
-      rss_bytes: null,
-      gpu_bytes: null,
-      warm: null,
-    };
-    await updatePool(id, (p) => void p.kernels.push(entry));
-    let actualId: string = kernelId;
-    try {
-      let channel: KernelChannel;
-      let warm = null;
-      if (experiment) {
-        const wk = await provisionKernel(conn, {
-          loaded: experiment.loaded,
-          skills: experiment.skills,
-          timeoutMs: pool.timeout_ms ?? 1_800_000,
-          kernelStartTimeoutMs: 120_000,
-          keepOnError: false,
-          signal: stop.signal,
-          abortReason: () => "SIGTERM",
-          hiddenSetup: true,
-          // The pool records its kernels itself (pools.json).
-          record: false,
-          // Not a notebook session: a bare kernel whose id we choose, so the
-          // record names it while it warms (pool stop can shut it down).
-          session: async (env) => await bareKernel(conn.client, pool.kernel_name, kernelId, env),
-        });
-        channel = wk.channel;
-        warm = wk.warm;
-        actualId = wk.started.kernel.id;
-      } else {
-        const started = await bareKernel(conn.client, pool.kernel_name, kernelId, kernelEnv());
-        try {
-          channel = await conn.client.connectKernel(started.kernel, { startTimeoutMs: 120_000 });
-          const r = await runCode(channel, PREIMPORT_CODE, {
-            silent: true,
-            storeHistory: false,
-            timeoutMs: 600_000,
-            signal: stop.signal,
-          });
-          if (r.status !== "ok") {
-            channel.close();
-            raiseFor(r, { what: "importing torch and transformers", errorCode: "setup_failed" });
-          }
-        } catch (err) {
-          await conn.client.shutdownKernel(kernelId).catch(() => {});
-          throw err;
-        }
-      }
-      const mem = await kernelMemoryReport(channel);
-      channel.close();
-      let keep = false;
-      await updatePool(id, (p) => {
-        const k = p.kernels.find((k) => k.id === kernelId);
-        if (!k || k.state !== "warming" || p.status === "stopping") return;
-        keep = true;
-        k.id = actualId;
-        k.state = "ready";
-        k.ready_at = new Date().toISOString();
-        k.warm = warm;
-        k.rss_bytes = mem?.rss ?? null;
-        k.gpu_bytes = mem?.gpu ?? null;
-      });
-      if (!keep) {
-        say(`kernel ${actualId} is not wanted any more (pool stopping): shutting it down`);
-        await conn.client.shutdownKernel(actualId).catch(() => {});
-        return;
-      }
-      failures = 0;
-      say(`kernel ${actualId} ready (rss ${mem?.rss ?? "?"} bytes)`);
-    } catch (err) {
-      const why = stop.signal.aborted ? "cancelled (pool stopping)" : (err as Error).message;
-      await updatePool(id, (p) => {
-        const k = p.kernels.find((k) => k.id === kernelId);
-        if (!k) return;
-        k.state = "died";
-        k.died_at = new Date().toISOString();
-        k.note = `warm-up failed: ${why}`;
-      });
-      if (stop.signal.aborted) return;
-      failures++;
-      say(`kernel ${kernelId} failed to warm (${failures} in a row): ${why}`);
-      if (failures >= 3) {
-        exitNote = `3 warm-ups in a row failed; the last: ${why}`;
-        stop.abort();
-      } else retryAt = performance.now() + 5000 * failures;
-    }
-  };
-
-  while (!stop.signal.aborted) {
-    const pool = (await readPools()).find((p) => p.id === id);
-    if (!pool || pool.status === "stopping") break;
-    const t = performance.now();
-    // Dead kernels: every 2 s, ask the server about each ready one.
-    if (t - lastCheck > 2000) {
-      lastCheck = t;
-      const ready = pool.kernels.filter((k) => k.state === "ready");
-      const gone: string[] = [];
-      let reachable = true;
-      await Promise.all(ready.map(async (k) => {
-        try {
-          const m = await conn.client.getKernel(k.id, { timeoutMs: 10_000 });
-          if (!m || m.execution_state === "dead") gone.push(k.id);
-        } catch {
-          reachable = false;
-        }
-      }));
-      if (!reachable) {
-        unreachableSince ??= t;
-        if (t - unreachableSince > 60_000) {
-          exitNote = "the server has not answered for 60 s";
-          break;
-        }
-      } else unreachableSince = null;
-      // A claimer that exited before binding (no session recorded for the kernel) leaves it to us.
-      const orphans: PooledKernel[] = [];
-      for (const k of await orphaned(pool)) {
-        if (await conn.client.getKernel(k.id).catch(() => undefined)) orphans.push(k);
-      }
-      for (const k of orphans) {
-        say(`kernel ${k.id} was claimed by pid ${k.claimed_by}, which exited before binding it`);
-        await conn.client.shutdownKernel(k.id).catch(() => {});
-      }
-      if (orphans.length) {
-        await updatePool(id, (p) => {
-          for (const k of p.kernels) {
-            if (orphans.some((o) => o.id === k.id) && k.state === "claimed") {
-              k.state = "died";
-              k.died_at = new Date().toISOString();
-              k.note = `its claimer (pid ${k.claimed_by}) exited before binding it: shut down`;
-            }
-          }
-        });
-      }
-      if (gone.length) {
-        say(`kernel(s) ${gone.join(", ")} are gone from the server: replacing them`);
-        await updatePool(id, (p) => {
-          for (const k of p.kernels) {
-            if (gone.includes(k.id) && k.state === "ready") {
-              k.state = "died";
-              k.died_at = new Date().toISOString();
-              k.note = "gone from the server (shut down, culled or crashed)";
-            }
-          }
-        });
-        for (const kid of gone) await conn.client.shutdownKernel(kid).catch(() => {});
-      }
-    }
-    // Refill, one kernel at a time, if memory allows.
-    const live = pool.kernels.filter((k) => k.state === "ready" || k.state === "warming").length;
-    if (!inflight && live < pool.size && performance.now() >= retryAt) {
-      const probe = local ? null : () => remoteFree(conn.client, pool);
-      const mem = await checkMemory(pool, models, probe);
-      if (mem.ok) {
-        await updatePool(id, (p) => {
-          p.memory = mem;
-          p.status = "filling";
-          p.note = null;
-        });
-        say(`starting a kernel (${live + 1} of ${pool.size})`);
-        inflight = provisionOne(pool).finally(() => inflight = null);
-      } else if (pool.status !== "blocked" || pool.memory?.free_bytes !== mem.free_bytes) {
-        const note = `not enough ${mem.where === "gpu" ? "GPU" : "host"} memory for another ` +
-          `kernel: it needs ${formatBytes(mem.need_bytes, "unknown")} plus the ${
-            formatBytes(mem.reserve_bytes, "unknown")
-          } ` +
-          `reserve; ${
-            formatBytes(mem.free_bytes, "unknown")
-          } free (${live} of ${pool.size} kernels)`;
-        if (pool.status !== "blocked") say(note);
-        await updatePool(id, (p) => {
-          p.memory = mem;
-          p.status = "blocked";
-          p.note = note;
-        });
-      }
-    } else if (live >= pool.size && pool.status !== "full") {
-      const allReady = pool.kernels.filter((k) => k.state === "ready").length >= pool.size;
-      if (allReady) {
-        await updatePool(id, (p) => {
-          p.status = "full";
-          p.note = null;
-        });
-      }
-    }
-    // Keep unclaimed kernels from being culled as idle (one silent request each).
-    if (performance.now() - lastKeepalive > keepaliveMs) {
-      lastKeepalive = performance.now();
-      for (const k of pool.kernels.filter((k) => k.state === "ready")) {
-        await touch(conn.client, k.id, pool.kernel_name);
-      }
-    }
-    // Forget old history: keep the last 2N claimed or died kernels.
-    const old = pool.kernels.filter((k) => k.state === "claimed" || k.state === "died");
-    if (old.length > 2 * pool.size + 2) {
-      const drop = new Set(old.slice(0, old.length - 2 * pool.size).map((k) => k.id));
-      await updatePool(id, (p) => {
-        p.kernels = p.kernels.filter((k) =>
-          !drop.has(k.id) || !["claimed", "died"].includes(k.state)
-        );
-      });
-    }
-    await Promise.race([
-      sleep(250),
-      new Promise((r) => stop.signal.addEventListener("abort", r, { once: true })),
-    ]);
-  }
-  stop.abort();
-  if (inflight) await inflight;
-  if (exitNote) await fail(id, exitNote);
-  say("refill stopped");
-}
-
-/**
- * Claimed kernels whose claimer exited more than 30 s ago without recording
- * a session for them, and that the server still runs.
- */
-async function orphaned(pool: PoolRecord): Promise<PooledKernel[]> {
-  const suspects = pool.kernels.filter((k) =>
-    k.state === "claimed" && k.claimed_by !== null && k.claimed_by !== Deno.pid &&
-    Date.now() - Date.parse(k.claimed_at ?? "") > 30_000 && !pidAlive(k.claimed_by)
-  );
-  if (suspects.length === 0) return [];
-  const recorded = new Set((await recordedSessions()).map((r) => r.kernel_id));
-  return suspects.filter((k) => !recorded.has(k.id));
-}
-
-/** Marks a pool failed (its refill gives up) with why. */
-async function fail(id: string, note: string): Promise<void> {
-  await updatePool(id, (p) => {
-    if (p.status === "stopping") return;
-    p.status = "failed";
-    p.note = note;
-  }).catch(() => {});
-}
-
-/** Starts a bare kernel with the id we chose. */
-async function bareKernel(
-  client: JupyterClient,
-  kernelName: string,
-  kernelId: string,
-  env: Record<string, string> | undefined,
-): Promise<StartedKernel> {
-  try {
-    const kernel = await client.startKernel({
-      kernelName,
-      env: env ? { ...env, KERNEL_ID: kernelId } : undefined,
-      timeoutMs: 120_000,
-      kernelId,
-    });
-    return { sessionId: null, kernel, notebookPath: null };
-  } catch (err) {
-    await client.shutdownKernel(kernelId).catch(() => {});
-    throw err;
-  }
-}
-
-/** KERNEL_* variables for gateways (as provision.ts's kernelEnv, without a config). */
-function kernelEnv(): Record<string, string> | undefined {
-  const env = Object.fromEntries(
-    Object.entries(Deno.env.toObject()).filter(([k]) => k.startsWith("KERNEL_")),
-  );
-  return Object.keys(env).length ? env : undefined;
-}
-
-/** One silent request to a kernel: activity, so the server does not cull it as idle. */
-async function touch(client: JupyterClient, id: string, name: string): Promise<void> {
-  let channel: KernelChannel | undefined;
-  try {
-    channel = await client.connectKernel({ id, name } as KernelModel, { startTimeoutMs: 10_000 });
-    await runCode(channel, "pass", { silent: true, storeHistory: false, timeoutMs: 10_000 });
-  } catch { /* the liveness check deals with kernels that are gone */ }
-  channel?.close();
-}
-
-/** Free memory on a remote server's machine, read in a ready kernel of the pool. */
-async function remoteFree(
-  client: JupyterClient,
-  pool: PoolRecord,
-): Promise<{ host: number | null; gpus: number[] }> {
-  const k = pool.kernels.find((k) => k.state === "ready");
-  if (!k) return { host: null, gpus: [] };
-  let channel: KernelChannel | undefined;
-  try {
-    channel = await client.connectKernel({ id: k.id, name: pool.kernel_name } as KernelModel, {
-      startTimeoutMs: 10_000,
-    });
-    const r = await kernelMemoryReport(channel);
-    return { host: r?.host_free ?? null, gpus: r?.gpus ?? [] };
-  } catch {
-    return { host: null, gpus: [] };
-  } finally {
-    channel?.close();
-  }
+  const refiller = await Refiller.open(id);
+  refiller.stopOnSignals();
+  await refiller.run();
 }

@@ -87,33 +87,57 @@ export async function startKernel(
         "kernel only PATH, KG_ENV_PROCESS_WHITELIST and the KERNEL_* variables",
     );
   }
-  // Asking for the id (honoured by Jupyter Server 2 and the gateways built on
-  // it) lets a start that times out be cleaned up: the server may finish it.
+  return await startBareKernel(client, {
+    kernelName,
+    kernelId: opts.kernelId,
+    env,
+    timeoutMs: opts.kernelStartTimeoutMs,
+    // A bare kernel otherwise starts in the server process's working folder;
+    // a server with files (root_dir) starts it there, so a relative
+    // workspace lies where a person sees it in JupyterLab.
+    path: info.contents_api ? "" : undefined,
+  });
+}
+
+/**
+ * Starts a bare kernel (no session) under an id we choose: asking for the
+ * id (honoured by Jupyter Server 2 and the gateways built on it) lets a
+ * start that fails or times out be cleaned up, since the server may finish
+ * it. A start past `timeoutMs` is JupyterError `timeout`.
+ */
+export async function startBareKernel(
+  client: JupyterClient,
+  opts: {
+    kernelName: string;
+    /** Default: a new one. */
+    kernelId?: string;
+    /** KERNEL_* variables for gateways ({@link kernelEnv}); KERNEL_ID is added. */
+    env?: Record<string, string>;
+    timeoutMs: number;
+    path?: string;
+  },
+): Promise<StartedKernel> {
   const kernelId = opts.kernelId ?? crypto.randomUUID();
   const t0 = performance.now();
   try {
     trace(`provision: requesting kernel ${kernelId}`);
     const kernel = await client.startKernel({
-      kernelName,
-      env: env ? { ...env, KERNEL_ID: kernelId } : undefined,
-      timeoutMs: opts.kernelStartTimeoutMs,
+      kernelName: opts.kernelName,
+      env: opts.env ? { ...opts.env, KERNEL_ID: kernelId } : undefined,
+      timeoutMs: opts.timeoutMs,
       kernelId,
-      // A bare kernel otherwise starts in the server process's working folder;
-      // a server with files (root_dir) starts it there, so a relative
-      // workspace lies where a person sees it in JupyterLab.
-      path: info.contents_api ? "" : undefined,
+      path: opts.path,
     });
     return { sessionId: null, kernel, notebookPath: null };
   } catch (err) {
+    await client.shutdownKernel(kernelId).catch(() => {});
     const elapsed = performance.now() - t0;
     if (
-      err instanceof JupyterError && err.code === "unreachable" &&
-      elapsed >= opts.kernelStartTimeoutMs - 100
+      err instanceof JupyterError && err.code === "unreachable" && elapsed >= opts.timeoutMs - 100
     ) {
-      await client.shutdownKernel(kernelId).catch(() => {});
       throw new JupyterError(
         "timeout",
-        `the server did not start a kernel within ${opts.kernelStartTimeoutMs / 1000} s`,
+        `the server did not start a kernel within ${opts.timeoutMs / 1000} s`,
         "raise --kernel-start-timeout for gateways that schedule pods or pull images first",
       );
     }
@@ -126,15 +150,16 @@ export async function startKernel(
  * pass them to the kernel's launch (Enterprise Gateway uses them for pod
  * names, images and users). undefined when there are none: a Kernel Gateway
  * that receives any `env` strips the kernel's environment down to PATH and
- * its whitelist, so interp-exec sends none unless asked to.
+ * its whitelist, so interp-exec sends none unless asked to. With a config,
+ * KERNEL_INTERP_EXEC_EXPERIMENT names its experiment.
  */
-export function kernelEnv(loaded: LoadedConfig): Record<string, string> | undefined {
+export function kernelEnv(loaded?: LoadedConfig): Record<string, string> | undefined {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(Deno.env.toObject())) {
     if (k.startsWith("KERNEL_")) env[k] = v;
   }
   if (Object.keys(env).length === 0) return undefined;
-  env.KERNEL_INTERP_EXEC_EXPERIMENT ??= loaded.config.name;
+  if (loaded) env.KERNEL_INTERP_EXEC_EXPERIMENT ??= loaded.config.name;
   return env;
 }
 
