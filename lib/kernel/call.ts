@@ -11,6 +11,7 @@ import type { KernelChannel } from "./jupyter.ts";
 import { raiseFor, runCode, type RunOptions, type RunResult } from "./run.ts";
 import type { Output } from "./nbformat.ts";
 import rpcSource from "../python/kernel_rpc.py" with { type: "text" };
+import captureSource from "../python/capture.py" with { type: "text" };
 import kernelSetupSource from "../../kernel_setup.py" with { type: "text" };
 
 /** MIME type of a call's answer. */
@@ -29,6 +30,13 @@ export const SETUP_MODULE: KernelModule = {
   name: "interp_exec_setup",
   source: kernelSetupSource,
   filename: "<interp-exec kernel_setup.py>",
+};
+
+/** capture.py, the bounded output capture the other kernel modules import. */
+export const CAPTURE_MODULE: KernelModule = {
+  name: "interp_exec_capture",
+  source: captureSource,
+  filename: "<interp-exec capture.py>",
 };
 
 /** kernel_rpc.py, the kernel's side of every call. */
@@ -58,7 +66,7 @@ export async function installModules(
   modules: KernelModule[],
   opts: RunOptions = {},
 ): Promise<void> {
-  const run = await runCode(channel, installCode([RPC_MODULE, ...modules]), {
+  const run = await runCode(channel, installCode([RPC_MODULE, CAPTURE_MODULE, ...modules]), {
     ...opts,
     silent: true,
   });

@@ -40,6 +40,8 @@ import types
 import typing
 import warnings
 
+from interp_exec_capture import Capture as _Capture
+
 import torch
 
 # Schemas follow JSON Schema draft 2020-12 (MCP's default dialect); mcp-serve adds the "$schema"
@@ -1199,66 +1201,9 @@ def _text_of(value, structured, limit: int) -> str:
 # ---------------------------------------------------------------- call
 
 
-class _Capture(io.TextIOBase):
-    """A bounded text sink: keeps the head and the tail, counts the rest.
-
-    Only this call's output is kept: the thread that runs it and the threads
-    it starts. A thread already running when the call began (left by an
-    earlier call) writes past it, to the stream it would have written to
-    without the call, and is counted in `strays`, so its late output never
-    lands in this call's result (possibly another client's).
-    """
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.head: list[str] = []
-        self.head_len = 0
-        self.tail = ""
-        self.total = 0
-        me = threading.current_thread()
-        self.others = {t for t in threading.enumerate() if t is not me}
-        self.outside = sys.stdout
-        self.strays = 0
-
-    def writable(self):
-        return True
-
-    def write(self, text):
-        if not isinstance(text, str):
-            text = str(text)
-        if self.others and threading.current_thread() in self.others:
-            self.strays += len(text)
-            with contextlib.suppress(Exception):
-                self.outside.write(text)
-            return len(text)
-        n = len(text)
-        self.total += n
-        half = self.limit // 2
-        if self.head_len < half:
-            part = text[: half - self.head_len]
-            self.head.append(part)
-            self.head_len += len(part)
-            text = text[len(part):]
-        if text:
-            self.tail = (self.tail + text)[-(self.limit - half):]
-        return n
-
-    def value(self) -> str:
-        head = "".join(self.head)
-        kept = len(head) + len(self.tail)
-        note = (
-            f"\n[{self.strays} chars printed meanwhile by threads an earlier call left running were left out]\n"
-            if self.strays
-            else ""
-        )
-        if self.total > kept:
-            return head + f"\n...[{self.total - kept} chars of output cut]...\n" + self.tail + note
-        return head + self.tail + note
-
-
 @contextlib.contextmanager
 def _captured(limit: int):
-    sink = _Capture(limit)
+    sink = _Capture(limit, sys.stdout, what="call")
     swapped = []
     # Logging handlers that write to the console hold the stream they were made with.
     consoles = {id(s) for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__) if s is not None}

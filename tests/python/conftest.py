@@ -18,6 +18,19 @@ sys.path.insert(0, str(ROOT))  # kernel_setup.py
 sys.path.insert(0, str(ROOT / "examples" / "tiny"))  # build_models.py
 
 
+def _register(name: str, path: Path) -> None:
+    """A kernel module under the name interp-exec defines it by in a kernel (kernel/call.ts)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+
+
+_register("interp_exec_capture", ROOT / "lib" / "python" / "capture.py")
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """name -> folder of tiny-llama, tiny-gpt2 and tiny-llama-lora."""

@@ -28,9 +28,11 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+CAPTURE = ROOT / "lib" / "python" / "capture.py"
 FS_WORKER = ROOT / "lib" / "python" / "fs_worker.py"
 KERNEL_RPC = ROOT / "lib" / "python" / "kernel_rpc.py"
 SETUP_SOURCE = (ROOT / "kernel_setup.py").read_text()
+RUNTIME_SOURCE = (ROOT / "lib" / "python" / "workspace_runtime.py").read_text()
 SKILLS_DIR = ROOT / "skills"
 CALL_MIME = "application/vnd.interp-exec.call+json"
 
@@ -161,7 +163,11 @@ def ws(fs, tiny_models, tmp_path_factory) -> Path:
     workspace = tmp_path_factory.mktemp("fsmode") / "workspace"
     spec = make_spec(workspace, [model_entry(tiny_models["tiny-llama"])])
     result = fs.prepare(
-        str(workspace), spec, SETUP_SOURCE, {"TASK.md": "# Task\nfind things\n", "notes/AGENTS.md": "be careful\n"}
+        str(workspace),
+        spec,
+        SETUP_SOURCE,
+        {"TASK.md": "# Task\nfind things\n", "notes/AGENTS.md": "be careful\n"},
+        RUNTIME_SOURCE,
     )
     assert result["ok"] is True
     return Path(result["workspace"])
@@ -203,7 +209,7 @@ def test_prepare_writes_the_workspace(fs, ws, home):
     assert (ws / ".interp_exec" / "kernel_setup.py").read_text() == SETUP_SOURCE
     assert (ws / "notes" / "AGENTS.md").read_text() == "be careful\n"
     # Prepare again (same spec): a new spec file replaces the old one, the models stay.
-    again = fs.prepare(str(ws), make_spec(ws, json.loads(Path(spec_path).read_text())["models"]), SETUP_SOURCE, {})
+    again = fs.prepare(str(ws), make_spec(ws, json.loads(Path(spec_path).read_text())["models"]), SETUP_SOURCE, {}, RUNTIME_SOURCE)
     assert again["python"] == sys.executable and again["workspace"] == ws_real
     assert "interp_exec.py" in again["files"] and ".interp_exec/spec_path" in again["files"]
     assert not os.path.exists(spec_path) and os.path.exists(again["spec_path"])
@@ -214,7 +220,7 @@ def test_forget_and_prune_remove_spec_files(fs, ws, home, tiny_models, tmp_path)
     specs = home / ".cache" / "interp-exec" / "specs"
     worker = load_module("interp_exec_fs_forget", FS_WORKER, register=False)
     other = tmp_path / "other"
-    prepared = worker.prepare(str(other), make_spec(other, [model_entry(tiny_models["tiny-llama"])]), SETUP_SOURCE, {})
+    prepared = worker.prepare(str(other), make_spec(other, [model_entry(tiny_models["tiny-llama"])]), SETUP_SOURCE, {}, RUNTIME_SOURCE)
     mine = prepared["spec_path"]
     # Orphans: a workspace that is gone, one that names another spec; an hour old.
     gone = specs / ("a" * 32 + ".json")
@@ -243,7 +249,7 @@ def test_forget_and_prune_remove_spec_files(fs, ws, home, tiny_models, tmp_path)
 def test_prepare_refuses_files_outside(fs, tmp_path):
     for bad in ("../escape.txt", "/tmp/escape.txt"):
         with pytest.raises(fs.ToolError) as info:
-            fs.prepare(str(tmp_path / "w"), make_spec(tmp_path / "w", []), SETUP_SOURCE, {bad: "x"})
+            fs.prepare(str(tmp_path / "w"), make_spec(tmp_path / "w", []), SETUP_SOURCE, {bad: "x"}, RUNTIME_SOURCE)
         assert info.value.kind == "path"
     assert not (tmp_path / "escape.txt").exists()
 
@@ -284,7 +290,7 @@ def test_hidden_model_is_named_in_no_workspace_file(fs, tiny_models, tmp_path):
     worker = load_module("interp_exec_fs_hidden", FS_WORKER, register=False)
     secrets = ["acme/secret-llama-7b", "secret-llama", str(secret_dir), "acme"]
     with as_worker(worker):
-        result = worker.prepare(str(workspace), make_spec(workspace, [entry], obfuscate=False), SETUP_SOURCE, {"TASK.md": "go\n"})
+        result = worker.prepare(str(workspace), make_spec(workspace, [entry], obfuscate=False), SETUP_SOURCE, {"TASK.md": "go\n"}, RUNTIME_SOURCE)
         spec_text = Path(result["spec_path"]).read_text()
         assert "acme/secret-llama-7b" in spec_text and str(secret_dir) in spec_text  # it is all outside
         code = (
@@ -648,7 +654,7 @@ def test_serve_in_a_real_kernel(tiny_models, tmp_path, home):
         install = "\n".join(
             [
                 "import sys as _s, types as _t",
-                f"for _n, _p in (('interp_exec_rpc', {str(KERNEL_RPC)!r}), ('interp_exec_fs', {str(FS_WORKER)!r})):",
+                f"for _n, _p in (('interp_exec_rpc', {str(KERNEL_RPC)!r}), ('interp_exec_capture', {str(CAPTURE)!r}), ('interp_exec_fs', {str(FS_WORKER)!r})):",
                 "    _m = _t.ModuleType(_n); _s.modules[_n] = _m",
                 "    exec(compile(open(_p).read(), '<' + _n + '>', 'exec'), _m.__dict__)",
             ]
@@ -686,7 +692,7 @@ def test_serve_in_a_real_kernel(tiny_models, tmp_path, home):
             return envelopes[0], "".join(streams)
 
         spec = make_spec(workspace, [model_entry(tiny_models["tiny-llama"])])
-        prepared, _ = rpc_call("prepare", {"workspace": str(workspace), "spec": spec, "setup_source": SETUP_SOURCE, "files": {}})
+        prepared, _ = rpc_call("prepare", {"workspace": str(workspace), "spec": spec, "setup_source": SETUP_SOURCE, "runtime_source": RUNTIME_SOURCE, "files": {}})
         assert prepared["ok"] is True, prepared
         wrote, _ = rpc_call("write_file", {"path": "k.py", "content": "import interp_exec, sys\nm = interp_exec.model()\nprint('kernel run', type(m).__name__, sys.argv[1:])\n"})
         assert wrote["ok"] is True

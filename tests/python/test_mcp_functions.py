@@ -832,7 +832,7 @@ def test_stdout_and_stderr_are_captured_and_bounded(capsys):
     captured = capsys.readouterr()
     assert "hello" not in captured.out and "x" * 10 not in captured.err
     env = _call(noisy, {"n": 100000}, limits={"max_stdout": 1000})
-    assert len(env["stdout"]) < 1200 and "chars of output cut" in env["stdout"]
+    assert len(env["stdout"]) < 1200 and "characters omitted" in env["stdout"]
 
 
 def test_configure_sets_limits():
@@ -975,6 +975,7 @@ def test_real_kernel_round_trip(tmp_path):
                 with open(path) as f:
                     exec(compile(f.read(), path, "exec"), module.__dict__)
             _load("interp_exec_rpc", {str(PY / "kernel_rpc.py")!r})
+            _load("interp_exec_capture", {str(PY / "capture.py")!r})
             _load("interp_exec_mcp", {str(PY / "mcp_functions.py")!r})
             def shout(text: str, times: int = 1) -> str:
                 \"\"\"Upper-case text, repeated.\"\"\"

@@ -10,6 +10,7 @@
 
 import { bindKernel } from "../bind.ts";
 import { RUN_TOOLS } from "../run_tools.ts";
+import workspaceRuntimeSource from "../../python/workspace_runtime.py" with { type: "text" };
 import { executionFor } from "../../config/config.ts";
 import type { Connection } from "../../server/connect.ts";
 import { JupyterError } from "../../cli/errors.ts";
@@ -63,6 +64,7 @@ export async function prepareWorkspace(
     workspace: spec.workspace,
     spec,
     setup_source: KERNEL_SETUP_SOURCE,
+    runtime_source: workspaceRuntimeSource,
     files,
   });
   if (!env.ok) {
