@@ -12,6 +12,7 @@ import { callKernel, type KernelModule, SETUP_MODULE } from "./call.ts";
 export { SETUP_MODULE };
 import { raiseFor } from "./run.ts";
 import fsWorkerSource from "../python/fs_worker.py" with { type: "text" };
+import processStateSource from "../python/process_state.py" with { type: "text" };
 
 /** fs_worker.py, the kernel's side of filesystem mode. */
 export const FS_MODULE: KernelModule = {
@@ -19,6 +20,16 @@ export const FS_MODULE: KernelModule = {
   source: fsWorkerSource,
   filename: "<interp-exec fs_worker.py>",
 };
+
+/** process_state.py, what a warm run may change in the worker's process (fs_worker.py imports it). */
+export const PROCESS_STATE_MODULE: KernelModule = {
+  name: "interp_exec_process_state",
+  source: processStateSource,
+  filename: "<interp-exec process_state.py>",
+};
+
+/** The worker's modules, in the order they are defined. */
+export const FS_MODULES: KernelModule[] = [PROCESS_STATE_MODULE, FS_MODULE];
 
 /** The fixed code of every filesystem tool call; the call travels as data. */
 export const FS_CALL_CODE = '__import__("interp_exec_fs").serve(globals())';

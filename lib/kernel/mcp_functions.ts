@@ -11,6 +11,14 @@ import type { KernelChannel } from "./jupyter.ts";
 import { callKernel, installModules, type KernelModule } from "./call.ts";
 import { raiseFor } from "./run.ts";
 import mcpFunctionsSource from "../python/mcp_functions.py" with { type: "text" };
+import mcpResultsSource from "../python/mcp_results.py" with { type: "text" };
+
+/** mcp_results.py, how a function's return value is shaped for the agent (mcp_functions.py imports it). */
+export const MCP_RESULTS_MODULE: KernelModule = {
+  name: "interp_exec_mcp_results",
+  source: mcpResultsSource,
+  filename: "<interp-exec mcp_results.py>",
+};
 
 /** mcp_functions.py, the kernel's side of mcp mode. */
 export const MCP_MODULE: KernelModule = {
@@ -64,7 +72,7 @@ export async function describeTools(
   where: string,
   limits: CallLimits = DEFAULT_LIMITS,
 ): Promise<ToolTable> {
-  await installModules(channel, [MCP_MODULE]);
+  await installModules(channel, [MCP_RESULTS_MODULE, MCP_MODULE]);
   const out = await callKernel(channel, ADMIN_CODE, {
     name: "describe",
     args: { summary, selectors, limits },

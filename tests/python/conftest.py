@@ -29,6 +29,8 @@ def _register(name: str, path: Path) -> None:
 
 
 _register("interp_exec_capture", ROOT / "lib" / "python" / "capture.py")
+_register("interp_exec_mcp_results", ROOT / "lib" / "python" / "mcp_results.py")
+_register("interp_exec_process_state", ROOT / "lib" / "python" / "process_state.py")
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURE = ROOT / "lib" / "python" / "capture.py"
+PROCESS_STATE = ROOT / "lib" / "python" / "process_state.py"
 FS_WORKER = ROOT / "lib" / "python" / "fs_worker.py"
 KERNEL_RPC = ROOT / "lib" / "python" / "kernel_rpc.py"
 SETUP_SOURCE = (ROOT / "kernel_setup.py").read_text()
@@ -654,7 +655,7 @@ def test_serve_in_a_real_kernel(tiny_models, tmp_path, home):
         install = "\n".join(
             [
                 "import sys as _s, types as _t",
-                f"for _n, _p in (('interp_exec_rpc', {str(KERNEL_RPC)!r}), ('interp_exec_capture', {str(CAPTURE)!r}), ('interp_exec_fs', {str(FS_WORKER)!r})):",
+                f"for _n, _p in (('interp_exec_rpc', {str(KERNEL_RPC)!r}), ('interp_exec_capture', {str(CAPTURE)!r}), ('interp_exec_process_state', {str(PROCESS_STATE)!r}), ('interp_exec_fs', {str(FS_WORKER)!r})):",
                 "    _m = _t.ModuleType(_n); _s.modules[_n] = _m",
                 "    exec(compile(open(_p).read(), '<' + _n + '>', 'exec'), _m.__dict__)",
             ]

@@ -976,6 +976,7 @@ def test_real_kernel_round_trip(tmp_path):
                     exec(compile(f.read(), path, "exec"), module.__dict__)
             _load("interp_exec_rpc", {str(PY / "kernel_rpc.py")!r})
             _load("interp_exec_capture", {str(PY / "capture.py")!r})
+            _load("interp_exec_mcp_results", {str(PY / "mcp_results.py")!r})
             _load("interp_exec_mcp", {str(PY / "mcp_functions.py")!r})
             def shout(text: str, times: int = 1) -> str:
                 \"\"\"Upper-case text, repeated.\"\"\"

@@ -10,7 +10,7 @@
 
 import { isAbsolute, join } from "node:path";
 import { UsageError } from "../../cli/errors.ts";
-import { FS_CALL_CODE, FS_MODULE, SETUP_MODULE } from "../../kernel/fs_worker.ts";
+import { FS_CALL_CODE, FS_MODULES, SETUP_MODULE } from "../../kernel/fs_worker.ts";
 import type { JupyterClient, KernelChannel, KernelModel } from "../../kernel/jupyter.ts";
 import { callKernel, type CallOutcome, installModules } from "../../kernel/call.ts";
 import type { RunOptions } from "../../kernel/run.ts";
@@ -223,7 +223,7 @@ export class FilesContext {
 
   private async installWorker(channel: KernelChannel): Promise<void> {
     // kernel_setup.py too: a new worker loads the models through it on first use.
-    await installModules(channel, [SETUP_MODULE, FS_MODULE]);
+    await installModules(channel, [SETUP_MODULE, ...FS_MODULES]);
     const out = await callKernel(channel, FS_CALL_CODE, {
       name: "configure",
       args: { workspace: this.workspace },

@@ -18,7 +18,7 @@ import type { FilesystemHandle, KernelSummary, ToolSummary } from "../../config/
 import type { JupyterClient, KernelChannel } from "../../kernel/jupyter.ts";
 import { progress } from "../../cli/log.ts";
 import { callKernel, installModules } from "../../kernel/call.ts";
-import { callWorker, FS_CALL_CODE, FS_MODULE, type FsEnvelope } from "../../kernel/fs_worker.ts";
+import { callWorker, FS_CALL_CODE, FS_MODULES, type FsEnvelope } from "../../kernel/fs_worker.ts";
 import { raiseFor } from "../../kernel/run.ts";
 import { agentPrompt } from "../agent_prompt.ts";
 import { mcpEnv, selfCommand } from "../mcp_config.ts";
@@ -59,7 +59,7 @@ export async function prepareWorkspace(
   spec: SetupSpec,
   files: Record<string, string>,
 ): Promise<{ workspace: string; python: string; files: string[]; spec_path: string }> {
-  await installModules(channel, [FS_MODULE]);
+  await installModules(channel, FS_MODULES);
   const env = await callWorker(channel, "prepare", {
     workspace: spec.workspace,
     spec,
