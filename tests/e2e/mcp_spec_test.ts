@@ -43,9 +43,6 @@ import {
   writeConfig,
 } from "../helpers.ts";
 
-/** Tools whose outputSchema the long-runs change (issue 25 part 1) adds; listed until it lands. */
-const RUN_TOOLS_WITHOUT_SCHEMA = new Set(["insert_cell", "interrupt", "run_python"]);
-
 const LIMITS = { maxChars: 20_000, maxImagePx: 1024, maxImageBytes: 1 << 20, maxImages: 8 };
 
 /** A 1000x800 PNG of noise (it compresses badly, like a busy plot). */
@@ -151,15 +148,12 @@ interface ListedTool {
  * Every tool's schemas are valid JSON Schema 2020-12 and say so; returns a
  * checker of structuredContent against the tool's outputSchema.
  */
-async function checkSchemas(client: Client, exempt = RUN_TOOLS_WITHOUT_SCHEMA) {
+async function checkSchemas(client: Client) {
   const { tools } = await client.listTools() as { tools: ListedTool[] };
   const validators = new Map<string, ReturnType<typeof ajv.compile>>();
   for (const t of tools) {
     for (const [kind, schema] of [["input", t.inputSchema], ["output", t.outputSchema]] as const) {
-      if (!schema) {
-        assert.ok(kind === "output" && exempt.has(t.name), `${t.name} has no ${kind}Schema`);
-        continue;
-      }
+      assert.ok(schema, `${t.name} has no ${kind}Schema`);
       assert.equal(schema.$schema, SCHEMA_DIALECT, `${t.name} ${kind}Schema's $schema`);
       assert.equal(ajv.validateSchema(schema), true, `${t.name}: ${ajv.errorsText(ajv.errors)}`);
       assert.equal(schema.type, "object", `${t.name} ${kind}Schema`);
@@ -738,12 +732,10 @@ execution:
     const handle: McpHandle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
     const env = { ...launch.env, INTERP_EXEC_HOME: home };
-    // The per-function tools' outputSchema comes with the long-runs change (issue 25 part 1).
-    const exempt = new Set(["total", "plot"]);
     try {
       const s = await stdio(launch.command, launch.args, env);
       try {
-        const tools = await checkSchemas(s.client, exempt);
+        const tools = await checkSchemas(s.client);
         await t.step(
           "a bare list parameter says items; model_info matches its schema",
           async () => {
@@ -780,7 +772,7 @@ execution:
         const h = await http(launch.command, launch.args, env);
         try {
           await httpGuards(h.url);
-          const tools = await checkSchemas(h.client, exempt);
+          const tools = await checkSchemas(h.client);
           const info = await tools.call("model_info", {});
           assert.equal(info.isError, false, info.text);
           await unknownToolIsInvalidParams(h.client);
