@@ -22,6 +22,7 @@ import {
   sharedServer,
   tempHome,
   tinyModels,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -43,14 +44,11 @@ execution:
   skills: [activations]
 `);
 
-const warmed = await runCli(
-  ["filesystem", "--config", config, "--workspace", workspace, ...flags],
-  {
-    env: { INTERP_EXEC_HOME: home },
-  },
-);
-assert.equal(warmed.code, 0, warmed.stderr);
-const handle: FilesystemHandle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
+const handle: FilesystemHandle = await warmHandle("filesystem", config, {
+  server,
+  home,
+  args: ["--workspace", workspace],
+});
 
 function connect(h: FilesystemHandle, home_: string) {
   return mcpStdioClient(Object.values(h.mcp_config.mcpServers)[0], {

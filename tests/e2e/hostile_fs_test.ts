@@ -12,24 +12,23 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { type FilesystemHandle, FilesystemHandleSchema } from "../../lib/config/handle.ts";
+import type { FilesystemHandle } from "../../lib/config/handle.ts";
 import {
   api,
   hasKernel,
   mcpStdioClient,
   runCli,
-  serverFlags,
   serverKernels,
   sharedServer,
   tempHome,
   tinyModels,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
 const models = await tinyModels();
 const server = await sharedServer();
 const home = await tempHome();
-const flags = await serverFlags(server);
 const workspace = join(server.rootDir, `hostile-ws-${crypto.randomUUID().slice(0, 6)}`);
 const config = await writeConfig(`
 name: fs-hostile
@@ -70,12 +69,11 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const warmed = await runCli(
-      ["filesystem", "--config", config, "--workspace", workspace, ...flags],
-      { env: { INTERP_EXEC_HOME: home } },
-    );
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle: FilesystemHandle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle: FilesystemHandle = await warmHandle("filesystem", config, {
+      server,
+      home,
+      args: ["--workspace", workspace],
+    });
     const ws = handle.workspace;
     const { client, stderr } = await mcpStdioClient(
       Object.values(handle.mcp_config.mcpServers)[0],

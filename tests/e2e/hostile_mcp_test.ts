@@ -13,16 +13,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { type McpHandle, McpHandleSchema } from "../../lib/config/handle.ts";
+import type { McpHandle } from "../../lib/config/handle.ts";
 import {
   api,
   mcpStdioClient,
   runCli,
-  serverFlags,
   sharedServer,
   type StdioLaunch,
   tempHome,
   tinyModels,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -86,7 +86,6 @@ def threaded() -> str:
 const models = await tinyModels();
 const server = await sharedServer();
 const home = await tempHome();
-const flags = await serverFlags(server);
 const config = await writeConfig(
   `
 name: mcp-hostile
@@ -109,11 +108,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   async fn(t) {
-    const warmed = await runCli(["mcp", "--config", config, ...flags], {
-      env: { INTERP_EXEC_HOME: home },
-    });
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle: McpHandle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle: McpHandle = await warmHandle("mcp", config, { server, home });
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
     // A bare kernel's id, or the session's kernel.
     const kernelId = async () => {

@@ -9,15 +9,14 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { FilesystemHandleSchema, McpHandleSchema } from "../../lib/config/handle.ts";
+
 import {
   ROOT,
-  runCli,
-  serverFlags,
   sharedServer,
   type StdioLaunch,
   tempHome,
   tinyModels,
+  warmHandle,
   warmNotebookHandle,
   writeConfig,
 } from "../helpers.ts";
@@ -27,7 +26,6 @@ const INSPECTOR = Deno.env.get("INTERP_EXEC_INSPECTOR") ??
 
 const server = await sharedServer();
 const home = await tempHome();
-const flags = await serverFlags(server);
 const models = await tinyModels();
 
 /**
@@ -214,12 +212,11 @@ environment:
 execution:
   type: filesystem
 `);
-    const warmed = await runCli(
-      ["filesystem", "--config", config, "--workspace", workspace, ...flags],
-      { env: { INTERP_EXEC_HOME: home } },
-    );
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle = await warmHandle("filesystem", config, {
+      server,
+      home,
+      args: ["--workspace", workspace],
+    });
     await Deno.writeTextFile(
       join(workspace, "count.py"),
       "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(1)\n",
@@ -273,11 +270,7 @@ def slow(seconds: float) -> dict:
 `,
       },
     );
-    const warmed = await runCli(["mcp", "--config", config, ...flags], {
-      env: { INTERP_EXEC_HOME: home },
-    });
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle = await warmHandle("mcp", config, { server, home });
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
     const ended = await exercise(launch, {
       tool: "model_info",

@@ -6,14 +6,13 @@
  */
 
 import assert from "node:assert/strict";
-import { NotebookHandleSchema } from "../../lib/config/handle.ts";
+
 import {
   deleteOnServer,
   mcpStdioClient,
-  runCli,
-  serverFlags,
   sharedServer,
   tempHome,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -21,11 +20,7 @@ Deno.test("mcp_config: the notebook MCP server starts under another HOME, and fa
   const server = await sharedServer();
   const config = await writeConfig("name: other-home\n");
   const home = await tempHome();
-  const res = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-    env: { INTERP_EXEC_HOME: home },
-  });
-  assert.equal(res.code, 0, res.stderr);
-  const handle = NotebookHandleSchema.parse(JSON.parse(res.stdout));
+  const handle = await warmHandle("notebook", config, { server, home });
   try {
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as {
       command: string;

@@ -26,6 +26,7 @@ import {
   tempHome,
   tinyModels,
   type ToolCallResult,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -125,11 +126,7 @@ execution:
   { "skills/lab.md": RESEARCHER_SKILL },
 );
 
-const warmed = await runCli(["mcp", "--config", config, ...flags], {
-  env: { INTERP_EXEC_HOME: home },
-});
-assert.equal(warmed.code, 0, warmed.stderr);
-const handle: McpHandle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
+const handle: McpHandle = await warmHandle("mcp", config, { server, home });
 const launch = Object.values(handle.mcp_config.mcpServers)[0];
 
 /** Every tool result, checked for the token at the end. */

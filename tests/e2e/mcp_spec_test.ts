@@ -20,12 +20,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpError } from "@modelcontextprotocol/sdk/types.js";
-import {
-  type FilesystemHandle,
-  FilesystemHandleSchema,
-  type McpHandle,
-  McpHandleSchema,
-} from "../../lib/config/handle.ts";
+import type { FilesystemHandle, McpHandle } from "../../lib/config/handle.ts";
 import { encodePng, pngSize } from "../../lib/mcp/png.ts";
 import { renderOutputs } from "../../lib/mcp/render.ts";
 import { OutputStore, THUMB_PX } from "../../lib/mcp/resources.ts";
@@ -40,6 +35,7 @@ import {
   type StdioLaunch,
   tempHome,
   tinyModels,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -605,12 +601,11 @@ environment:
 execution:
   type: filesystem
 `);
-    const warmed = await runCli(
-      ["filesystem", "--config", config, "--workspace", workspace, ...flags],
-      { env: { INTERP_EXEC_HOME: home } },
-    );
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle: FilesystemHandle = FilesystemHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle: FilesystemHandle = await warmHandle("filesystem", config, {
+      server,
+      home,
+      args: ["--workspace", workspace],
+    });
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
     const env = { ...launch.env, INTERP_EXEC_HOME: home };
     try {
@@ -725,11 +720,7 @@ execution:
 `,
       { "skills/spec.md": SKILL },
     );
-    const warmed = await runCli(["mcp", "--config", config, ...flags], {
-      env: { INTERP_EXEC_HOME: home },
-    });
-    assert.equal(warmed.code, 0, warmed.stderr);
-    const handle: McpHandle = McpHandleSchema.parse(JSON.parse(warmed.stdout));
+    const handle: McpHandle = await warmHandle("mcp", config, { server, home });
     const launch = Object.values(handle.mcp_config.mcpServers)[0] as StdioLaunch;
     const env = { ...launch.env, INTERP_EXEC_HOME: home };
     try {

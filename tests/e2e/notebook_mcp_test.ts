@@ -27,6 +27,7 @@ import {
   startStockServer,
   tempHome,
   tinyModels,
+  warmHandle,
   writeConfig,
 } from "../helpers.ts";
 
@@ -78,11 +79,7 @@ environment:
 execution:
   skills: [steering]
 `);
-const warmed = await runCli(["notebook", "--config", config, ...(await serverFlags(server))], {
-  env: { INTERP_EXEC_HOME: home },
-});
-assert.equal(warmed.code, 0, warmed.stderr);
-const handle = NotebookHandleSchema.parse(JSON.parse(warmed.stdout));
+const handle = await warmHandle("notebook", config, { server, home });
 const launch = Object.values(handle.mcp_config.mcpServers)[0];
 const SID = handle.session_id;
 
@@ -535,7 +532,7 @@ print("env:", os.environ.get("JUPYTER_TOKEN"))`,
               requestInit: { headers: { Authorization: "Bearer test-bearer" } },
             }),
           );
-          assert.equal((await http.listTools()).tools.length, 18);
+          assert.equal((await http.listTools()).tools.length, 20);
           const r = await exec(http, 'print("over http", value)');
           assert.match(r.text, /over http 2/);
           await http.close();
