@@ -148,7 +148,7 @@ export function createServer(ctx: FunctionsContext): Server {
   return server;
 }
 
-/** model_info's structuredContent (lib/mcp_mode.ts modelInfo), as JSON Schema 2020-12. */
+/** model_info's structuredContent (lib/kernel/mcp_functions.ts modelInfo), as JSON Schema 2020-12. */
 const MODEL_INFO_SCHEMA = {
   ...z.toJSONSchema(
     z.object({

@@ -4,7 +4,7 @@
  * one and only binds it. This file is the store: a pool is recorded in
  * `pools.json` in the state folder, changed under its lock; a refill process
  * of ours (`interp-exec pool refill`, detached, recorded with its pid; see
- * lib/subcommands/pool_refill.ts) keeps N kernels ready. The fingerprint
+ * lib/warm/pool/refill.ts) keeps N kernels ready. The fingerprint
  * (fingerprint.ts), claiming (claim.ts) and the memory check (memory.ts)
  * are beside it.
  */
