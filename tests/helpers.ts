@@ -500,9 +500,22 @@ export async function warmNotebookHandle(
   return await warmHandle("notebook", await tinyConfig(name), { server, home });
 }
 
-/** A notebook file as the server's disk holds it, each source joined (nbformat may split lines). */
+/**
+ * A notebook file as the server's disk holds it, each source joined (nbformat
+ * may split lines). Jupyter Server writes a file in place, so a read during a
+ * save can meet it empty or cut short: such a read is tried again for up to 5 s.
+ */
 export async function readNotebookFile(file: string): Promise<Notebook> {
-  const nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
+  let nb: Notebook | undefined;
+  for (let i = 0;; i++) {
+    try {
+      nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
+      break;
+    } catch (err) {
+      if (!(err instanceof SyntaxError) || i >= 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   for (const c of nb.cells) c.source = ([] as string[]).concat(c.source).join("");
   return nb;
 }

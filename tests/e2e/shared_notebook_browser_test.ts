@@ -204,7 +204,7 @@ Deno.test({
         }
         await callTool(client, "read_notebook", { session_id: handle.session_id });
         for (let i = 0; i < 100; i++) {
-          if (JSON.stringify(await readNotebookFile(file)).includes("agent-1")) break;
+          if ((await fileText(file)).includes("agent-1")) break;
           await new Promise((r) => setTimeout(r, 100));
         }
         // The person saves the version their tab holds, and chooses Overwrite.
@@ -220,8 +220,8 @@ Deno.test({
           `([...document.querySelectorAll(".jp-Dialog button")].find((b) => /overwrite/i.test(b.textContent)).click(), true)`,
         );
         for (let i = 0; i < 100; i++) {
-          const nb = JSON.parse(await Deno.readTextFile(file)) as Notebook;
-          if (!JSON.stringify(nb).includes("agent-1")) break;
+          const text = await fileText(file);
+          if (text && !text.includes("agent-1")) break;
           await new Promise((r) => setTimeout(r, 100));
         }
         const next = await callTool(client, "execute_code", {
@@ -240,3 +240,18 @@ Deno.test({
     }
   },
 });
+
+/**
+ * A notebook file's text once it is whole JSON, or "" while a writer is
+ * mid-save (Jupyter Server writes the file in place: a read can meet it
+ * empty or cut short).
+ */
+async function fileText(file: string): Promise<string> {
+  const text = await Deno.readTextFile(file).catch(() => "");
+  try {
+    JSON.parse(text);
+    return text;
+  } catch {
+    return "";
+  }
+}
